@@ -1,0 +1,178 @@
+"""The local backend: each container is a process group on this machine running the Sampan runtime.
+
+The runtime reports readiness on a dedicated pipe (one JSON line), so the container's own stdout
+and stderr stay the user's. Each container gets its own session (process group): stopping it
+signals the whole group, which also ends servers a `web_server` function started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from .base import Backend, Container, ContainerSpec, ContainerStartError, LogSink
+
+# Variables a container inherits from the host; everything else comes from the image and secrets.
+_PASSTHROUGH = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "TERM")
+_SAMPAN_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def container_env(spec: ContainerSpec, status_fd: int) -> dict[str, str]:
+    env = {k: os.environ[k] for k in _PASSTHROUGH if k in os.environ}
+    env.update(spec.env)
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": _SAMPAN_ROOT,
+            "MODAL_IS_REMOTE": "1",
+            "MODAL_TASK_ID": spec.container_id,
+            "MODAL_CLOUD_PROVIDER": "local",
+            "MODAL_REGION": "local",
+            "MODAL_ENVIRONMENT": "main",
+            "SAMPAN_STATUS_FD": str(status_fd),
+            "SAMPAN_CONTAINER": json.dumps(
+                {
+                    "container_id": spec.container_id,
+                    "app_name": spec.app_name,
+                    "entry": spec.entry,
+                    "bundle_dir": str(spec.bundle_dir),
+                    "module": spec.module,
+                    "app_var": spec.app_var,
+                    "class_params": spec.class_params,
+                    "web_urls": spec.web_urls,
+                }
+            ),
+        }
+    )
+    for key, value in spec.labels.items():
+        env[f"SAMPAN_LABEL_{key.upper()}"] = value
+    return env
+
+
+class LocalContainer(Container):
+    def __init__(self, container_id: str, proc: asyncio.subprocess.Process, address: tuple[str, int],
+                 pumps: list[asyncio.Task[None]]) -> None:
+        self.id = container_id
+        self.proc = proc
+        self.address = address
+        self._pumps = pumps
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.returncode is None
+
+    def _signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
+
+    async def stop(self, grace: float = 30.0) -> None:
+        if self.alive:
+            self._signal_group(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), grace)
+            except asyncio.TimeoutError:
+                pass
+        # Whatever is left in the group (a server a web_server function started, a stuck leader) goes now.
+        self._signal_group(signal.SIGKILL)
+        await self.proc.wait()
+        for pump in self._pumps:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(pump, 1.0)
+
+    async def wait(self) -> int:
+        code = await self.proc.wait()
+        self._signal_group(signal.SIGKILL)
+        return code
+
+
+async def _pump(stream: asyncio.StreamReader, container_id: str, name: str, log: LogSink,
+                tail: collections.deque[str]) -> None:
+    while True:
+        try:
+            line = await stream.readline()
+        except ValueError:  # a line longer than the reader's limit: take what is there
+            line = await stream.read(65536)
+        if not line:
+            return
+        text = line.decode(errors="replace").rstrip("\n")
+        tail.append(text)
+        log(container_id, name, text)
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(self, python: str | None = None) -> None:
+        self.python = python or sys.executable
+
+    def max_containers_for(self, entry: dict[str, Any]) -> int | None:
+        # Containers here share the host's network: two servers cannot both listen on a
+        # web_server function's port, so such a pool runs one container at a time.
+        return 1 if entry.get("kind") == "web_server" else None
+
+    async def start(self, spec: ContainerSpec, log: LogSink) -> Container:
+        read_fd, write_fd = os.pipe()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                self.python, "-m", "sampan.runtime",
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=(write_fd,),
+                start_new_session=True,
+                cwd=str(spec.bundle_dir),
+                env=container_env(spec, write_fd),
+                limit=1 << 20,
+            )
+        finally:
+            os.close(write_fd)
+        tail: collections.deque[str] = collections.deque(maxlen=30)
+        assert proc.stdout is not None and proc.stderr is not None
+        pumps = [
+            asyncio.create_task(_pump(proc.stdout, spec.container_id, "stdout", log, tail)),
+            asyncio.create_task(_pump(proc.stderr, spec.container_id, "stderr", log, tail)),
+        ]
+        container = LocalContainer(spec.container_id, proc, ("", 0), pumps)
+        try:
+            status = await asyncio.wait_for(_read_status(read_fd), spec.startup_timeout)
+        except asyncio.TimeoutError:
+            await container.stop(grace=1.0)
+            raise ContainerStartError(
+                f"container did not become ready within {spec.startup_timeout:g} s (startup_timeout)"
+            ) from None
+        except BaseException:
+            await container.stop(grace=1.0)
+            raise
+        if "ready" not in status:
+            await container.stop(grace=5.0)
+            reason = status.get("error") or _exit_reason(proc.returncode, tail)
+            raise ContainerStartError(reason)
+        container.address = (status["ready"]["host"], int(status["ready"]["port"]))
+        return container
+
+
+def _exit_reason(code: int | None, tail: collections.deque[str]) -> str:
+    last = "\n".join(list(tail)[-10:])
+    return f"container exited with status {code} during startup" + (f":\n{last}" if last else "")
+
+
+async def _read_status(fd: int) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
+    )
+    try:
+        line = await reader.readline()
+    finally:
+        transport.close()
+    if not line:
+        return {}
+    return json.loads(line)

@@ -1,0 +1,65 @@
+"""What the CLI prints: Modal's habits (a tree of created objects, ✓ marks), with rich.
+
+Container log lines are printed plainly with a short prefix (`square ta-1a2b3c │ ...`): they can
+be many, and a plain write keeps them cheap and greppable.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable
+
+from rich.console import Console
+from rich.tree import Tree
+
+from ..server.apps import EndpointInfo
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def created_tree(infos: Iterable[EndpointInfo], other_functions: Iterable[str]) -> Tree:
+    tree = Tree("[green]✓[/green] Created objects.", guide_style="dim")
+    for info in infos:
+        marks = ""
+        if info.requires_proxy_auth:
+            marks += " 🔑"
+        if info.truncated:
+            marks += " (label truncated)"
+        tree.add(f"🔨 Created web function {info.tag} => [link={info.url}]{info.url}[/link]{marks}")
+    for tag in other_functions:
+        tree.add(f"🔨 Created function {tag}.")
+    return tree
+
+
+def print_created(infos: list[EndpointInfo], other_functions: Iterable[str]) -> None:
+    console.print(created_tree(infos, other_functions))
+
+
+def print_notes(notes: Iterable[str]) -> None:
+    for note in notes:
+        console.print(f"[yellow]⚠[/yellow] {note}")
+
+
+class LogPrinter:
+    """Prints container output with a prefix naming the function and container."""
+
+    def __init__(self, timestamps: bool = False) -> None:
+        self.timestamps = timestamps
+        self.color = sys.stdout.isatty()
+
+    def __call__(self, tag: str, container_id: str, stream: str, line: str) -> None:
+        prefix = f"{tag} {container_id}"
+        if self.timestamps:
+            prefix = time.strftime("%H:%M:%S ") + prefix
+        if self.color:
+            style = "\x1b[2m" if stream != "stderr" else "\x1b[2;31m"
+            text = f"{style}{prefix} │\x1b[0m {line}\n"
+        else:
+            text = f"{prefix} │ {line}\n"
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except (BrokenPipeError, ValueError):
+            pass

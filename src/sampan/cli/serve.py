@@ -1,0 +1,232 @@
+"""`sampan serve`: run an app with live reload until Ctrl-C.
+
+    load the script (fresh process)  ->  snapshot its files into a bundle  ->  publish
+    watch the files  ->  on change: load again; publish if it loads, else keep the last good version
+    Ctrl-C  ->  routes answer "app is stopped", containers finish and stop, nothing is left behind
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..backends.base import get_backend
+from ..config import Settings
+from ..exception import InvalidError
+from ..manifest import Manifest
+from ..server.apps import AppServer, AppVersion
+from ..server.bundle import read_files, write_bundle
+from . import output
+
+SERVE_STOP_GRACE_S = 10.0
+
+
+@dataclass
+class Loaded:
+    manifest: Manifest
+    root: Path
+    files: list[str]
+
+    @property
+    def watch_paths(self) -> set[str]:
+        return {str(self.root / f) for f in self.files}
+
+
+class LoadFailed(Exception):
+    pass
+
+
+async def load_app(ref: str, module_mode: bool) -> Loaded:
+    """Import the user's script in a fresh interpreter and read back its manifest."""
+    fd, out_path = tempfile.mkstemp(prefix="sampan-manifest-", suffix=".json")
+    os.close(fd)
+    try:
+        args = [sys.executable, "-m", "sampan.cli.importer", ref, "--out", out_path]
+        if module_mode:
+            args.insert(4, "-m")
+        proc = await asyncio.create_subprocess_exec(*args, stdin=asyncio.subprocess.DEVNULL,
+                                                    stderr=asyncio.subprocess.PIPE)
+        _, stderr = await proc.communicate()
+        text = stderr.decode(errors="replace").rstrip()
+        if proc.returncode != 0:
+            raise LoadFailed(text or f"loading {ref} failed (exit status {proc.returncode})")
+        if text:  # warnings (e.g. deprecated spellings) printed while importing
+            output.err_console.print(text, markup=False)
+        with open(out_path) as fh:
+            data = json.load(fh)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(out_path)
+    return Loaded(Manifest.from_json(data["manifest"]), Path(data["root"]), data["files"])
+
+
+class ServeSession:
+    def __init__(self, ref: str, module_mode: bool, settings: Settings, timeout: float | None,
+                 name: str | None, timestamps: bool) -> None:
+        self.ref = ref
+        self.module_mode = module_mode
+        self.settings = settings
+        self.timeout = timeout
+        self.name = name
+        self.stop = asyncio.Event()
+        self.printer = output.LogPrinter(timestamps)
+        self.server: AppServer | None = None
+        self.current: Loaded | None = None
+        self.version: AppVersion | None = None
+        self.reload_lock = asyncio.Lock()
+        self.interrupts = 0
+
+    @property
+    def app_key(self) -> str:
+        return "serve:" + (self.name or (self.current.manifest.app_name if self.current else None) or self.ref)
+
+    def _start_error(self, tag: str, container_id: str, reason: str) -> None:
+        output.err_console.print(f"[red]✗ {tag} {container_id} failed to start:[/red] {reason}", markup=True)
+
+    def _warn(self, message: str) -> None:
+        output.console.print(f"[yellow]⚠[/yellow] {message}")
+
+    async def _publish(self, loaded: Loaded) -> AppVersion:
+        assert self.server is not None
+        bundle = write_bundle(self.settings.home, read_files(loaded.root, loaded.files))
+        return await self.server.publish(self.app_key, loaded.manifest, bundle, ephemeral=True)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._interrupt)
+        with output.console.status("Loading app...", spinner="dots"):
+            try:
+                self.current = await load_app(self.ref, self.module_mode)
+            except LoadFailed as exc:
+                output.err_console.print(str(exc), markup=False)
+                output.err_console.print(f"[red]✗ Could not load {self.ref}.[/red]")
+                return 1
+        loaded = self.current
+        name = loaded.manifest.app_name or Path(self.ref.split("::")[0]).stem
+        output.console.print(f"[green]✓[/green] Initialized. App [bold]{name}[/bold] (ephemeral).")
+        output.print_notes(loaded.manifest.notes)
+        self.server = AppServer(self.settings, get_backend("local"), self.printer, self._start_error,
+                                warn=self._warn, stop_grace=SERVE_STOP_GRACE_S)
+        try:
+            try:
+                await self.server.start()
+                self.version = await self._publish(loaded)
+            except (OSError, InvalidError) as exc:
+                output.err_console.print(f"[red]✗ {exc}[/red]")
+                return 1
+            output.print_created(self.version.infos, loaded.manifest.other_functions)
+            output.console.print("⚡️ Serving... hit Ctrl-C to stop!")
+            for d in sorted({str(Path(p).parent) for p in loaded.watch_paths}):
+                output.console.print(f"└── Watching {d}.")
+            watcher = asyncio.create_task(self._watch())
+            try:
+                if self.timeout is not None:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self.stop.wait(), self.timeout)
+                else:
+                    await self.stop.wait()
+            finally:
+                self.stop.set()
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await watcher
+            output.console.print("Stopping app - containers finish their requests and stop...")
+        finally:
+            await self.server.close()
+        output.console.print("[green]✓[/green] App stopped.")
+        return 0
+
+    def _interrupt(self) -> None:
+        self.interrupts += 1
+        if self.interrupts > 1 and self.server is not None:
+            # A second Ctrl-C: stop waiting for containers to finish.
+            self.server.stop_grace = 0.5
+            for version in list(self.server.apps.values()):
+                for endpoint in version.endpoints.values():
+                    for pool in endpoint.pools.values():
+                        pool.stop_grace = 0.5
+        self.stop.set()
+
+    async def _watch(self) -> None:
+        import watchfiles
+
+        while not self.stop.is_set():
+            assert self.current is not None
+            paths = self.current.watch_paths
+            dirs = sorted({str(Path(p).parent) for p in paths})
+
+            def only_app_files(change: Any, path: str, paths: set[str] = paths) -> bool:
+                return path in paths
+
+            async for changes in watchfiles.awatch(
+                *dirs, watch_filter=only_app_files, debounce=self.settings.debounce_ms, step=50,
+                stop_event=self.stop, rust_timeout=1000, yield_on_timeout=False,
+            ):
+                changed = sorted({Path(p).name for _, p in changes})
+                await self.reload(changed)
+                if self.current.watch_paths != paths:
+                    break  # the set of files changed: watch the new set
+
+    async def reload(self, changed: list[str]) -> bool:
+        async with self.reload_lock:
+            output.console.print(f"↻ Change detected in {', '.join(changed)}: reloading...")
+            try:
+                loaded = await load_app(self.ref, self.module_mode)
+            except LoadFailed as exc:
+                output.err_console.print(str(exc), markup=False)
+                output.err_console.print("[red]✗ The new version failed to load; still serving the last good one.[/red]")
+                return False
+            old_urls = {i.tag: i.url for i in self.version.infos} if self.version else {}
+            try:
+                version = await self._publish(loaded)
+            except InvalidError as exc:
+                output.err_console.print(f"[red]✗ {exc}; still serving the last good version.[/red]")
+                return False
+            old_notes = set(self.current.manifest.notes) if self.current else set()
+            self.current, self.version = loaded, version
+            output.print_notes(n for n in loaded.manifest.notes if n not in old_notes)
+            new_urls = {i.tag: i.url for i in version.infos}
+            if new_urls != old_urls:
+                output.print_created(version.infos, loaded.manifest.other_functions)
+            output.console.print(f"[green]✓[/green] App updated (version {version.number}).")
+            return True
+
+
+@click.command()
+@click.argument("app_ref")
+@click.option("-m", "module_mode", is_flag=True, help="Interpret APP_REF as a Python module path (package.module).")
+@click.option("--timeout", type=float, default=None, help="Stop serving after this many seconds.")
+@click.option("-n", "--name", default=None, help="A name for this run of the app.")
+@click.option("-e", "--env", "environment", default=None,
+              help="Environment (accepted for Modal compatibility; Sampan has one environment per server).")
+@click.option("--timestamps", is_flag=True, help="Prefix container log lines with the time.")
+def serve(app_ref: str, module_mode: bool, timeout: float | None, name: str | None, environment: str | None,
+          timestamps: bool) -> None:
+    """Serve an app's web functions with live reload until Ctrl-C.
+
+    APP_REF is a file (`app.py`), a file and an App variable (`app.py::app`), or with -m a module
+    (`-m package.module`). URLs print as `http://127.0.0.1:<port>` (one port per web function,
+    stable across runs); the gateway also routes `http://<workspace>--<label>-dev.localhost:8487`.
+    """
+    if environment:
+        output.console.print("[yellow]⚠[/yellow] `--env` has no effect: a Sampan server has one environment.")
+    settings = Settings.from_env()
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    code = runner(ServeSession(app_ref, module_mode, settings, timeout, name, timestamps).run())
+    sys.exit(code)

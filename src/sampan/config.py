@@ -1,0 +1,74 @@
+"""Settings, read once from the environment. Every knob has a named default here.
+
+| variable                   | default        | meaning                                              |
+|----------------------------|----------------|------------------------------------------------------|
+| SAMPAN_HOME                | ~/.sampan      | state: bundles, logs, port assignments               |
+| SAMPAN_WORKSPACE           | OS user name   | the `<workspace>` part of every URL                  |
+| SAMPAN_DOMAIN              | localhost      | Host-routed URLs are `<ws>--<label>.<domain>:<port>` |
+| SAMPAN_HOST                | 127.0.0.1      | address the gateway binds and prints                 |
+| SAMPAN_GATEWAY_PORT        | 8487           | the Host-routed gateway port (0 = any free port)     |
+| SAMPAN_ENDPOINT_PORT_BASE  | 8488           | first port tried for per-endpoint ports (0 = any)    |
+| SAMPAN_DEV_SUFFIX          | dev            | suffix of `serve` URLs (also MODAL_DEV_SUFFIX)       |
+| SAMPAN_WATCH_DEBOUNCE_MS   | 300            | quiet time before a file change triggers a reload    |
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .naming import slugify, validate_dev_suffix
+
+DEFAULT_GATEWAY_PORT = 8487
+DEFAULT_ENDPOINT_PORT_BASE = 8488
+DEFAULT_DEBOUNCE_MS = 300
+
+
+def _default_workspace() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry (some containers)
+        user = "sampan"
+    return slugify(user) or "sampan"
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"Invalid value for {name}: {raw!r} is not an integer.") from None
+    if not 0 <= value <= 65535:
+        raise SystemExit(f"Invalid value for {name}: {value} is out of range.")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    workspace: str
+    domain: str
+    host: str
+    gateway_port: int
+    endpoint_port_base: int
+    dev_suffix: str
+    debounce_ms: int
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        home = Path(os.environ.get("SAMPAN_HOME") or Path.home() / ".sampan").expanduser()
+        suffix = os.environ.get("SAMPAN_DEV_SUFFIX") or os.environ.get("MODAL_DEV_SUFFIX") or "dev"
+        return cls(
+            home=home,
+            workspace=slugify(os.environ.get("SAMPAN_WORKSPACE") or _default_workspace()),
+            domain=os.environ.get("SAMPAN_DOMAIN") or "localhost",
+            host=os.environ.get("SAMPAN_HOST") or "127.0.0.1",
+            gateway_port=_int_env("SAMPAN_GATEWAY_PORT", DEFAULT_GATEWAY_PORT),
+            endpoint_port_base=_int_env("SAMPAN_ENDPOINT_PORT_BASE", DEFAULT_ENDPOINT_PORT_BASE),
+            dev_suffix=validate_dev_suffix(suffix),
+            debounce_ms=_int_env("SAMPAN_WATCH_DEBOUNCE_MS", DEFAULT_DEBOUNCE_MS),
+        )

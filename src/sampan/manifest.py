@@ -1,0 +1,182 @@
+"""The manifest: what the CLI learned from a user's script, as plain JSON-able data.
+
+The CLI imports the script (in a fresh process), reads the App's registry and writes a manifest.
+The server publishes it; each container gets the entry of its own function. Nothing here imports
+user code, so the server never executes the script itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .sdk.app import NOT_HONOURED, App
+from .sdk.functions import FunctionSpec
+from .sdk.image import Image
+from .sdk.secret import Secret
+
+DEFAULT_SCALEDOWN_WINDOW = 60
+DEFAULT_TIMEOUT = 300
+
+
+@dataclass(frozen=True)
+class FunctionEntry:
+    """One web function (or web method of a class) as the server sees it."""
+
+    tag: str
+    kind: str
+    web: dict[str, Any]
+    cls_name: str | None = None
+    method_name: str | None = None
+    class_params: tuple[dict[str, Any], ...] = ()
+    max_inputs: int = 1
+    target_inputs: int | None = None
+    min_containers: int = 0
+    max_containers: int | None = None
+    buffer_containers: int = 0
+    scaledown_window: int = DEFAULT_SCALEDOWN_WINDOW
+    timeout: int = DEFAULT_TIMEOUT
+    startup_timeout: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    secret_names: tuple[str, ...] = ()
+    image: tuple[dict[str, Any], ...] = ()
+    ignored: tuple[str, ...] = ()
+
+    @property
+    def function_name(self) -> str:
+        return self.method_name or self.tag
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tag": self.tag,
+            "kind": self.kind,
+            "web": self.web,
+            "cls_name": self.cls_name,
+            "method_name": self.method_name,
+            "class_params": list(self.class_params),
+            "max_inputs": self.max_inputs,
+            "target_inputs": self.target_inputs,
+            "min_containers": self.min_containers,
+            "max_containers": self.max_containers,
+            "buffer_containers": self.buffer_containers,
+            "scaledown_window": self.scaledown_window,
+            "timeout": self.timeout,
+            "startup_timeout": self.startup_timeout,
+            "env": self.env,
+            "secret_names": list(self.secret_names),
+            "image": list(self.image),
+            "ignored": list(self.ignored),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FunctionEntry:
+        data = dict(data)
+        for key in ("class_params", "secret_names", "image", "ignored"):
+            data[key] = tuple(data.get(key) or ())
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    app_name: str | None
+    module: str
+    app_var: str
+    functions: tuple[FunctionEntry, ...]
+    other_functions: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "app_name": self.app_name,
+            "module": self.module,
+            "app_var": self.app_var,
+            "functions": [f.to_json() for f in self.functions],
+            "other_functions": list(self.other_functions),
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Manifest:
+        return cls(
+            app_name=data["app_name"],
+            module=data["module"],
+            app_var=data["app_var"],
+            functions=tuple(FunctionEntry.from_json(f) for f in data["functions"]),
+            other_functions=tuple(data.get("other_functions") or ()),
+            notes=tuple(data.get("notes") or ()),
+        )
+
+
+def _secrets_env(secrets: list[Secret]) -> tuple[dict[str, str], tuple[str, ...]]:
+    env: dict[str, str] = {}
+    names: list[str] = []
+    for secret in secrets:
+        if secret.name is not None:
+            names.append(secret.name)
+        env.update(secret.values)
+    return env, tuple(names)
+
+
+def entry_for(app: App, spec: FunctionSpec) -> FunctionEntry:
+    """The server's view of one web spec. App-level image and secrets apply unless overridden."""
+    assert spec.web is not None
+    opts = spec.options
+    image: Image | None = opts.get("image") or app.image
+    secrets = [*app.secrets, *(opts.get("secrets") or ())]
+    env = dict(image.env_vars()) if image else {}
+    secret_env, secret_names = _secrets_env(secrets)
+    env.update(secret_env)
+    env.update({k: v for k, v in (opts.get("env") or {}).items() if v is not None})
+    return FunctionEntry(
+        tag=spec.tag,
+        kind=spec.web.kind,
+        web=spec.web.to_json(),
+        cls_name=spec.cls_name,
+        method_name=spec.method_name,
+        class_params=tuple(p.to_json() for p in spec.class_params),
+        max_inputs=spec.max_inputs,
+        target_inputs=spec.target_inputs,
+        min_containers=opts.get("min_containers") or 0,
+        max_containers=opts.get("max_containers"),
+        buffer_containers=opts.get("buffer_containers") or 0,
+        scaledown_window=int(opts.get("scaledown_window") or DEFAULT_SCALEDOWN_WINDOW),
+        timeout=int(opts.get("timeout") or DEFAULT_TIMEOUT),
+        startup_timeout=opts.get("startup_timeout"),
+        env=env,
+        secret_names=secret_names,
+        image=tuple(image.to_json()) if image else (),
+        ignored=spec.ignored,
+    )
+
+
+def build_manifest(app: App, module: str, app_var: str) -> Manifest:
+    entries = tuple(entry_for(app, spec) for spec in app.web_specs())
+    others = [tag for tag, f in app.functions.items() if f.spec.web is None]
+    for cls in app.classes.values():
+        others.extend(s.tag for s in cls.methods.values() if s.web is None)
+    notes: list[str] = []
+    seen: set[str] = set()
+    all_specs = [f.spec for f in app.functions.values()]
+    for cls in app.classes.values():
+        all_specs.extend(cls.methods.values())
+    for spec in all_specs:
+        for key in spec.ignored:
+            if key not in seen:
+                seen.add(key)
+                notes.append(f"`{key}=` is accepted but has no effect here: {NOT_HONOURED[key]}.")
+    steps = sorted({step["op"] for e in entries for step in e.image} - {"env", "debian_slim"})
+    if steps:
+        notes.append(
+            f"Image steps ({', '.join(steps)}) are not built yet: containers run in Sampan's own Python "
+            "environment, with the image's `env` applied."
+        )
+    if any(e.web.get("requires_proxy_auth") for e in entries):
+        notes.append("`requires_proxy_auth=True` is accepted but not enforced yet: proxy auth tokens come with deploy.")
+    return Manifest(
+        app_name=app.name,
+        module=module,
+        app_var=app_var,
+        functions=entries,
+        other_functions=tuple(others),
+        notes=tuple(notes),
+    )

@@ -1,0 +1,256 @@
+"""What runs inside a container, in the order Modal documents (fact sheet §6, lifecycle):
+
+    import the user's module from the code bundle
+    -> @enter hooks (snap=True first)          (classes)
+    -> build the app for the function's kind   (runtime/kinds.py)
+    -> ASGI lifespan startup                   (uvicorn)
+    -> report "ready" with our address on the status pipe
+    -> serve until SIGTERM, finishing in-flight requests
+    -> lifespan shutdown -> @exit hooks -> exit
+
+Anything that fails before "ready" is reported on the status pipe with its traceback on stderr,
+so the server can answer the waiting request and the user sees why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import inspect
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+from .. import modal_alias
+from ..sdk.functions import instantiate, lifecycle_methods, resolve_class_params
+from ..sdk.partial import LIFECYCLE_ENTER, LIFECYCLE_EXIT
+from . import kinds
+from .context import set_call_id
+
+CALL_ID_HEADER = b"modal-function-call-id"
+GRACEFUL_SHUTDOWN_S = 30
+
+
+class StatusPipe:
+    """One JSON line to the backend: {"ready": {...}} or {"error": "..."}."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.fd is None:
+            return
+        data = (json.dumps(message) + "\n").encode()
+        with contextlib.suppress(OSError):
+            os.write(self.fd, data)
+            os.close(self.fd)
+        self.fd = None
+
+
+def _watch_parent() -> None:
+    """End the container if the server that started it dies (no orphaned containers)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    parent = os.getppid()
+
+    def poll() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(os.getpgrp(), signal.SIGTERM)
+                return
+
+    threading.Thread(target=poll, name="sampan-parent-watch", daemon=True).start()
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+class CallIdMiddleware:
+    """Expose the gateway's function call id to `modal.current_function_call_id()`."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            for name, value in scope.get("headers", ()):
+                if name == CALL_ID_HEADER:
+                    set_call_id(value.decode("latin-1"))
+                    break
+        await self.app(scope, receive, send)
+
+
+class Runtime:
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+        self.entry = spec["entry"]
+        self.instance: Any = None
+
+    def load(self) -> Any:
+        """Import the user's module from the bundle and return the callable to serve."""
+        bundle = self.spec["bundle_dir"]
+        if bundle not in sys.path:
+            sys.path.insert(0, bundle)
+        module = importlib.import_module(self.spec["module"])
+        app = getattr(module, self.spec["app_var"])
+        self._hydrate(app)
+        cls_name = self.entry.get("cls_name")
+        if cls_name:
+            cls_handle = app.classes[cls_name]
+            params = resolve_class_params(cls_handle.params, self.spec.get("class_params") or {})
+            self.instance = instantiate(cls_handle.user_cls, params)
+            return None  # resolved after @enter hooks run
+        return app.functions[self.entry["tag"]].spec.raw_f
+
+    def _hydrate(self, app: Any) -> None:
+        urls: dict[str, str] = self.spec.get("web_urls") or {}
+        for tag, url in urls.items():
+            if tag in app.functions:
+                app.functions[tag]._web_url = url
+            elif "." in tag:
+                cls_name, method_name = tag.split(".", 1)
+                if cls_name in app.classes:
+                    app.classes[cls_name]._web_urls[method_name] = url
+
+    async def run_hooks(self, flag: str) -> None:
+        if self.instance is None:
+            return
+        for pf in lifecycle_methods(type(self.instance), flag):
+            await _maybe_await(pf.raw_f(self.instance))
+
+    def target(self, fn: Any) -> Any:
+        if self.instance is not None:
+            return getattr(self.instance, self.entry["method_name"])
+        return fn
+
+    def build_app(self, target: Any) -> Any:
+        kind = self.entry["kind"]
+        web = self.entry["web"]
+        if kind == "fastapi_endpoint":
+            return kinds.fastapi_endpoint_app(target, web["method"], web["docs"])
+        if kind == "asgi_app":
+            return target()
+        if kind == "wsgi_app":
+            return kinds.wsgi_asgi_app(target(), self.entry.get("max_inputs") or 1)
+        raise ValueError(f"unknown web function kind {kind!r}")
+
+
+async def _serve_asgi(app: Any, status: StatusPipe) -> int:
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(2048)
+    sock.setblocking(False)
+    config = uvicorn.Config(
+        CallIdMiddleware(app),
+        loop="none",
+        http="httptools",
+        lifespan="auto",
+        proxy_headers=True,
+        forwarded_allow_ips="*",
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        timeout_keep_alive=3600,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        ws_max_size=2 * 1024 * 1024,
+        ws_per_message_deflate=False,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not task.done():
+        await asyncio.sleep(0.002)
+    if not server.started:
+        with contextlib.suppress(BaseException):
+            await task
+        status.send({"error": "the app failed during ASGI lifespan startup (see the container's output above)"})
+        return 1
+    host, port = sock.getsockname()[:2]
+    status.send({"ready": {"host": host, "port": port}})
+    await task
+    return 0
+
+
+async def _serve_web_server(runtime: Runtime, target: Any, status: StatusPipe) -> int:
+    web = runtime.entry["web"]
+    port = int(web["port"])
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if not kinds.port_is_free(port):
+        status.send({"error": f"port {port} is already in use on this machine, so the web server cannot bind it"})
+        return 1
+    target()
+    try:
+        await kinds.wait_for_port(port, float(web["startup_timeout"]))
+    except TimeoutError as exc:
+        traceback.print_exc()
+        status.send({"error": f"TimeoutError: {exc}"})
+        return 1
+    status.send({"ready": {"host": "127.0.0.1", "port": port}})
+    await stop.wait()
+    return 0
+
+
+async def run(spec: dict[str, Any], status: StatusPipe) -> int:
+    runtime = Runtime(spec)
+    try:
+        fn = runtime.load()
+        await runtime.run_hooks(LIFECYCLE_ENTER)
+        target = runtime.target(fn)
+        if runtime.entry["kind"] == "web_server":
+            code = await _serve_web_server(runtime, target, status)
+        else:
+            app = runtime.build_app(target)
+            code = await _serve_asgi(app, status)
+    except BaseException as exc:  # noqa: BLE001 - every failure is reported to the server
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)) and status.fd is None:
+            raise
+        traceback.print_exc()
+        status.send({"error": f"{type(exc).__name__}: {exc}"})
+        return 1
+    try:
+        await runtime.run_hooks(LIFECYCLE_EXIT)
+    except Exception:
+        traceback.print_exc()
+    return code
+
+
+def main() -> None:
+    spec = json.loads(os.environ.pop("SAMPAN_CONTAINER"))
+    fd = os.environ.pop("SAMPAN_STATUS_FD", None)
+    status = StatusPipe(int(fd) if fd else None)
+    _watch_parent()
+    # uvicorn re-raises a captured SIGTERM after its graceful shutdown; a no-op handler keeps us
+    # alive long enough to run @exit hooks.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGINT, lambda *_: None)
+    modal_alias.install()
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    code = runner(run(spec, status))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

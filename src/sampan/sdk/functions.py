@@ -1,0 +1,319 @@
+"""`modal.Function` and `modal.Cls`: the handles `@app.function()` and `@app.cls()` return.
+
+A handle holds a `FunctionSpec` (everything declared about the function) and, once the app is
+published, its web URL. Handles do no I/O on their own: `.local()` calls the Python code in this
+process; `.get_web_url()` returns the URL the server assigned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+from ..exception import ExecutionError, InvalidError
+from .partial import (
+    LIFECYCLE_ENTER,
+    LIFECYCLE_EXIT,
+    NO_DEFAULT,
+    PARAMETER_TYPES,
+    Parameter,
+    PartialFunction,
+    WebConfig,
+)
+
+
+@dataclass
+class FunctionSpec:
+    """What one function (or one method of a class) declares. Pure data, JSON-able via the manifest."""
+
+    tag: str
+    raw_f: Any
+    web: WebConfig | None
+    options: dict[str, Any]
+    max_inputs: int = 1
+    target_inputs: int | None = None
+    cls_name: str | None = None
+    method_name: str | None = None
+    is_generator: bool = False
+    ignored: tuple[str, ...] = ()
+    class_params: tuple[ClassParam, ...] = ()
+
+
+@dataclass(frozen=True)
+class ClassParam:
+    name: str
+    type: str
+    default: Any = NO_DEFAULT
+
+    @property
+    def required(self) -> bool:
+        return self.default is NO_DEFAULT
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "type": self.type, "required": self.required}
+        if not self.required:
+            default = self.default
+            out["default"] = default.decode("latin-1") if isinstance(default, bytes) else default
+        return out
+
+
+def _call_sync(result: Any) -> Any:
+    """`.local()` of an async function runs it to completion when no loop is running."""
+    if inspect.isawaitable(result):
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(_await(result))
+        return result
+    return result
+
+
+async def _await(aw: Any) -> Any:
+    return await aw
+
+
+class _WebMixin:
+    _web_url: str | None
+    spec: FunctionSpec
+
+    def get_web_url(self) -> str | None:
+        """The URL of a web function once its app is served or deployed, else None."""
+        return self._web_url
+
+    @property
+    def web_url(self) -> str | None:
+        return self._web_url
+
+    def _reject_remote(self, verb: str) -> None:
+        if self.spec.web is not None:
+            name = self.spec.tag
+            raise InvalidError(
+                f"A webhook function cannot be invoked for remote execution with `.{verb}`. "
+                f"Invoke this function via its web url '{self._web_url}' or call it locally: {name}.local()"
+            )
+        raise ExecutionError(
+            f"`{self.spec.tag}.{verb}()` is not available in this version of Sampan yet: only web functions run "
+            f"remotely for now. Call it in-process with `{self.spec.tag}.local()`."
+        )
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        self._reject_remote("remote")
+
+    def remote_gen(self, *args: Any, **kwargs: Any) -> Any:
+        self._reject_remote("remote_gen")
+
+    def spawn(self, *args: Any, **kwargs: Any) -> Any:
+        self._reject_remote("spawn")
+
+    def map(self, *args: Any, **kwargs: Any) -> Any:
+        self._reject_remote("map")
+
+    def starmap(self, *args: Any, **kwargs: Any) -> Any:
+        self._reject_remote("starmap")
+
+    def for_each(self, *args: Any, **kwargs: Any) -> Any:
+        self._reject_remote("for_each")
+
+    def spawn_map(self, *args: Any, **kwargs: Any) -> Any:
+        self._reject_remote("spawn_map")
+
+
+class Function(_WebMixin):
+    """A function registered on an App. Not callable directly: use `.local()` (or the web URL)."""
+
+    def __init__(self, app: Any, spec: FunctionSpec) -> None:
+        self.app = app
+        self.spec = spec
+        self._web_url = None
+        self.__doc__ = getattr(spec.raw_f, "__doc__", None)
+
+    def __repr__(self) -> str:
+        return f"Function({self.spec.tag!r})"
+
+    @property
+    def tag(self) -> str:
+        return self.spec.tag
+
+    def get_raw_f(self) -> Any:
+        return self.spec.raw_f
+
+    def local(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function in this process, as plain Python."""
+        return _call_sync(self.spec.raw_f(*args, **kwargs))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Modal 0.x allowed calling a function handle directly inside containers; keep that working.
+        return self.local(*args, **kwargs)
+
+
+class Cls:
+    """An `@app.cls()` class. Instantiate it with its parameters to reach its methods."""
+
+    def __init__(self, app: Any, user_cls: type, options: dict[str, Any], methods: dict[str, FunctionSpec],
+                 params: tuple[ClassParam, ...]) -> None:
+        self.app = app
+        self.user_cls = user_cls
+        self.options = options
+        self.methods = methods
+        self.params = params
+        self._web_urls: dict[str, str | None] = {name: None for name in methods}
+        self.__doc__ = user_cls.__doc__
+
+    def __repr__(self) -> str:
+        return f"Cls({self.user_cls.__name__!r})"
+
+    @property
+    def name(self) -> str:
+        return self.user_cls.__name__
+
+    def __call__(self, **kwargs: Any) -> Obj:
+        return Obj(self, resolve_class_params(self.params, kwargs))
+
+    def __getattr__(self, name: str) -> Any:
+        methods = self.__dict__.get("methods", {})
+        if name in methods:
+            return Obj(self, resolve_class_params(self.params, {}, allow_missing=True)).__getattr__(name)
+        raise AttributeError(name)
+
+
+class Obj:
+    """An instance of an `@app.cls()` class with its parameter values bound."""
+
+    def __init__(self, cls: Cls, params: dict[str, Any]) -> None:
+        self._cls = cls
+        self._params = params
+        self._local_instance: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in self._cls.methods:
+            return BoundMethod(self, self._cls.methods[name])
+        return getattr(self._local(), name)
+
+    def _local(self) -> Any:
+        if self._local_instance is None:
+            self._local_instance = instantiate(self._cls.user_cls, self._params)
+            run_lifecycle(self._local_instance, LIFECYCLE_ENTER)
+        return self._local_instance
+
+
+class BoundMethod(_WebMixin):
+    def __init__(self, obj: Obj, spec: FunctionSpec) -> None:
+        self._obj = obj
+        self.spec = spec
+        base = obj._cls._web_urls.get(spec.method_name or "")
+        self._web_url = _with_params(base, obj._cls.params, obj._params) if base else None
+
+    def local(self, *args: Any, **kwargs: Any) -> Any:
+        instance = self._obj._local()
+        return _call_sync(getattr(instance, self.spec.method_name or "")(*args, **kwargs))
+
+
+def _with_params(url: str, declared: tuple[ClassParam, ...], values: dict[str, Any]) -> str:
+    from urllib.parse import urlencode
+
+    extra = {}
+    for p in declared:
+        v = values.get(p.name, p.default)
+        if v is NO_DEFAULT or (not p.required and v == p.default):
+            continue
+        extra[p.name] = v.decode() if isinstance(v, bytes) else (str(v).lower() if isinstance(v, bool) else v)
+    return f"{url}?{urlencode(extra)}" if extra else url
+
+
+def class_params_of(user_cls: type) -> tuple[ClassParam, ...]:
+    """The `modal.parameter()` fields of a class, in declaration order."""
+    params: list[ClassParam] = []
+    annotations: dict[str, Any] = {}
+    for klass in reversed(user_cls.__mro__):
+        annotations.update(getattr(klass, "__annotations__", {}) or {})
+    for name, annotation in annotations.items():
+        value = getattr(user_cls, name, None)
+        if not isinstance(value, Parameter) or not value.init:
+            continue
+        type_name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+        if type_name not in PARAMETER_TYPES:
+            raise InvalidError(
+                f"{user_cls.__name__}.{name}: `modal.parameter()` supports the types "
+                f"{', '.join(PARAMETER_TYPES)}; got {type_name!r}."
+            )
+        params.append(ClassParam(name=name, type=type_name, default=value.default))
+    return tuple(params)
+
+
+def coerce_param(param: ClassParam, value: Any) -> Any:
+    """Turn a value (from Python or from a URL query string) into the parameter's declared type."""
+    kind = PARAMETER_TYPES[param.type]
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    if isinstance(value, str):
+        if kind is str:
+            return value
+        if kind is bytes:
+            return value.encode()
+        if kind is bool:
+            lowered = value.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+        if kind is int:
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    raise InvalidError(f"Invalid value {value!r} for parameter `{param.name}` of type {param.type}.")
+
+
+def resolve_class_params(declared: tuple[ClassParam, ...], given: dict[str, Any],
+                         allow_missing: bool = False) -> dict[str, Any]:
+    """Defaults filled in, types checked, unknown names rejected."""
+    names = {p.name for p in declared}
+    unknown = sorted(set(given) - names)
+    if unknown:
+        raise InvalidError(f"Unknown class parameter(s): {', '.join(unknown)}.")
+    out: dict[str, Any] = {}
+    for p in declared:
+        if p.name in given:
+            out[p.name] = coerce_param(p, given[p.name])
+        elif not p.required:
+            out[p.name] = p.default
+        elif not allow_missing:
+            raise InvalidError(f"Missing required class parameter `{p.name}`.")
+    return out
+
+
+def instantiate(user_cls: type, params: dict[str, Any]) -> Any:
+    """Create the user's object the way Modal does: parameters set as attributes, no __init__ args."""
+    instance = user_cls.__new__(user_cls)
+    for name, value in params.items():
+        setattr(instance, name, value)
+    init = user_cls.__init__
+    if init is not object.__init__:
+        init(instance)
+    return instance
+
+
+def lifecycle_methods(user_cls: type, flag: str) -> list[PartialFunction]:
+    """Methods marked `@modal.enter` (snap=True first, as Modal runs them) or `@modal.exit`."""
+    found: dict[str, PartialFunction] = {}
+    for klass in reversed(user_cls.__mro__):
+        for name, value in vars(klass).items():
+            if isinstance(value, PartialFunction) and flag in value.flags:
+                found[name] = value
+    hooks = list(found.values())
+    if flag == LIFECYCLE_ENTER:
+        hooks.sort(key=lambda pf: not pf.snap)
+    return hooks
+
+
+def run_lifecycle(instance: Any, flag: str) -> None:
+    """Run `@enter` or `@exit` hooks (sync or async) on `instance`, in order."""
+    for pf in lifecycle_methods(type(instance), flag):
+        _call_sync(pf.raw_f(instance))
+
+
+__all__ = ["Cls", "Function", "FunctionSpec", "LIFECYCLE_EXIT", "Obj"]

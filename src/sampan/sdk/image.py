@@ -1,0 +1,210 @@
+"""`modal.Image`: an immutable recipe. Each builder returns a new Image with one more step.
+
+Building a recipe into an environment is the image builder's job (server side); here it is only
+declared. Until images are built, containers run in Sampan's own Python environment and only the
+`env` steps take effect: the manifest says which steps were not honoured so the CLI can tell the user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..exception import InvalidError
+
+
+def _flatten(items: Sequence[Any]) -> list[str]:
+    out: list[str] = []
+    for item in items:
+        if isinstance(item, (list, tuple)):
+            out.extend(str(x) for x in item)
+        elif item is not None:
+            out.append(str(item))
+    return out
+
+
+@dataclass(frozen=True)
+class Step:
+    op: str
+    args: tuple[tuple[str, Any], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": self.op, "args": {k: _jsonable(v) for k, v in self.args}}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return repr(value)
+
+
+class Image:
+    """A container image recipe, chained like Modal's: `Image.debian_slim().pip_install("x")`."""
+
+    def __init__(self, steps: tuple[Step, ...] = ()) -> None:
+        self._steps = steps
+
+    def __repr__(self) -> str:
+        return f"Image({', '.join(s.op for s in self._steps)})"
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return self._steps
+
+    def _add(self, op: str, **args: Any) -> Image:
+        if any(s.op.startswith("add_local_") and not dict(s.args).get("copy") for s in self._steps):
+            if not op.startswith("add_local_") and op not in ("env", "workdir", "imports"):
+                raise InvalidError(
+                    "An image tried to run a build step after using `image.add_local_*` to include local files. "
+                    "Run `image.add_local_*` commands last in your image build to avoid rebuilding images with "
+                    "every local file change. Modal will then add these files to containers on startup instead, "
+                    "saving build time. If you need to run other build steps after adding local files, set "
+                    "`copy=True` to copy the files directly into the image, at the expense of some added build time."
+                )
+        return Image(self._steps + (Step(op, tuple(sorted(args.items()))),))
+
+    def env_vars(self) -> dict[str, str]:
+        """The environment variables the recipe sets, in order."""
+        out: dict[str, str] = {}
+        for step in self._steps:
+            if step.op == "env":
+                out.update(dict(step.args)["vars"])
+        return out
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [s.to_json() for s in self._steps]
+
+    # -- base images -------------------------------------------------------------------------
+    @staticmethod
+    def debian_slim(python_version: str | None = None, force_build: bool = False) -> Image:
+        if python_version is not None and not isinstance(python_version, str):
+            raise TypeError(f"python_version must be a string, e.g. '3.11', not {python_version!r}")
+        return Image().with_base("debian_slim", python_version=python_version, force_build=force_build)
+
+    def with_base(self, op: str, **args: Any) -> Image:
+        return Image((Step(op, tuple(sorted(args.items()))),))
+
+    @staticmethod
+    def from_registry(tag: str, secret: Any = None, *, setup_dockerfile_commands: Sequence[str] = (),
+                      force_build: bool = False, add_python: str | None = None, **kwargs: Any) -> Image:
+        return Image().with_base("from_registry", tag=tag, add_python=add_python, force_build=force_build)
+
+    @staticmethod
+    def from_dockerfile(path: str | Path, **kwargs: Any) -> Image:
+        return Image().with_base("from_dockerfile", path=str(path))
+
+    @staticmethod
+    def micromamba(python_version: str | None = None, force_build: bool = False) -> Image:
+        return Image().with_base("micromamba", python_version=python_version)
+
+    @staticmethod
+    def from_aws_ecr(tag: str, secret: Any = None, **kwargs: Any) -> Image:
+        return Image().with_base("from_aws_ecr", tag=tag)
+
+    @staticmethod
+    def from_gcp_artifact_registry(tag: str, secret: Any = None, **kwargs: Any) -> Image:
+        return Image().with_base("from_gcp_artifact_registry", tag=tag)
+
+    # -- packages ----------------------------------------------------------------------------
+    def pip_install(self, *packages: str | list[str], find_links: str | None = None, index_url: str | None = None,
+                    extra_index_url: str | None = None, pre: bool = False, extra_options: str = "",
+                    force_build: bool = False, env: dict[str, str | None] | None = None,
+                    secrets: Sequence[Any] = (), gpu: Any = None) -> Image:
+        return self._add("pip_install", packages=_flatten(packages), find_links=find_links, index_url=index_url,
+                         extra_index_url=extra_index_url, pre=pre, extra_options=extra_options, env=env or {})
+
+    def uv_pip_install(self, *packages: str | list[str], requirements: list[str] | None = None,
+                       find_links: str | None = None, index_url: str | None = None,
+                       extra_index_url: str | None = None, pre: bool = False, extra_options: str = "",
+                       force_build: bool = False, uv_version: str | None = None,
+                       env: dict[str, str | None] | None = None, secrets: Sequence[Any] = (),
+                       gpu: Any = None) -> Image:
+        return self._add("uv_pip_install", packages=_flatten(packages), requirements=requirements or [],
+                         find_links=find_links, index_url=index_url, extra_index_url=extra_index_url, pre=pre,
+                         extra_options=extra_options, env=env or {})
+
+    def pip_install_from_requirements(self, requirements_txt: str, find_links: str | None = None, *,
+                                      index_url: str | None = None, extra_index_url: str | None = None,
+                                      pre: bool = False, extra_options: str = "", force_build: bool = False,
+                                      env: dict[str, str | None] | None = None, secrets: Sequence[Any] = (),
+                                      gpu: Any = None) -> Image:
+        return self._add("pip_install_from_requirements", requirements_txt=str(requirements_txt))
+
+    def pip_install_from_pyproject(self, pyproject_toml: str, optional_dependencies: list[str] | None = None,
+                                   **kwargs: Any) -> Image:
+        return self._add("pip_install_from_pyproject", pyproject_toml=str(pyproject_toml),
+                         optional_dependencies=optional_dependencies or [])
+
+    def uv_sync(self, uv_project_dir: str = "./", **kwargs: Any) -> Image:
+        return self._add("uv_sync", uv_project_dir=uv_project_dir)
+
+    def apt_install(self, *packages: str | list[str], force_build: bool = False,
+                    env: dict[str, str | None] | None = None, secrets: Sequence[Any] = (), gpu: Any = None) -> Image:
+        return self._add("apt_install", packages=_flatten(packages))
+
+    def micromamba_install(self, *packages: str | list[str], **kwargs: Any) -> Image:
+        return self._add("micromamba_install", packages=_flatten(packages))
+
+    def run_commands(self, *commands: str | list[str], env: dict[str, str | None] | None = None,
+                     secrets: Sequence[Any] = (), volumes: dict[str, Any] | None = None, gpu: Any = None,
+                     force_build: bool = False) -> Image:
+        return self._add("run_commands", commands=_flatten(commands), env=env or {})
+
+    def dockerfile_commands(self, *dockerfile_commands: str | list[str], **kwargs: Any) -> Image:
+        return self._add("dockerfile_commands", commands=_flatten(dockerfile_commands))
+
+    def run_function(self, raw_f: Callable[..., Any], **kwargs: Any) -> Image:
+        return self._add("run_function", function=getattr(raw_f, "__qualname__", repr(raw_f)))
+
+    # -- configuration -----------------------------------------------------------------------
+    def env(self, vars: dict[str, str]) -> Image:  # noqa: A002 - Modal's name
+        if not isinstance(vars, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in vars.items()):
+            raise InvalidError("Image.env expects a dict[str, str] of environment variables.")
+        return self._add("env", vars=dict(vars))
+
+    def workdir(self, path: str | Path) -> Image:
+        return self._add("workdir", path=str(path))
+
+    def cmd(self, cmd: list[str]) -> Image:
+        return self._add("cmd", cmd=list(cmd))
+
+    def entrypoint(self, entrypoint_commands: list[str]) -> Image:
+        return self._add("entrypoint", commands=list(entrypoint_commands))
+
+    # -- local files -------------------------------------------------------------------------
+    def add_local_dir(self, local_path: str | Path, remote_path: str, *, copy: bool = False,
+                      ignore: Sequence[str] | Callable[[Path], bool] = ()) -> Image:
+        if not str(remote_path).startswith("/"):
+            raise InvalidError("image.add_local_dir() currently only supports absolute remote_path values")
+        return self._add("add_local_dir", local_path=str(local_path), remote_path=str(remote_path), copy=copy)
+
+    def add_local_file(self, local_path: str | Path, remote_path: str, *, copy: bool = False) -> Image:
+        if not str(remote_path).startswith("/"):
+            raise InvalidError("image.add_local_file() currently only supports absolute remote_path values")
+        return self._add("add_local_file", local_path=str(local_path), remote_path=str(remote_path), copy=copy)
+
+    def add_local_python_source(self, *modules: str, copy: bool = False, ignore: Any = None) -> Image:
+        return self._add("add_local_python_source", modules=list(modules), copy=copy)
+
+    def imports(self) -> _ImportsContext:
+        """`with image.imports(): import x` — an ImportError is swallowed where the image differs."""
+        return _ImportsContext()
+
+
+class _ImportsContext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        # Until images are built, every container runs in Sampan's own environment, which is also
+        # where the script is loaded; an ImportError here would happen in the container too, so
+        # swallowing it is what Modal does for code meant for another image.
+        return exc_type is not None and issubclass(exc_type, ImportError)

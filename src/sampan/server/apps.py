@@ -1,0 +1,328 @@
+"""The control plane: publishes an app version as live endpoints, swaps versions, stops apps.
+
+A publish is zero-downtime: for every endpoint that already serves traffic, the new version
+starts as many containers as the old one has ready and waits for them; only then does the route
+table point at the new version. Requests already queued or running on the old version finish
+there (`Pool.drain`), and the old containers stop after that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from .. import naming
+from ..backends.base import Backend, ContainerSpec
+from ..config import Settings
+from ..exception import InvalidError
+from ..manifest import FunctionEntry, Manifest
+from ..sdk.functions import ClassParam, resolve_class_params
+from ..sdk.partial import NO_DEFAULT
+from .autoscaler import READY, STARTING, PoolConfig
+from .bundle import Bundle
+from .gateway.errors import GatewayError
+from .gateway.listener import Gateway
+from .gateway.routing import RouteTable
+from .pool import Pool, PortRegistry
+
+LogFn = Callable[[str, str, str, str], None]  # (function tag, container id, stream, line)
+ErrorFn = Callable[[str, str, str], None]  # (function tag, container id, reason)
+WARM_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class EndpointInfo:
+    tag: str
+    kind: str
+    url: str
+    host_url: str
+    subdomain: str
+    truncated: bool
+    requires_proxy_auth: bool
+
+
+def _class_params(entry: FunctionEntry) -> tuple[ClassParam, ...]:
+    out = []
+    for p in entry.class_params:
+        default = p.get("default", NO_DEFAULT) if not p.get("required") else NO_DEFAULT
+        if p["type"] == "bytes" and isinstance(default, str):
+            default = default.encode("latin-1")
+        out.append(ClassParam(p["name"], p["type"], default))
+    return tuple(out)
+
+
+class WebEndpoint:
+    """One web function of one app version: its pools (one per class-parameter values)."""
+
+    def __init__(self, server: AppServer, version: AppVersion, entry: FunctionEntry, subdomain: str,
+                 truncated: bool) -> None:
+        self.server = server
+        self.version = version
+        self.entry = entry
+        self.subdomain = subdomain
+        self.truncated = truncated
+        self.params = _class_params(entry)
+        self.pools: dict[tuple[tuple[str, Any], ...], Pool] = {}
+        backend_cap = server.backend.max_containers_for(entry.to_json())
+        cap = entry.max_containers
+        if backend_cap is not None:
+            if cap is None or cap > backend_cap:
+                server.warn_once(
+                    f"web_server:{entry.tag}",
+                    f"{entry.tag}: the local backend runs one container at a time for `web_server` functions "
+                    "(containers share the host's ports).",
+                )
+            cap = backend_cap if cap is None else min(cap, backend_cap)
+        self.config = PoolConfig(
+            max_inputs=entry.max_inputs,
+            target_inputs=entry.target_inputs,
+            min_containers=min(entry.min_containers, cap) if cap is not None else entry.min_containers,
+            max_containers=cap,
+            buffer_containers=entry.buffer_containers,
+            scaledown_window=float(entry.scaledown_window),
+        )
+
+    def _key(self, query: bytes) -> tuple[tuple[str, Any], ...]:
+        if not self.params:
+            return ()
+        names = {p.name for p in self.params}
+        given = {k: v for k, v in parse_qsl(query.decode("latin-1")) if k in names}
+        try:
+            values = resolve_class_params(self.params, given)
+        except InvalidError as exc:
+            raise GatewayError(400, f"modal-http: invalid class parameters: {exc}") from None
+        return tuple(sorted(values.items()))
+
+    def pool_for(self, query: bytes) -> Pool:
+        key = self._key(query)
+        pool = self.pools.get(key)
+        if pool is None:
+            pool = self._new_pool(key)
+        return pool
+
+    def _new_pool(self, key: tuple[tuple[str, Any], ...]) -> Pool:
+        params = dict(key)
+        tag = self.entry.tag
+        name = tag + ("(" + ", ".join(f"{k}={v!r}" for k, v in key) + ")" if key else "")
+        web_server = self.entry.kind == "web_server"
+
+        def make_spec(container_id: str) -> ContainerSpec:
+            return ContainerSpec(
+                container_id=container_id,
+                app_name=self.version.manifest.app_name,
+                entry=self.entry.to_json(),
+                bundle_dir=self.version.bundle.path,
+                module=self.version.manifest.module,
+                app_var=self.version.manifest.app_var,
+                class_params={k: (v.decode("latin-1") if isinstance(v, bytes) else v) for k, v in params.items()},
+                env=dict(self.entry.env),
+                web_urls=self.version.web_urls,
+                startup_timeout=float(self.entry.startup_timeout or self.entry.timeout),
+                labels={"app": self.version.manifest.app_name or "", "function": tag},
+            )
+
+        pool = Pool(
+            name,
+            self.config,
+            self.server.backend,
+            make_spec,
+            lambda cid, stream, line: self.server.log(tag, cid, stream, line),
+            ports=self.server.ports if web_server else None,
+            port=self.entry.web.get("port") if web_server else None,
+            on_start_error=lambda cid, reason: self.server.start_error(tag, cid, reason),
+            stop_grace=self.server.stop_grace,
+        )
+        self.pools[key] = pool
+        pool.start()
+        return pool
+
+    async def warm(self, counts: dict[tuple[tuple[str, Any], ...], int]) -> None:
+        """Start containers for the pools the previous version had warm, and wait for them."""
+        waits = []
+        for key, count in counts.items():
+            pool = self.pools.get(key) or self._new_pool(key)
+            waits.append(pool.warm(count))
+        if waits:
+            await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), WARM_TIMEOUT_S)
+
+    def warm_counts(self) -> dict[tuple[tuple[str, Any], ...], int]:
+        return {key: n for key, pool in self.pools.items() if (n := pool.stats()["ready"])}
+
+    async def drain(self) -> None:
+        await asyncio.gather(*(p.drain() for p in self.pools.values()), return_exceptions=True)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(p.close() for p in self.pools.values()), return_exceptions=True)
+
+
+@dataclass
+class AppVersion:
+    manifest: Manifest
+    bundle: Bundle
+    ephemeral: bool
+    number: int
+    endpoints: dict[str, WebEndpoint] = field(default_factory=dict)  # by subdomain
+    web_urls: dict[str, str] = field(default_factory=dict)  # by function tag
+    infos: list[EndpointInfo] = field(default_factory=list)
+
+
+class PortBook:
+    """Remembers which port each subdomain had, so a URL stays the same across runs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.ports: dict[str, int] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            self.ports = {}
+
+    def candidates(self, subdomain: str, base: int, taken: set[int]) -> list[int]:
+        if base == 0:
+            return [0]
+        known = self.ports.get(subdomain)
+        used = set(self.ports.values()) | taken
+        scan = [p for p in range(base, min(base + 500, 65536)) if p not in used]
+        return ([known] if known else []) + scan
+
+    def record(self, subdomain: str, port: int) -> None:
+        if self.ports.get(subdomain) == port:
+            return
+        self.ports[subdomain] = port
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.ports, indent=1, sort_keys=True))
+            tmp.replace(self.path)
+        except OSError:
+            pass
+
+
+class AppServer:
+    """The embedded server: gateway + apps + backend, in one asyncio process."""
+
+    def __init__(self, settings: Settings, backend: Backend, log: LogFn, start_error: ErrorFn,
+                 warn: Callable[[str], None] | None = None, stop_grace: float = 30.0) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.log = log
+        self.start_error = start_error
+        self._warn = warn or (lambda message: None)
+        self._warned: set[str] = set()
+        self.stop_grace = stop_grace
+        self.routes = RouteTable(settings.domain)
+        self.gateway = Gateway(self.routes, settings.host, settings.gateway_port)
+        self.ports = PortRegistry()
+        self.portbook = PortBook(settings.home / "ports.json")
+        self.apps: dict[str, AppVersion] = {}
+        self._draining: dict[WebEndpoint, asyncio.Task[None]] = {}
+
+    def warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self._warn(message)
+
+    @property
+    def public_host(self) -> str:
+        return "127.0.0.1" if self.settings.host in ("0.0.0.0", "") else self.settings.host
+
+    async def start(self) -> None:
+        await self.gateway.start()
+
+    def _subdomains(self, manifest: Manifest, ephemeral: bool) -> list[tuple[FunctionEntry, str, bool]]:
+        out: list[tuple[FunctionEntry, str, bool]] = []
+        seen: dict[str, str] = {}
+        for entry in manifest.functions:
+            label = naming.label(manifest.app_name, entry.function_name, entry.cls_name, entry.web.get("label"))
+            sub, truncated = naming.subdomain(
+                self.settings.workspace, label, self.settings.dev_suffix if ephemeral else None
+            )
+            if sub in seen:
+                raise InvalidError(
+                    f"Web functions {seen[sub]} and {entry.tag} would share the URL label {label!r}; "
+                    "give one of them a different `label=`."
+                )
+            seen[sub] = entry.tag
+            out.append((entry, sub, truncated))
+        return out
+
+    async def publish(self, app_key: str, manifest: Manifest, bundle: Bundle, *, ephemeral: bool) -> AppVersion:
+        """Make `manifest` the live version of app `app_key`; returns the version with its URLs."""
+        old = self.apps.get(app_key)
+        version = AppVersion(manifest, bundle, ephemeral, (old.number + 1) if old else 1)
+        plan = self._subdomains(manifest, ephemeral)
+        taken = set(self.gateway.endpoint_ports.values()) | {self.gateway.port}
+        for entry, sub, truncated in plan:
+            port = await self.gateway.open_endpoint(
+                sub, self.portbook.candidates(sub, self.settings.endpoint_port_base, taken)
+            )
+            taken.add(port)
+            self.portbook.record(sub, port)
+            url = f"http://{self.public_host}:{port}"
+            host_url = f"http://{sub}.{self.settings.domain}:{self.gateway.port}"
+            version.web_urls[entry.tag] = url
+            version.infos.append(
+                EndpointInfo(entry.tag, entry.kind, url, host_url, sub, truncated,
+                             bool(entry.web.get("requires_proxy_auth")))
+            )
+        for entry, sub, truncated in plan:
+            version.endpoints[sub] = WebEndpoint(self, version, entry, sub, truncated)
+
+        # Warm the new version where the old one is serving, then swap.
+        if old is not None:
+            warmups = [
+                endpoint.warm(old.endpoints[sub].warm_counts())
+                for sub, endpoint in version.endpoints.items()
+                if sub in old.endpoints
+            ]
+            if warmups:
+                await asyncio.gather(*warmups, return_exceptions=True)
+        for sub, endpoint in version.endpoints.items():
+            self.routes.set(sub, endpoint)
+            if not endpoint.params:
+                endpoint.pool_for(b"")  # the default pool honours min_containers from the start
+        self.apps[app_key] = version
+        if old is not None:
+            for sub in old.endpoints:
+                if sub not in version.endpoints:
+                    self.routes.remove(sub, stopped=False)
+                    await self.gateway.close_endpoint(sub)
+            for endpoint in old.endpoints.values():
+                self._spawn_drain(endpoint)
+        return version
+
+    def _spawn_drain(self, endpoint: WebEndpoint) -> None:
+        task = asyncio.create_task(endpoint.drain())
+        self._draining[endpoint] = task
+        task.add_done_callback(lambda _: self._draining.pop(endpoint, None))
+
+    async def stop_app(self, app_key: str, drain_timeout: float = 5.0) -> None:
+        """Stop serving: new requests get 404 'app ... is stopped'; in-flight ones get a moment to finish."""
+        version = self.apps.pop(app_key, None)
+        if version is None:
+            return
+        for sub in version.endpoints:
+            self.routes.remove(sub, stopped=True)
+        endpoints = list(version.endpoints.values())
+        try:
+            await asyncio.wait_for(asyncio.gather(*(e.drain() for e in endpoints)), drain_timeout)
+        except asyncio.TimeoutError:
+            pass
+        await asyncio.gather(*(e.close() for e in endpoints), return_exceptions=True)
+
+    async def close(self) -> None:
+        for key in list(self.apps):
+            await self.stop_app(key)
+        # Old versions still draining after a reload: stop their containers too.
+        await asyncio.gather(*(e.close() for e in list(self._draining)), return_exceptions=True)
+        for task in list(self._draining.values()):
+            task.cancel()
+        await self.gateway.close()
+        await self.backend.close()
+
+
+__all__ = ["AppServer", "AppVersion", "EndpointInfo", "READY", "STARTING"]

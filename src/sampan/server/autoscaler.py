@@ -1,0 +1,89 @@
+"""Autoscaling decisions for one pool of containers. Pure: observations and a time in, decisions out.
+
+Every rule that changes a container count lives in this file:
+
+1. Demand is the inputs running plus the inputs waiting: `demand = sum(in_flight) + queued`.
+2. Containers needed for the demand: `ceil(demand / target_inputs)`. `target_inputs` defaults
+   to `max_inputs`; a container may still take up to `max_inputs` while others start.
+3. While the pool is active (demand > 0) it keeps `buffer_containers` more.
+4. Never fewer than `min_containers`, never more than `max_containers` (requests beyond queue).
+5. Start the difference between needed and live (ready + starting) containers.
+6. Stop a ready container only when it is idle (no input in flight), has been idle for
+   `scaledown_window` seconds, and live containers exceed what is needed: one by one, longest
+   idle first, so a pool never drops below `min_containers`.
+
+The I/O shell (`pool.py`) calls `decide()` when a request finds no free slot, when an input
+finishes, when a container becomes ready or dies, and at `next_check`; it carries the decision out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+STARTING = "starting"
+READY = "ready"
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    max_inputs: int = 1
+    target_inputs: int | None = None
+    min_containers: int = 0
+    max_containers: int | None = None
+    buffer_containers: int = 0
+    scaledown_window: float = 60.0
+
+    @property
+    def target(self) -> int:
+        target = self.target_inputs or self.max_inputs
+        return max(1, min(target, self.max_inputs))
+
+
+@dataclass(frozen=True)
+class ContainerView:
+    id: str
+    state: str  # STARTING or READY
+    in_flight: int = 0
+    idle_since: float | None = None  # when in_flight last dropped to 0 (or the container became ready)
+
+
+@dataclass(frozen=True)
+class Decision:
+    start: int = 0
+    stop: tuple[str, ...] = ()
+    next_check: float | None = None  # when to call decide() again if nothing else happens
+
+
+def needed_containers(config: PoolConfig, demand: int) -> int:
+    """Rules 2-4."""
+    needed = math.ceil(demand / config.target) if demand > 0 else 0
+    if demand > 0:
+        needed += config.buffer_containers
+    needed = max(needed, config.min_containers)
+    if config.max_containers is not None:
+        needed = min(needed, config.max_containers)
+    return needed
+
+
+def decide(config: PoolConfig, containers: list[ContainerView], queued: int, now: float) -> Decision:
+    """Rules 1-6."""
+    demand = sum(c.in_flight for c in containers) + queued
+    needed = needed_containers(config, demand)
+    live = len(containers)
+    start = max(0, needed - live)
+
+    idle = sorted(
+        (c for c in containers if c.state == READY and c.in_flight == 0 and c.idle_since is not None),
+        key=lambda c: c.idle_since or 0.0,
+    )
+    surplus = live - needed
+    stop: list[str] = []
+    next_check: float | None = None
+    for c in idle:
+        expires = (c.idle_since or 0.0) + config.scaledown_window
+        if len(stop) < surplus and expires <= now:
+            stop.append(c.id)
+        elif len(stop) < surplus:
+            next_check = expires if next_check is None else min(next_check, expires)
+    return Decision(start=start, stop=tuple(stop), next_check=next_check)

@@ -1,0 +1,224 @@
+"""HTTP/1.1 message heads: parsing, framing decisions and header rewriting. No I/O here.
+
+The gateway parses each request head once, decides how the body is framed and which headers
+cross to the container, then only copies bytes. The rules, with their reasons:
+
+- A request with both Transfer-Encoding and Content-Length is rejected (RFC 9112 §6.1: a
+  proxy that forwards both invites request smuggling). So are several differing Content-Lengths,
+  a Transfer-Encoding other than `chunked`, and header lines folded over several lines.
+- Hop-by-hop headers (RFC 9110 §7.6.1) and every header the Connection header names stay on
+  their hop. The gateway sets the framing of the hop to the container itself.
+- Forwarding headers from the client (X-Forwarded-*, Forwarded, X-Real-IP) are dropped and
+  replaced by the gateway's own, so the app's `request.client.host` is the real peer and cannot
+  be spoofed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import GatewayError
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"expect",
+    }
+)
+CLIENT_FORWARDING = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded",
+                               b"x-real-ip"})
+_TOKEN_CHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+Headers = list[tuple[bytes, bytes]]
+
+# Body framing
+NO_BODY = "none"
+LENGTH = "length"
+CHUNKED = "chunked"
+UNTIL_CLOSE = "close"
+
+
+@dataclass
+class RequestHead:
+    method: bytes
+    target: bytes
+    version: bytes
+    headers: Headers
+    framing: str
+    length: int
+    keep_alive: bool
+    host: str
+    websocket: bool
+    expect_continue: bool
+
+    @property
+    def path(self) -> bytes:
+        return self.target.split(b"?", 1)[0]
+
+    @property
+    def query(self) -> bytes:
+        parts = self.target.split(b"?", 1)
+        return parts[1] if len(parts) == 2 else b""
+
+
+@dataclass
+class ResponseHead:
+    status: int
+    reason: bytes
+    headers: Headers
+    framing: str
+    length: int
+    keep_alive: bool
+
+
+def _parse_header_lines(lines: list[bytes]) -> Headers:
+    headers: Headers = []
+    for line in lines:
+        if not line:
+            continue
+        if line[:1] in (b" ", b"\t"):
+            raise GatewayError(400, "obsolete header line folding is not allowed")
+        name, sep, value = line.partition(b":")
+        if not sep or not name or any(c not in _TOKEN_CHARS for c in name):
+            raise GatewayError(400, "malformed header line")
+        headers.append((name.lower(), value.strip(b" \t")))
+    return headers
+
+
+def _connection_tokens(headers: Headers) -> set[bytes]:
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
+    return tokens
+
+
+def _framing(headers: Headers, *, is_request: bool) -> tuple[str, int]:
+    te = [v for n, v in headers if n == b"transfer-encoding"]
+    cl = [v for n, v in headers if n == b"content-length"]
+    if te:
+        if cl:
+            raise GatewayError(400, "both Transfer-Encoding and Content-Length")
+        codings = [c.strip().lower() for v in te for c in v.split(b",") if c.strip()]
+        if not codings or codings[-1] != b"chunked" or (is_request and codings != [b"chunked"]):
+            raise GatewayError(501 if is_request else 502, "unsupported Transfer-Encoding")
+        return CHUNKED, -1
+    if cl:
+        values = {v.strip() for value in cl for v in value.split(b",")}
+        if len(values) != 1:
+            raise GatewayError(400, "conflicting Content-Length values")
+        raw = values.pop()
+        if not raw.isdigit() or len(raw) > 19:
+            raise GatewayError(400, "invalid Content-Length")
+        length = int(raw)
+        return (LENGTH, length) if length else (NO_BODY, 0)
+    return (NO_BODY, 0) if is_request else (UNTIL_CLOSE, -1)
+
+
+def parse_request_head(data: bytes) -> RequestHead:
+    """Parse `data` (the head, ending in CRLF CRLF) into a RequestHead or raise GatewayError(400)."""
+    lines = data.rstrip(b"\r\n").split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or not parts[0] or not parts[1]:
+        raise GatewayError(400, "malformed request line")
+    method, target, version = parts
+    if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+        raise GatewayError(505 if version.startswith(b"HTTP/") else 400, "unsupported HTTP version")
+    if any(c not in _TOKEN_CHARS for c in method):
+        raise GatewayError(400, "malformed method")
+    headers = _parse_header_lines(lines[1:])
+    framing, length = _framing(headers, is_request=True)
+    tokens = _connection_tokens(headers)
+    if version == b"HTTP/1.1":
+        keep_alive = b"close" not in tokens
+    else:
+        keep_alive = b"keep-alive" in tokens
+    hosts = [v for n, v in headers if n == b"host"]
+    if len(hosts) > 1 or (version == b"HTTP/1.1" and not hosts):
+        raise GatewayError(400, "a request must carry exactly one Host header")
+    upgrade = [v.lower() for n, v in headers if n == b"upgrade"]
+    websocket = method == b"GET" and b"upgrade" in tokens and any(b"websocket" in u for u in upgrade)
+    expect = any(n == b"expect" and v.lower() == b"100-continue" for n, v in headers)
+    return RequestHead(
+        method=method,
+        target=target,
+        version=version,
+        headers=headers,
+        framing=framing,
+        length=length,
+        keep_alive=keep_alive,
+        host=hosts[0].decode("latin-1") if hosts else "",
+        websocket=websocket,
+        expect_continue=expect,
+    )
+
+
+def parse_response_head(data: bytes, request_method: bytes) -> ResponseHead:
+    lines = data.rstrip(b"\r\n").split(b"\r\n")
+    parts = lines[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise GatewayError(502, "malformed response from the container")
+    status = int(parts[1])
+    reason = parts[2] if len(parts) == 3 else b""
+    headers = _parse_header_lines(lines[1:])
+    tokens = _connection_tokens(headers)
+    if request_method == b"HEAD" or status in (204, 304) or 100 <= status < 200:
+        framing, length = NO_BODY, 0
+    else:
+        framing, length = _framing(headers, is_request=False)
+    keep_alive = parts[0] == b"HTTP/1.1" and b"close" not in tokens and framing != UNTIL_CLOSE
+    return ResponseHead(status, reason, headers, framing, length, keep_alive)
+
+
+def _strip(headers: Headers) -> Headers:
+    named = _connection_tokens(headers)
+    return [(n, v) for n, v in headers if n not in HOP_BY_HOP and n not in named]
+
+
+def upstream_request(head: RequestHead, client_ip: str, scheme: str, call_id: str) -> bytes:
+    """The request head sent to the container."""
+    out = [head.method + b" " + head.target + b" HTTP/1.1\r\n"]
+    for name, value in _strip(head.headers):
+        if name in CLIENT_FORWARDING or name == b"content-length" or name == b"modal-function-call-id":
+            continue
+        out.append(name + b": " + value + b"\r\n")
+    out.append(b"x-forwarded-for: " + client_ip.encode() + b"\r\n")
+    out.append(b"x-forwarded-proto: " + scheme.encode() + b"\r\n")
+    out.append(b"modal-function-call-id: " + call_id.encode() + b"\r\n")
+    if head.websocket:
+        out.append(b"connection: Upgrade\r\nupgrade: websocket\r\n")
+    if head.framing == LENGTH:
+        out.append(b"content-length: " + str(head.length).encode() + b"\r\n")
+    elif head.framing == CHUNKED:
+        out.append(b"transfer-encoding: chunked\r\n")
+    out.append(b"\r\n")
+    return b"".join(out)
+
+
+def client_response(head: ResponseHead, keep_alive: bool, call_id: str, upgrade: bool = False) -> bytes:
+    """The response head sent back to the client."""
+    reason = head.reason or b"-"
+    out = [b"HTTP/1.1 " + str(head.status).encode() + b" " + reason + b"\r\n"]
+    for name, value in _strip(head.headers):
+        if name == b"content-length" and head.framing != LENGTH:
+            # Keep a HEAD response's Content-Length; drop it where the body framing says otherwise.
+            if head.framing != NO_BODY:
+                continue
+        out.append(name + b": " + value + b"\r\n")
+    out.append(b"modal-function-call-id: " + call_id.encode() + b"\r\n")
+    if upgrade:
+        out.append(b"connection: Upgrade\r\nupgrade: websocket\r\n")
+    elif head.framing == CHUNKED:
+        out.append(b"transfer-encoding: chunked\r\n")
+    if not upgrade and not keep_alive:
+        out.append(b"connection: close\r\n")
+    out.append(b"\r\n")
+    return b"".join(out)

@@ -1,0 +1,307 @@
+"""A pool of containers for one (function, version, class-parameter values): the autoscaler's I/O shell.
+
+The gateway asks the pool for a container with a free slot (`acquire`) and gives the slot back
+when the request ends (`release`). Whenever the picture changes, the pool asks the pure
+`autoscaler.decide()` what to do and carries it out: start containers through the backend, stop
+idle ones, and set a timer for the next scale-down check. Nothing on the request path waits for
+anything but a free slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..backends.base import Backend, Container, ContainerSpec, ContainerStartError, LogSink
+from .autoscaler import READY, STARTING, ContainerView, PoolConfig, decide
+
+STOPPING = "stopping"
+Clock = Callable[[], float]
+
+
+class PoolClosed(Exception):
+    """The pool was drained and stopped: the caller should look its route up again."""
+
+
+def new_container_id() -> str:
+    return "ta-" + secrets.token_hex(6)
+
+
+@dataclass(eq=False)
+class PoolContainer:
+    id: str
+    state: str = STARTING
+    in_flight: int = 0
+    idle_since: float | None = None
+    backend: Container | None = None
+    idle_conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = field(default_factory=list)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self.backend is not None
+        return self.backend.address
+
+    def view(self) -> ContainerView:
+        return ContainerView(self.id, self.state, self.in_flight, self.idle_since)
+
+    def close_idle_conns(self) -> None:
+        for _, writer in self.idle_conns:
+            writer.close()
+        self.idle_conns.clear()
+
+
+class PortRegistry:
+    """Which container holds a host port (local `web_server` functions all bind their declared port)."""
+
+    def __init__(self) -> None:
+        self.holders: dict[int, tuple[Pool, PoolContainer]] = {}
+        self.locks: dict[int, asyncio.Lock] = {}
+
+    async def claim(self, port: int, pool: Pool, pc: PoolContainer) -> None:
+        lock = self.locks.setdefault(port, asyncio.Lock())
+        async with lock:
+            holder = self.holders.get(port)
+            if holder is not None and holder[1] is not pc and holder[1].state != STOPPING:
+                await holder[0].evict(holder[1])
+            elif holder is not None and holder[1].backend is not None:
+                await holder[1].backend.wait()
+            self.holders[port] = (pool, pc)
+
+    def release(self, port: int, pc: PoolContainer) -> None:
+        holder = self.holders.get(port)
+        if holder is not None and holder[1] is pc:
+            del self.holders[port]
+
+
+class Pool:
+    def __init__(
+        self,
+        name: str,
+        config: PoolConfig,
+        backend: Backend,
+        make_spec: Callable[[str], ContainerSpec],
+        log: LogSink,
+        *,
+        clock: Clock = time.monotonic,
+        ports: PortRegistry | None = None,
+        port: int | None = None,
+        on_start_error: Callable[[str, str], None] | None = None,
+        stop_grace: float = 30.0,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.backend = backend
+        self.make_spec = make_spec
+        self.log = log
+        self.clock = clock
+        self.ports = ports
+        self.port = port
+        self.on_start_error = on_start_error
+        self.stop_grace = stop_grace
+        self.containers: dict[str, PoolContainer] = {}
+        self.waiters: deque[asyncio.Future[PoolContainer]] = deque()
+        self.closed = False
+        self.draining = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._changed = asyncio.Event()
+
+    # -- request path -------------------------------------------------------------------------
+    def _free(self) -> PoolContainer | None:
+        best: PoolContainer | None = None
+        for pc in self.containers.values():
+            if pc.state == READY and pc.in_flight < self.config.max_inputs:
+                if best is None or pc.in_flight < best.in_flight:
+                    best = pc
+        return best
+
+    async def acquire(self) -> PoolContainer:
+        """A ready container with a free slot; waits (and scales up) when there is none."""
+        if self.closed:
+            raise PoolClosed(self.name)
+        pc = self._free() if not self.waiters else None
+        if pc is not None:
+            pc.in_flight += 1
+            return pc
+        fut: asyncio.Future[PoolContainer] = asyncio.get_running_loop().create_future()
+        self.waiters.append(fut)
+        self._reconcile()
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                self.release(fut.result())
+            else:
+                with contextlib.suppress(ValueError):
+                    self.waiters.remove(fut)
+                self._reconcile()
+            raise
+
+    def release(self, pc: PoolContainer) -> None:
+        pc.in_flight -= 1
+        if pc.in_flight == 0:
+            pc.idle_since = self.clock()
+        self._dispatch()
+        self._reconcile()
+        self._changed.set()
+
+    def _dispatch(self) -> None:
+        while self.waiters:
+            pc = self._free()
+            if pc is None:
+                return
+            fut = self.waiters.popleft()
+            if fut.done():
+                continue
+            pc.in_flight += 1
+            fut.set_result(pc)
+
+    # -- scaling ------------------------------------------------------------------------------
+    def views(self) -> list[ContainerView]:
+        return [pc.view() for pc in self.containers.values() if pc.state != STOPPING]
+
+    def _reconcile(self) -> None:
+        if self.closed:
+            return
+        decision = decide(self.config, self.views(), len(self.waiters), self.clock())
+        for _ in range(decision.start):
+            self._start_container()
+        for cid in decision.stop:
+            self._stop_container(self.containers[cid])
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if decision.next_check is not None:
+            delay = max(0.0, decision.next_check - self.clock())
+            self._timer = asyncio.get_running_loop().call_later(delay + 0.01, self._reconcile)
+
+    def start(self) -> None:
+        """Bring the pool to its floor (`min_containers`) before any request."""
+        self._reconcile()
+
+    async def warm(self, count: int) -> None:
+        """Start containers until `count` are live and wait until none is still starting."""
+        if self.config.max_containers is not None:
+            count = min(count, self.config.max_containers)
+        for _ in range(max(0, count - len(self.views()))):
+            self._start_container()
+        while any(pc.state == STARTING for pc in self.containers.values()):
+            self._changed.clear()
+            await self._changed.wait()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _start_container(self) -> None:
+        pc = PoolContainer(new_container_id())
+        self.containers[pc.id] = pc
+        self._spawn(self._boot(pc))
+
+    async def _boot(self, pc: PoolContainer) -> None:
+        try:
+            if self.ports is not None and self.port is not None:
+                await self.ports.claim(self.port, self, pc)
+            pc.backend = await self.backend.start(self.make_spec(pc.id), self.log)
+        except (ContainerStartError, OSError) as exc:
+            self._start_failed(pc, str(exc))
+            return
+        except asyncio.CancelledError:
+            self.containers.pop(pc.id, None)
+            raise
+        if pc.state == STOPPING or self.closed:
+            await pc.backend.stop(self.stop_grace)
+            self.containers.pop(pc.id, None)
+            return
+        pc.state = READY
+        pc.idle_since = self.clock()
+        self._spawn(self._watch(pc))
+        self._dispatch()
+        self._reconcile()
+        self._changed.set()
+
+    def _start_failed(self, pc: PoolContainer, reason: str) -> None:
+        self.containers.pop(pc.id, None)
+        if self.ports is not None and self.port is not None:
+            self.ports.release(self.port, pc)
+        if self.on_start_error is not None:
+            self.on_start_error(pc.id, reason)
+        # The requests waiting now would only wait for the next attempt to fail the same way.
+        error = ContainerStartError(reason)
+        while self.waiters:
+            fut = self.waiters.popleft()
+            if not fut.done():
+                fut.set_exception(error)
+        self._changed.set()
+
+    async def _watch(self, pc: PoolContainer) -> None:
+        assert pc.backend is not None
+        await pc.backend.wait()
+        pc.close_idle_conns()
+        if self.ports is not None and self.port is not None:
+            self.ports.release(self.port, pc)
+        if pc.state != STOPPING:
+            self.log(pc.id, "system", "container exited unexpectedly")
+        self.containers.pop(pc.id, None)
+        self._changed.set()
+        if not self.closed:
+            self._reconcile()
+
+    def _stop_container(self, pc: PoolContainer) -> None:
+        if pc.state == STOPPING:
+            return
+        pc.state = STOPPING
+        pc.close_idle_conns()
+        if pc.backend is not None:
+            self._spawn(pc.backend.stop(self.stop_grace))
+
+    async def evict(self, pc: PoolContainer) -> None:
+        """Stop `pc` as soon as it is idle (another pool needs the port it holds)."""
+        while pc.in_flight > 0 and pc.state != STOPPING:
+            self._changed.clear()
+            await self._changed.wait()
+        self._stop_container(pc)
+        if pc.backend is not None:
+            await pc.backend.wait()
+
+    # -- shutdown -----------------------------------------------------------------------------
+    async def drain(self) -> None:
+        """Serve what is queued or in flight, then stop every container (a reload or a stop)."""
+        self.draining = True
+        while self.waiters or any(pc.in_flight for pc in self.containers.values()):
+            self._changed.clear()
+            await self._changed.wait()
+        await self.close()
+
+    async def close(self) -> None:
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        for fut in self.waiters:
+            if not fut.done():
+                fut.set_exception(PoolClosed(self.name))
+        self.waiters.clear()
+        for pc in list(self.containers.values()):
+            self._stop_container(pc)
+        pending = [pc.backend.wait() for pc in self.containers.values() if pc.backend is not None]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        for task in list(self._tasks):
+            if not task.done():
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, self.stop_grace + 5)
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "containers": sum(1 for pc in self.containers.values() if pc.state != STOPPING),
+            "ready": sum(1 for pc in self.containers.values() if pc.state == READY),
+            "in_flight": sum(pc.in_flight for pc in self.containers.values()),
+            "queued": len(self.waiters),
+        }
