@@ -31,6 +31,4 @@ def deprecation_warning(date: tuple[int, int, int], message: str) -> None:
         category=DeprecationError,
         filename=filename,
         lineno=lineno,
-        module=None,
-        registry=None,
     )

@@ -10,12 +10,14 @@
 | SAMPAN_ENDPOINT_PORT_BASE  | 8488           | first port tried for per-endpoint ports (0 = any)    |
 | SAMPAN_DEV_SUFFIX          | dev            | suffix of `serve` URLs (also MODAL_DEV_SUFFIX)       |
 | SAMPAN_WATCH_DEBOUNCE_MS   | 300            | quiet time before a file change triggers a reload    |
+| SAMPAN_SERVER_ID           | random         | tags every container (SAMPAN_LABEL_SERVER) of this server |
 """
 
 from __future__ import annotations
 
 import getpass
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +59,7 @@ class Settings:
     endpoint_port_base: int
     dev_suffix: str
     debounce_ms: int
+    server_id: str
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -71,4 +74,5 @@ class Settings:
             endpoint_port_base=_int_env("SAMPAN_ENDPOINT_PORT_BASE", DEFAULT_ENDPOINT_PORT_BASE),
             dev_suffix=validate_dev_suffix(suffix),
             debounce_ms=_int_env("SAMPAN_WATCH_DEBOUNCE_MS", DEFAULT_DEBOUNCE_MS),
+            server_id=os.environ.get("SAMPAN_SERVER_ID") or uuid.uuid4().hex[:12],
         )

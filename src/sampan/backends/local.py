@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
 import json
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -24,8 +26,30 @@ _PASSTHROUGH = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE",
 _SAMPAN_ROOT = str(Path(__file__).resolve().parents[2])
 
 
-def container_env(spec: ContainerSpec, status_fd: int) -> dict[str, str]:
+def python_shims(home: Path, python: str) -> Path:
+    """A directory where `python` and `python3` are the container's interpreter.
+
+    Modal images have `python` on PATH (`subprocess.Popen("python -m http.server ...")` is in
+    its guides); a stock Debian has only `python3`.
+    """
+    shims = home / "shims" / hashlib.sha256(python.encode()).hexdigest()[:12]
+    if not shims.is_dir():
+        tmp = shims.with_name(shims.name + f".{os.getpid()}.tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        for name in ("python", "python3"):
+            with contextlib.suppress(FileExistsError):
+                os.symlink(python, tmp / name)
+        try:
+            os.rename(tmp, shims)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return shims
+
+
+def container_env(spec: ContainerSpec, status_fd: int, shims: Path | None = None) -> dict[str, str]:
     env = {k: os.environ[k] for k in _PASSTHROUGH if k in os.environ}
+    if shims is not None:
+        env["PATH"] = os.pathsep.join([str(shims), env.get("PATH", os.defpath)])
     env.update(spec.env)
     env.update(
         {
@@ -109,8 +133,9 @@ async def _pump(stream: asyncio.StreamReader, container_id: str, name: str, log:
 class LocalBackend(Backend):
     name = "local"
 
-    def __init__(self, python: str | None = None) -> None:
+    def __init__(self, home: Path | None = None, python: str | None = None) -> None:
         self.python = python or sys.executable
+        self.shims = python_shims(home, self.python) if home is not None else None
 
     def max_containers_for(self, entry: dict[str, Any]) -> int | None:
         # Containers here share the host's network: two servers cannot both listen on a
@@ -128,7 +153,7 @@ class LocalBackend(Backend):
                 pass_fds=(write_fd,),
                 start_new_session=True,
                 cwd=str(spec.bundle_dir),
-                env=container_env(spec, write_fd),
+                env=container_env(spec, write_fd, self.shims),
                 limit=1 << 20,
             )
         finally:

@@ -15,8 +15,8 @@ from rich.tree import Tree
 
 from ..server.apps import EndpointInfo
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def created_tree(infos: Iterable[EndpointInfo], other_functions: Iterable[str]) -> Tree:

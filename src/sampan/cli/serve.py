@@ -116,7 +116,7 @@ class ServeSession:
         name = loaded.manifest.app_name or Path(self.ref.split("::")[0]).stem
         output.console.print(f"[green]✓[/green] Initialized. App [bold]{name}[/bold] (ephemeral).")
         output.print_notes(loaded.manifest.notes)
-        self.server = AppServer(self.settings, get_backend("local"), self.printer, self._start_error,
+        self.server = AppServer(self.settings, get_backend("local", home=self.settings.home), self.printer, self._start_error,
                                 warn=self._warn, stop_grace=SERVE_STOP_GRACE_S)
         try:
             try:

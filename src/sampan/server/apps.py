@@ -123,7 +123,8 @@ class WebEndpoint:
                 env=dict(self.entry.env),
                 web_urls=self.version.web_urls,
                 startup_timeout=float(self.entry.startup_timeout or self.entry.timeout),
-                labels={"app": self.version.manifest.app_name or "", "function": tag},
+                labels={"app": self.version.manifest.app_name or "", "function": tag,
+                        "server": self.server.settings.server_id},
             )
 
         pool = Pool(

@@ -1,0 +1,21 @@
+import modal
+
+app = modal.App("flask-echo")
+
+image = modal.Image.debian_slim().pip_install("flask")
+
+
+@app.function(image=image)
+@modal.concurrent(max_inputs=100)
+@modal.wsgi_app()
+def flask_app():
+    from flask import Flask, request
+
+    web_app = Flask(__name__)
+
+
+    @web_app.post("/echo")
+    def echo():
+        return request.json
+
+    return web_app
