@@ -126,6 +126,10 @@ class ServeSession:
                 output.err_console.print(f"[red]✗ {exc}[/red]")
                 return 1
             output.print_created(self.version.infos, loaded.manifest.other_functions)
+            output.console.print(
+                f"[dim]Host-routed gateway: http://{self.settings.workspace}--<label>-"
+                f"{self.settings.dev_suffix}.{self.settings.domain}:{self.server.gateway.port}[/dim]"
+            )
             output.console.print("⚡️ Serving... hit Ctrl-C to stop!")
             for d in sorted({str(Path(p).parent) for p in loaded.watch_paths}):
                 output.console.print(f"└── Watching {d}.")

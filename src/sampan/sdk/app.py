@@ -196,13 +196,13 @@ class App:
                 )
             if not callable(raw):
                 raise TypeError(f"`@app.function` must decorate a function, not {raw!r}.")
+            tag = options.get("name") or raw.__name__
+            spec = self._make_spec(tag, raw, pf, options)
             if not _is_global(raw) and not options.get("serialized"):
                 raise InvalidError(
                     f"Function {raw.__qualname__} is not defined in global scope. Sampan imports your functions "
-                    "from your file, so define it at module level."
+                    "from your file, so define it at module level (or pass `serialized=True`)."
                 )
-            tag = options.get("name") or raw.__name__
-            spec = self._make_spec(tag, raw, pf, options)
             if tag in self.functions:
                 warnings.warn(f"function name '{tag}' collision!", stacklevel=2)
             handle = Function(self, spec)
@@ -215,7 +215,7 @@ class App:
                    cls_name: str | None = None, method_name: str | None = None,
                    class_params: tuple[ClassParam, ...] = (), cls_pf: PartialFunction | None = None) -> FunctionSpec:
         _validate_options(options)
-        if cls_pf is not None and pf.concurrent_declared:
+        if cls_name is not None and pf.concurrent_declared:
             raise InvalidError(
                 "The `@modal.concurrent` decorator cannot be used on methods; decorate the class instead."
             )
@@ -323,8 +323,6 @@ class App:
                 raise InvalidError("Cannot stack `@app.cls()` on top of another `@app.function` or `@app.cls()`.")
             if not inspect.isclass(user_cls):
                 raise TypeError("The @app.cls decorator must be used on a class.")
-            if not _is_global(user_cls) and not options.get("serialized"):
-                raise InvalidError(f"Class {user_cls.__qualname__} must be defined in global scope.")
             params = class_params_of(user_cls)
             methods: dict[str, FunctionSpec] = {}
             for klass in reversed(user_cls.__mro__):
@@ -345,6 +343,11 @@ class App:
                         raise InvalidError(
                             "A class must have `enable_memory_snapshot=True` to use `snap=True` on its methods."
                         )
+            if not _is_global(user_cls) and not options.get("serialized"):
+                raise InvalidError(
+                    f"Class {user_cls.__qualname__} is not defined in global scope. Sampan imports your classes "
+                    "from your file, so define it at module level (or pass `serialized=True`)."
+                )
             handle = Cls(self, user_cls, options, methods, params)
             self.classes[user_cls.__name__] = handle
             return handle

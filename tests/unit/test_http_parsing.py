@@ -1,0 +1,93 @@
+"""The gateway's HTTP head parsing and header rules, without sockets."""
+
+from __future__ import annotations
+
+import pytest
+
+from sampan.server.gateway import http
+from sampan.server.gateway.errors import GatewayError
+
+
+def parse(raw: bytes) -> http.RequestHead:
+    return http.parse_request_head(raw)
+
+
+def test_simple_get() -> None:
+    head = parse(b"GET /a?x=1 HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert (head.method, head.path, head.query, head.host) == (b"GET", b"/a", b"x=1", "h")
+    assert head.framing == http.NO_BODY and head.keep_alive
+
+
+def test_content_length_and_chunked() -> None:
+    assert parse(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n").framing == http.LENGTH
+    assert parse(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n").framing == http.CHUNKED
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        (b"GET / HTTP/1.1\r\nHost: h\r\n folded\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", 400),
+        (b"GET /\r\n\r\n", 400),
+        (b"GET / HTTP/2.0\r\nHost: h\r\n\r\n", 505),
+        (b"GET / HTTP/1.1\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    ],
+    ids=["te-and-cl", "two-cl", "negative-cl", "gzip-te", "folding", "space-in-name", "no-version",
+         "http2", "no-host", "two-hosts"],
+)
+def test_malformed_requests_are_rejected(raw: bytes, status: int) -> None:
+    with pytest.raises(GatewayError) as info:
+        parse(raw)
+    assert info.value.status == status
+
+
+def test_http10_closes_by_default() -> None:
+    assert not parse(b"GET / HTTP/1.0\r\n\r\n").keep_alive
+    assert parse(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive
+    assert not parse(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").keep_alive
+
+
+def test_websocket_upgrade_detected() -> None:
+    head = parse(b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n")
+    assert head.websocket
+
+
+def test_upstream_request_replaces_forwarding_headers_and_hop_by_hop() -> None:
+    head = parse(
+        b"POST /p HTTP/1.1\r\nHost: app.example\r\nX-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\n"
+        b"Connection: close, X-Secret-Hop\r\nX-Secret-Hop: 1\r\nKeep-Alive: 5\r\nContent-Length: 2\r\n"
+        b"Modal-Function-Call-Id: fc-spoofed\r\nX-Kept: yes\r\n\r\n"
+    )
+    out = http.upstream_request(head, "10.1.2.3", "http", "fc-abc")
+    text = out.decode()
+    assert text.startswith("POST /p HTTP/1.1\r\n")
+    assert "host: app.example\r\n" in text
+    assert "x-forwarded-for: 10.1.2.3\r\n" in text
+    assert "6.6.6.6" not in text and "x-secret-hop" not in text and "keep-alive" not in text
+    assert "fc-spoofed" not in text and "modal-function-call-id: fc-abc\r\n" in text
+    assert "content-length: 2\r\n" in text and "x-kept: yes" in text
+    assert text.endswith("\r\n\r\n")
+
+
+def test_response_framing() -> None:
+    r = http.parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", b"GET")
+    assert (r.framing, r.length, r.keep_alive) == (http.LENGTH, 3, True)
+    r = http.parse_response_head(b"HTTP/1.1 200 OK\r\n\r\n", b"GET")
+    assert r.framing == http.UNTIL_CLOSE and not r.keep_alive
+    r = http.parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", b"HEAD")
+    assert r.framing == http.NO_BODY
+    r = http.parse_response_head(b"HTTP/1.1 304 Not Modified\r\n\r\n", b"GET")
+    assert r.framing == http.NO_BODY and r.keep_alive
+
+
+def test_client_response_adds_call_id_and_close() -> None:
+    r = http.parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\n", b"GET")
+    text = http.client_response(r, False, "fc-1").decode()
+    assert "modal-function-call-id: fc-1\r\n" in text
+    assert "connection: close\r\n" in text
+    assert "keep-alive" not in text
