@@ -66,13 +66,15 @@ def test_web_decorator_on_a_class() -> None:
 
 @pytest.mark.parametrize("name", ["asgi_app", "wsgi_app"])
 def test_factories_cannot_be_async(name: str) -> None:
-    with pytest.raises(InvalidError, match=msg(f"The `@modal.{name}` decorator can't be applied to an async function.")):
+    text = f"The `@modal.{name}` decorator can't be applied to an async function."
+    with pytest.raises(InvalidError, match=msg(text)):
         @getattr(modal, name)()
         async def f() -> None: ...
 
 
 def test_web_server_cannot_be_async_or_take_parameters() -> None:
-    with pytest.raises(InvalidError, match=msg("The `@modal.web_server` decorator can't be applied to an async function.")):
+    text = "The `@modal.web_server` decorator can't be applied to an async function."
+    with pytest.raises(InvalidError, match=msg(text)):
         @modal.web_server(8000)
         async def f() -> None: ...
     with pytest.raises(InvalidError, match=msg("Functions decorated by `@modal.web_server` can't have parameters.")):
@@ -107,7 +109,8 @@ def test_interface_and_lifecycle_do_not_mix() -> None:
 
 
 def test_method_and_web_do_not_mix() -> None:
-    with pytest.raises(InvalidError, match=msg("Callable decorators cannot be combined with web interface decorators.")):
+    text = "Callable decorators cannot be combined with web interface decorators."
+    with pytest.raises(InvalidError, match=msg(text)):
         @modal.method()
         @modal.fastapi_endpoint()
         def f(self) -> None: ...
@@ -188,7 +191,8 @@ def test_snap_needs_memory_snapshot(app: modal.App) -> None:
     ("kwargs", "text"),
     [
         ({"timeout": None}, "The `timeout` parameter cannot be set to None: https://modal.com/docs/guide/timeouts"),
-        ({"min_containers": 3, "max_containers": 2}, "`min_containers` (3) cannot be greater than `max_containers` (2)"),
+        ({"min_containers": 3, "max_containers": 2},
+         "`min_containers` (3) cannot be greater than `max_containers` (2)"),
         ({"scaledown_window": 1}, "`scaledown_window` must be between 2 and 3600 (inclusive)"),
         ({"scaledown_window": 3601}, "`scaledown_window` must be between 2 and 3600 (inclusive)"),
         ({"min_containers": -1}, "`min_containers` must be a non-negative integer"),

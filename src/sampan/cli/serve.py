@@ -116,7 +116,8 @@ class ServeSession:
         name = loaded.manifest.app_name or Path(self.ref.split("::")[0]).stem
         output.console.print(f"[green]✓[/green] Initialized. App [bold]{name}[/bold] (ephemeral).")
         output.print_notes(loaded.manifest.notes)
-        self.server = AppServer(self.settings, get_backend("local", home=self.settings.home), self.printer, self._start_error,
+        backend = get_backend("local", home=self.settings.home)
+        self.server = AppServer(self.settings, backend, self.printer, self._start_error,
                                 warn=self._warn, stop_grace=SERVE_STOP_GRACE_S)
         try:
             try:
@@ -189,7 +190,9 @@ class ServeSession:
                 loaded = await load_app(self.ref, self.module_mode)
             except LoadFailed as exc:
                 output.err_console.print(str(exc), markup=False)
-                output.err_console.print("[red]✗ The new version failed to load; still serving the last good one.[/red]")
+                output.err_console.print(
+                    "[red]✗ The new version failed to load; still serving the last good one.[/red]"
+                )
                 return False
             old_urls = {i.tag: i.url for i in self.version.infos} if self.version else {}
             try:

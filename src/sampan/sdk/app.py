@@ -360,7 +360,8 @@ class App:
         """Register a function that `sampan run` calls on the local machine."""
         if _warn_parentheses_missing is not None:
             raise InvalidError(
-                "Positional arguments are not allowed. Did you forget parentheses? Suggestion: `@app.local_entrypoint()`."
+                "Positional arguments are not allowed. Did you forget parentheses? "
+                "Suggestion: `@app.local_entrypoint()`."
             )
 
         def wrapper(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -473,8 +474,8 @@ def _apply_legacy_autoscaler(options: dict[str, Any]) -> dict[str, Any]:
         deprecation_warning(
             (2025, 2, 24),
             "We have renamed several parameters related to autoscaling. Please update your code to use the "
-            "following new names:\n\n" + "\n".join(renamed) + "\n\nSee https://modal.com/docs/guide/modal-1-0-migration "
-            "for more details.",
+            "following new names:\n\n" + "\n".join(renamed)
+            + "\n\nSee https://modal.com/docs/guide/modal-1-0-migration for more details.",
         )
     conc = options.pop("allow_concurrent_inputs", _UNSET)
     if conc is not _UNSET and conc is not None:
