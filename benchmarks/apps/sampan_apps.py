@@ -1,6 +1,8 @@
 """The benchmark apps as Sampan web functions (the same objects plain uvicorn serves)."""
 
 import modal
+from fastapi_hello import app as fastapi_asgi
+from raw_hello import app as raw_asgi
 
 app = modal.App("bench")
 
@@ -9,15 +11,11 @@ app = modal.App("bench")
 @modal.concurrent(max_inputs=1000)
 @modal.asgi_app()
 def raw():
-    from raw_hello import app as asgi
-
-    return asgi
+    return raw_asgi
 
 
 @app.function()
 @modal.concurrent(max_inputs=1000)
 @modal.asgi_app()
 def fastapi():
-    from fastapi_hello import app as asgi
-
-    return asgi
+    return fastapi_asgi

@@ -78,3 +78,10 @@ def test_surplus_idle_container_goes_while_others_are_busy() -> None:
     config = PoolConfig(scaledown_window=10)
     containers = [ready("busy", in_flight=1), ready("idle", idle_since=0.0)]
     assert decide(config, containers, queued=0, now=10.0).stop == ("idle",)
+
+
+def test_start_backoff_doubles_and_caps() -> None:
+    from sampan.server.autoscaler import start_backoff
+
+    assert [start_backoff(n) for n in range(8)] == [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0]
+    assert start_backoff(100) == 30.0

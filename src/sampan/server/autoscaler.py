@@ -11,6 +11,9 @@ Every rule that changes a container count lives in this file:
 6. Stop a ready container only when it is idle (no input in flight), has been idle for
    `scaledown_window` seconds, and live containers exceed what is needed: one by one, longest
    idle first, so a pool never drops below `min_containers`.
+7. After a container fails to start, the pool starts no other for `start_backoff(failures)`
+   seconds (0.5 s doubling to 30 s); requests meanwhile fail fast with the same error. A
+   crash-looping app must not turn every request into a new process.
 
 The I/O shell (`pool.py`) calls `decide()` when a request finds no free slot, when an input
 finishes, when a container becomes ready or dies, and at `next_check`; it carries the decision out.
@@ -87,3 +90,14 @@ def decide(config: PoolConfig, containers: list[ContainerView], queued: int, now
         elif len(stop) < surplus:
             next_check = expires if next_check is None else min(next_check, expires)
     return Decision(start=start, stop=tuple(stop), next_check=next_check)
+
+
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 30.0
+
+
+def start_backoff(failures: int) -> float:
+    """Rule 7: seconds to wait before the next start after `failures` failed starts in a row."""
+    if failures <= 0:
+        return 0.0
+    return min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (failures - 1))

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends.base import Backend, Container, ContainerSpec, ContainerStartError, LogSink
-from .autoscaler import READY, STARTING, ContainerView, PoolConfig, decide
+from .autoscaler import READY, STARTING, ContainerView, PoolConfig, decide, start_backoff
 
 STOPPING = "stopping"
 Clock = Callable[[], float]
@@ -111,6 +111,9 @@ class Pool:
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._changed = asyncio.Event()
+        self.failures = 0  # failed starts in a row
+        self.last_error = ""
+        self.retry_at = 0.0
 
     # -- request path -------------------------------------------------------------------------
     def _free(self) -> PoolContainer | None:
@@ -125,6 +128,8 @@ class Pool:
         """A ready container with a free slot; waits (and scales up) when there is none."""
         if self.closed:
             raise PoolClosed(self.name)
+        if self.failures and not self.views() and self.clock() < self.retry_at:
+            raise ContainerStartError(self.last_error)  # crash-loop backoff (autoscaler rule 7)
         pc = self._free() if not self.waiters else None
         if pc is not None:
             pc.in_flight += 1
@@ -169,16 +174,21 @@ class Pool:
     def _reconcile(self) -> None:
         if self.closed:
             return
-        decision = decide(self.config, self.views(), len(self.waiters), self.clock())
-        for _ in range(decision.start):
-            self._start_container()
+        now = self.clock()
+        decision = decide(self.config, self.views(), len(self.waiters), now)
+        next_check = decision.next_check
+        if decision.start and now < self.retry_at:
+            next_check = self.retry_at if next_check is None else min(next_check, self.retry_at)
+        else:
+            for _ in range(decision.start):
+                self._start_container()
         for cid in decision.stop:
             self._stop_container(self.containers[cid])
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if decision.next_check is not None:
-            delay = max(0.0, decision.next_check - self.clock())
+        if next_check is not None:
+            delay = max(0.0, next_check - self.clock())
             self._timer = asyncio.get_running_loop().call_later(delay + 0.01, self._reconcile)
 
     def start(self) -> None:
@@ -222,6 +232,7 @@ class Pool:
             return
         pc.state = READY
         pc.idle_since = self.clock()
+        self.failures = 0
         self._spawn(self._watch(pc))
         self._dispatch()
         self._reconcile()
@@ -229,6 +240,9 @@ class Pool:
 
     def _start_failed(self, pc: PoolContainer, reason: str) -> None:
         self.containers.pop(pc.id, None)
+        self.failures += 1
+        self.last_error = reason
+        self.retry_at = self.clock() + start_backoff(self.failures)
         if self.ports is not None and self.port is not None:
             self.ports.release(self.port, pc)
         if self.on_start_error is not None:
