@@ -45,6 +45,9 @@ class Container(abc.ABC):
     async def stop(self, grace: float = 30.0) -> None:
         """Ask the container to finish (SIGTERM-like), then force it after `grace` seconds."""
 
+    def kill(self) -> None:
+        """End the container now, without a grace period (a second Ctrl-C)."""
+
     @abc.abstractmethod
     async def wait(self) -> int:
         """Return the exit status once the container has exited."""

@@ -96,6 +96,9 @@ class LocalContainer(Container):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, sig)
 
+    def kill(self) -> None:
+        self._signal_group(signal.SIGKILL)
+
     async def stop(self, grace: float = 30.0) -> None:
         if self.alive:
             self._signal_group(signal.SIGTERM)

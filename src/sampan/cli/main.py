@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .container import container
 from .serve import serve
 
 
@@ -18,6 +19,7 @@ def cli() -> None:
 
 
 cli.add_command(serve)
+cli.add_command(container)
 
 
 def main() -> None:

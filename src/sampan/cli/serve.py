@@ -26,9 +26,10 @@ from ..exception import InvalidError
 from ..manifest import Manifest
 from ..server.apps import AppServer, AppVersion
 from ..server.bundle import read_files, write_bundle
+from ..server.control import ControlServer, register
 from . import output
 
-SERVE_STOP_GRACE_S = 10.0
+SERVE_STOP_GRACE_S = 30.0  # Modal's grace period for @exit hooks; a second Ctrl-C skips it
 
 
 @dataclass
@@ -84,6 +85,8 @@ class ServeSession:
         self.current: Loaded | None = None
         self.version: AppVersion | None = None
         self.reload_lock = asyncio.Lock()
+        self.control: ControlServer | None = None
+        self.registration: Path | None = None
         self.interrupts = 0
 
     @property
@@ -122,6 +125,9 @@ class ServeSession:
         try:
             try:
                 await self.server.start()
+                self.control = ControlServer(self.server)
+                await self.control.start()
+                self.registration = register(self.settings.home, self.control, kind="serve")
                 self.version = await self._publish(loaded)
             except (OSError, InvalidError) as exc:
                 output.err_console.print(f"[red]✗ {exc}[/red]")
@@ -148,19 +154,20 @@ class ServeSession:
                     await watcher
             output.console.print("Stopping app - containers finish their requests and stop...")
         finally:
+            if self.registration is not None:
+                with contextlib.suppress(OSError):
+                    self.registration.unlink()
+            if self.control is not None:
+                await self.control.close()
             await self.server.close()
         output.console.print("[green]✓[/green] App stopped.")
         return 0
 
     def _interrupt(self) -> None:
         self.interrupts += 1
-        if self.interrupts > 1 and self.server is not None:
-            # A second Ctrl-C: stop waiting for containers to finish.
-            self.server.stop_grace = 0.5
-            for version in list(self.server.apps.values()):
-                for endpoint in version.endpoints.values():
-                    for pool in endpoint.pools.values():
-                        pool.stop_grace = 0.5
+        if self.interrupts == 2 and self.server is not None:
+            output.console.print("Second interrupt: killing containers now.")
+            self.server.kill_all()
         self.stop.set()
 
     async def _watch(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,8 @@ from .bundle import Bundle
 from .gateway.errors import GatewayError
 from .gateway.listener import Gateway
 from .gateway.routing import RouteTable
-from .pool import Pool, PortRegistry
+from .logs import LogStore
+from .pool import Pool, PoolContainer, PortRegistry
 
 LogFn = Callable[[str, str, str, str], None]  # (function tag, container id, stream, line)
 ErrorFn = Callable[[str, str, str], None]  # (function tag, container id, reason)
@@ -87,6 +89,10 @@ class WebEndpoint:
             scaledown_window=float(entry.scaledown_window),
         )
 
+    @property
+    def tag(self) -> str:
+        return self.entry.tag
+
     def _key(self, query: bytes) -> tuple[tuple[str, Any], ...]:
         if not self.params:
             return ()
@@ -136,7 +142,9 @@ class WebEndpoint:
             ports=self.server.ports if web_server else None,
             port=self.entry.web.get("port") if web_server else None,
             on_start_error=lambda cid, reason: self.server.start_error(tag, cid, reason),
+            on_exit=self.server.container_exited,
             stop_grace=self.server.stop_grace,
+            timeout=float(self.entry.timeout),
         )
         self.pools[key] = pool
         pool.start()
@@ -210,17 +218,74 @@ class AppServer:
                  warn: Callable[[str], None] | None = None, stop_grace: float = 30.0) -> None:
         self.settings = settings
         self.backend = backend
-        self.log = log
-        self.start_error = start_error
+        self._log = log
+        self.logs = LogStore()
+        self._start_error = start_error
         self._warn = warn or (lambda message: None)
         self._warned: set[str] = set()
         self.stop_grace = stop_grace
         self.routes = RouteTable(settings.domain)
-        self.gateway = Gateway(self.routes, settings.host, settings.gateway_port)
+        self.gateway = Gateway(self.routes, settings.host, settings.gateway_port, workspace=settings.workspace)
         self.ports = PortRegistry()
         self.portbook = PortBook(settings.home / "ports.json")
         self.apps: dict[str, AppVersion] = {}
         self._draining: dict[WebEndpoint, asyncio.Task[None]] = {}
+
+    def log(self, tag: str, container_id: str, stream: str, line: str) -> None:
+        self.logs.append(container_id, stream, line)
+        self._log(tag, container_id, stream, line)
+
+    def start_error(self, tag: str, container_id: str, reason: str) -> None:
+        for line in reason.splitlines():
+            self.logs.append(container_id, "system", line)
+        self._start_error(tag, container_id, reason)
+
+    def container_exited(self, container_id: str) -> None:
+        self.logs.close(container_id)
+
+    def _containers(self) -> list[tuple[WebEndpoint, Pool, PoolContainer]]:
+        return [
+            (endpoint, pool, pc)
+            for endpoint in self.all_endpoints()
+            for pool in endpoint.pools.values()
+            for pc in pool.containers.values()
+        ]
+
+    def live_container_ids(self) -> set[str]:
+        return {pc.id for _, _, pc in self._containers()}
+
+    def describe_containers(self) -> list[dict[str, Any]]:
+        now = time.time()
+        live = {id(e) for v in self.apps.values() for e in v.endpoints.values()}
+        return [
+            {
+                "id": pc.id,
+                "app": endpoint.version.manifest.app_name,
+                "function": endpoint.tag,
+                "pool": pool.name,
+                "version": endpoint.version.number,
+                "state": pc.state if id(endpoint) in live else f"{pc.state} (old version)",
+                "in_flight": pc.in_flight,
+                "started_at": pc.started_at,
+                "age_s": round(now - pc.started_at, 1),
+            }
+            for endpoint, pool, pc in self._containers()
+        ]
+
+    def describe_apps(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "key": key,
+                "name": version.manifest.app_name,
+                "version": version.number,
+                "ephemeral": version.ephemeral,
+                "bundle": version.bundle.id,
+                "endpoints": [{"function": i.tag, "url": i.url, "subdomain": i.subdomain} for i in version.infos],
+                "containers": sum(p.stats()["containers"] for e in version.endpoints.values()
+                                  for p in e.pools.values()),
+            }
+            for key, version in self.apps.items()
+        ]
 
     def warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -251,8 +316,16 @@ class AppServer:
             out.append((entry, sub, truncated))
         return out
 
-    async def publish(self, app_key: str, manifest: Manifest, bundle: Bundle, *, ephemeral: bool) -> AppVersion:
-        """Make `manifest` the live version of app `app_key`; returns the version with its URLs."""
+    async def publish(self, app_key: str, manifest: Manifest, bundle: Bundle, *, ephemeral: bool,
+                      strategy: str = "rolling") -> AppVersion:
+        """Make `manifest` the live version of app `app_key`; returns the version with its URLs.
+
+        `rolling` (the default) warms the new version where the old one has ready containers, swaps,
+        then lets the old containers finish their requests. `recreate` swaps at once and stops the
+        old containers (in-flight requests get the grace period).
+        """
+        if strategy not in ("rolling", "recreate"):
+            raise InvalidError(f"Unknown deployment strategy {strategy!r}: use 'rolling' or 'recreate'.")
         old = self.apps.get(app_key)
         version = AppVersion(manifest, bundle, ephemeral, (old.number + 1) if old else 1)
         plan = self._subdomains(manifest, ephemeral)
@@ -274,7 +347,7 @@ class AppServer:
             version.endpoints[sub] = WebEndpoint(self, version, entry, sub, truncated)
 
         # Warm the new version where the old one is serving, then swap.
-        if old is not None:
+        if old is not None and strategy == "rolling":
             warmups = [
                 endpoint.warm(old.endpoints[sub].warm_counts())
                 for sub, endpoint in version.endpoints.items()
@@ -293,13 +366,32 @@ class AppServer:
                     self.routes.remove(sub, stopped=False)
                     await self.gateway.close_endpoint(sub)
             for endpoint in old.endpoints.values():
-                self._spawn_drain(endpoint)
+                if strategy == "rolling":
+                    self._spawn_drain(endpoint)
+                else:
+                    self._spawn_close(endpoint)
         return version
 
     def _spawn_drain(self, endpoint: WebEndpoint) -> None:
         task = asyncio.create_task(endpoint.drain())
         self._draining[endpoint] = task
         task.add_done_callback(lambda _: self._draining.pop(endpoint, None))
+
+    def _spawn_close(self, endpoint: WebEndpoint) -> None:
+        task = asyncio.create_task(endpoint.close())
+        self._draining[endpoint] = task
+        task.add_done_callback(lambda _: self._draining.pop(endpoint, None))
+
+    def all_endpoints(self) -> list[WebEndpoint]:
+        """Live endpoints of every app, then old versions still draining."""
+        live = [e for v in self.apps.values() for e in v.endpoints.values()]
+        return live + [e for e in self._draining if e not in live]
+
+    def kill_all(self) -> None:
+        """SIGKILL every container now (a second Ctrl-C)."""
+        for endpoint in self.all_endpoints():
+            for pool in endpoint.pools.values():
+                pool.kill_all()
 
     async def stop_app(self, app_key: str, drain_timeout: float = 5.0) -> None:
         """Stop serving: new requests get 404 'app ... is stopped'; in-flight ones get a moment to finish."""

@@ -25,8 +25,15 @@ STOPPING = "stopping"
 Clock = Callable[[], float]
 
 
+MAX_PENDING_INPUTS = 2000  # Modal's per-function limit on queued inputs (fact sheet §6)
+
+
 class PoolClosed(Exception):
     """The pool was drained and stopped: the caller should look its route up again."""
+
+
+class QueueFull(Exception):
+    """MAX_PENDING_INPUTS requests are already waiting for this pool."""
 
 
 def new_container_id() -> str:
@@ -36,6 +43,7 @@ def new_container_id() -> str:
 @dataclass(eq=False)
 class PoolContainer:
     id: str
+    started_at: float = field(default_factory=time.time)
     state: str = STARTING
     in_flight: int = 0
     idle_since: float | None = None
@@ -93,6 +101,9 @@ class Pool:
         port: int | None = None,
         on_start_error: Callable[[str, str], None] | None = None,
         stop_grace: float = 30.0,
+        timeout: float = 300.0,
+        max_pending: int = MAX_PENDING_INPUTS,
+        on_exit: Callable[[str], None] | None = None,
     ) -> None:
         self.name = name
         self.config = config
@@ -104,6 +115,10 @@ class Pool:
         self.port = port
         self.on_start_error = on_start_error
         self.stop_grace = stop_grace
+        self.timeout = timeout
+        self.max_pending = max_pending
+        self.on_exit = on_exit
+        self.created_at = time.time()
         self.containers: dict[str, PoolContainer] = {}
         self.waiters: deque[asyncio.Future[PoolContainer]] = deque()
         self.closed = False
@@ -134,6 +149,8 @@ class Pool:
         if pc is not None:
             pc.in_flight += 1
             return pc
+        if len(self.waiters) >= self.max_pending:
+            raise QueueFull(self.max_pending)
         fut: asyncio.Future[PoolContainer] = asyncio.get_running_loop().create_future()
         self.waiters.append(fut)
         self._reconcile()
@@ -264,6 +281,8 @@ class Pool:
         if pc.state != STOPPING:
             self.log(pc.id, "system", "container exited unexpectedly")
         self.containers.pop(pc.id, None)
+        if self.on_exit is not None:
+            self.on_exit(pc.id)
         self._changed.set()
         if not self.closed:
             self._reconcile()
@@ -275,6 +294,11 @@ class Pool:
         pc.close_idle_conns()
         if pc.backend is not None:
             self._spawn(pc.backend.stop(self.stop_grace))
+
+    def recycle(self, pc: PoolContainer) -> None:
+        """Take a container out of rotation and stop it (its work could not be cancelled)."""
+        self._stop_container(pc)
+        self._reconcile()
 
     async def evict(self, pc: PoolContainer) -> None:
         """Stop `pc` as soon as it is idle (another pool needs the port it holds)."""
@@ -311,6 +335,11 @@ class Pool:
             if not task.done():
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(task, self.stop_grace + 5)
+
+    def kill_all(self) -> None:
+        for pc in self.containers.values():
+            if pc.backend is not None:
+                pc.backend.kill()
 
     def stats(self) -> dict[str, int]:
         return {

@@ -11,6 +11,8 @@ INVALID_FUNCTION_CALL = "modal-http: invalid function call"
 APP_STOPPED = "modal-http: app for invoked web endpoint is stopped"
 TERMINATED = "modal-http: internal error: function was terminated by signal"
 INIT_FAILURE = "modal-http: internal error: status InitFailure: {reason}"
+TIMED_OUT = "modal-http: internal error: function execution timed out"
+QUEUE_FULL = "modal-http: Function {tag} reached pending input queue limit ({limit}) for workspace {workspace}"
 
 
 class GatewayError(Exception):

@@ -28,12 +28,12 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 class Gateway:
-    def __init__(self, routes: RouteTable, host: str, port: int, scheme: str = "http") -> None:
+    def __init__(self, routes: RouteTable, host: str, port: int, scheme: str = "http", workspace: str = "") -> None:
         self.routes = routes
         self.host = host
         self.requested_port = port
         self.port = 0
-        self.proxy = Proxy(routes, scheme)
+        self.proxy = Proxy(routes, scheme, workspace)
         self._main: asyncio.AbstractServer | None = None
         self._endpoint_servers: dict[str, asyncio.AbstractServer] = {}
         self.endpoint_ports: dict[str, int] = {}

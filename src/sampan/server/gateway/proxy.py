@@ -21,9 +21,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ...backends.base import ContainerStartError
-from ..pool import PoolClosed, PoolContainer
+from ..pool import PoolClosed, PoolContainer, QueueFull
 from . import http
-from .errors import TERMINATED, GatewayError, init_failure, render
+from .errors import QUEUE_FULL, TERMINATED, TIMED_OUT, GatewayError, init_failure, render
 from .routing import RouteTable
 
 MAX_HEAD = 64 * 1024
@@ -128,6 +128,21 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
                 writer.write_eof()
 
 
+class _Progress:
+    """The client's writer, noting whether the response head has gone out (then no error page can)."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        self.started = False
+
+    def write(self, data: bytes) -> None:
+        self.started = True
+        self._writer.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._writer, name)
+
+
 class Upstream:
     """A keep-alive connection to a container, borrowed from its idle list or freshly opened."""
 
@@ -163,9 +178,10 @@ class Upstream:
 class Proxy:
     """Serves client connections for a route table; `fixed` pins a per-endpoint port to one subdomain."""
 
-    def __init__(self, routes: RouteTable, scheme: str = "http") -> None:
+    def __init__(self, routes: RouteTable, scheme: str = "http", workspace: str = "") -> None:
         self.routes = routes
         self.scheme = scheme
+        self.workspace = workspace
         self.connections: set[asyncio.Task[Any]] = set()
         self.active_requests = 0
 
@@ -211,8 +227,19 @@ class Proxy:
                 pc, pool = await self._acquire(head, fixed)
             except GatewayError as exc:
                 return await self._answer(head, reader, writer, exc, call_id)
+            progress = _Progress(writer)
             try:
-                return await self._forward(head, reader, writer, client_ip, call_id, pc)
+                return await asyncio.wait_for(
+                    self._forward(head, reader, progress, client_ip, call_id, pc), pool.timeout
+                )
+            except asyncio.TimeoutError:
+                # The function ran past its `timeout`: answer if nothing was sent yet, and recycle
+                # the container, since the work inside it may not be cancellable.
+                pool.recycle(pc)
+                if not progress.started:
+                    writer.write(render(500, TIMED_OUT, close=True,
+                                        extra=[(b"modal-function-call-id", call_id.encode())]))
+                return False
             finally:
                 pool.release(pc)
         finally:
@@ -229,6 +256,9 @@ class Proxy:
                 continue  # a reload swapped the route while we looked: look again
             except ContainerStartError as exc:
                 raise init_failure(str(exc)) from None
+            except QueueFull as exc:
+                text = QUEUE_FULL.format(tag=endpoint.tag, limit=exc.args[0], workspace=self.workspace)
+                raise GatewayError(429, text) from None
         raise GatewayError(503, "modal-http: endpoint is being replaced, try again")
 
     async def _answer(self, head: http.RequestHead, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -250,7 +280,8 @@ class Proxy:
                        client_ip: str, call_id: str, pc: PoolContainer) -> bool:
         request = http.upstream_request(head, client_ip, self.scheme, call_id)
         if head.expect_continue and head.framing != http.NO_BODY:
-            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            interim = writer._writer if isinstance(writer, _Progress) else writer
+            interim.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         for attempt in range(2):
             upstream = Upstream(pc)
             try:

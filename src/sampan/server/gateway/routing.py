@@ -14,6 +14,7 @@ from .errors import APP_STOPPED, INVALID_FUNCTION_CALL, GatewayError
 
 class Endpoint(Protocol):
     subdomain: str
+    tag: str
 
     def pool_for(self, query: bytes):  # -> Pool; raises GatewayError for bad class parameters
         ...

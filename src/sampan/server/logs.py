@@ -1,0 +1,59 @@
+"""Container output kept by the server: the last lines of each container, and live followers.
+
+Bounded: each container keeps its last LINES_PER_CONTAINER lines, and the store forgets the
+oldest containers beyond MAX_CONTAINERS, so a long-running server's memory does not grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+LINES_PER_CONTAINER = 2000
+MAX_CONTAINERS = 500
+
+
+@dataclass(frozen=True)
+class LogLine:
+    time: float
+    stream: str
+    text: str
+
+
+class LogStore:
+    def __init__(self) -> None:
+        self._lines: OrderedDict[str, deque[LogLine]] = OrderedDict()
+        self._followers: dict[str, set[asyncio.Queue[LogLine | None]]] = {}
+
+    def append(self, container_id: str, stream: str, text: str) -> None:
+        lines = self._lines.get(container_id)
+        if lines is None:
+            lines = self._lines[container_id] = deque(maxlen=LINES_PER_CONTAINER)
+            while len(self._lines) > MAX_CONTAINERS:
+                self._lines.popitem(last=False)
+        line = LogLine(time.time(), stream, text)
+        lines.append(line)
+        for queue in self._followers.get(container_id, ()):
+            queue.put_nowait(line)
+
+    def known(self, container_id: str) -> bool:
+        return container_id in self._lines
+
+    def tail(self, container_id: str, n: int | None = None) -> list[LogLine]:
+        lines = list(self._lines.get(container_id, ()))
+        return lines[-n:] if n else lines
+
+    def follow(self, container_id: str) -> asyncio.Queue[LogLine | None]:
+        queue: asyncio.Queue[LogLine | None] = asyncio.Queue()
+        self._followers.setdefault(container_id, set()).add(queue)
+        return queue
+
+    def unfollow(self, container_id: str, queue: asyncio.Queue[LogLine | None]) -> None:
+        self._followers.get(container_id, set()).discard(queue)
+
+    def close(self, container_id: str) -> None:
+        """The container is gone: followers get the end of the stream."""
+        for queue in self._followers.pop(container_id, set()):
+            queue.put_nowait(None)
