@@ -24,6 +24,7 @@ from .base import Backend, Container, ContainerSpec, ContainerStartError, LogSin
 # Variables a container inherits from the host; everything else comes from the image and secrets.
 _PASSTHROUGH = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "TERM")
 _SAMPAN_ROOT = str(Path(__file__).resolve().parents[2])
+START_SLOT_HOLD_S = 2.0
 
 
 def python_shims(home: Path, python: str) -> Path:
@@ -136,16 +137,39 @@ async def _pump(stream: asyncio.StreamReader, container_id: str, name: str, log:
 class LocalBackend(Backend):
     name = "local"
 
-    def __init__(self, home: Path | None = None, python: str | None = None) -> None:
+    def __init__(self, home: Path | None = None, python: str | None = None, start_slots: int | None = None) -> None:
         self.python = python or sys.executable
         self.shims = python_shims(home, self.python) if home is not None else None
+        # Starting a container is CPU-bound (a Python interpreter importing a web framework). Starting
+        # more at once than there are cores makes every one of them late; the first ready container
+        # serves the burst sooner when starts are paced to the cores.
+        self._start_slots = asyncio.Semaphore(start_slots or max(2, os.cpu_count() or 2))
+
+    async def start(self, spec: ContainerSpec, log: LogSink) -> Container:
+        """Start with a start slot held until ready, or at most START_SLOT_HOLD_S (a slow @enter hook
+        must not hold up other starts)."""
+        await self._start_slots.acquire()
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._start_slots.release()
+
+        timer = asyncio.get_running_loop().call_later(START_SLOT_HOLD_S, release)
+        try:
+            return await self._start(spec, log)
+        finally:
+            timer.cancel()
+            release()
 
     def max_containers_for(self, entry: dict[str, Any]) -> int | None:
         # Containers here share the host's network: two servers cannot both listen on a
         # web_server function's port, so such a pool runs one container at a time.
         return 1 if entry.get("kind") == "web_server" else None
 
-    async def start(self, spec: ContainerSpec, log: LogSink) -> Container:
+    async def _start(self, spec: ContainerSpec, log: LogSink) -> Container:
         read_fd, write_fd = os.pipe()
         try:
             proc = await asyncio.create_subprocess_exec(
