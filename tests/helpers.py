@@ -17,6 +17,10 @@ import time
 import uuid
 from pathlib import Path
 
+# Images are content-addressed, so every test of a run can share them (and build each one once).
+IMAGES_DIR = os.environ.get("SAMPAN_TEST_IMAGES") or os.path.join(
+    os.environ.get("TMPDIR", "/tmp"), f"sampan-test-images-{os.getuid()}"
+)
 URL_LINE = re.compile(r"Created web function (\S+) => (http://\S+)")
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -60,6 +64,7 @@ class Serve:
                 "SAMPAN_ENDPOINT_PORT_BASE": "0",
                 "SAMPAN_WATCH_DEBOUNCE_MS": "150",
                 "SAMPAN_SERVER_ID": self.marker,
+                "SAMPAN_IMAGES": IMAGES_DIR,
                 "SAMPAN_WORKSPACE": "tester",
                 "PYTHONUNBUFFERED": "1",
                 "PYTHONPATH": SRC + os.pathsep + full_env.get("PYTHONPATH", ""),

@@ -13,6 +13,7 @@ from sampan.config import Settings
 from sampan.manifest import Manifest
 from sampan.server.apps import AppServer
 from sampan.server.bundle import read_files, write_bundle
+from tests.helpers import IMAGES_DIR
 
 
 def load(path: Path) -> tuple[Manifest, Path, list[str]]:
@@ -25,7 +26,8 @@ def load(path: Path) -> tuple[Manifest, Path, list[str]]:
 
 def settings(home: Path) -> Settings:
     return Settings(home=home, workspace="tester", domain="localhost", host="127.0.0.1", gateway_port=0,
-                    endpoint_port_base=0, dev_suffix="dev", debounce_ms=100, server_id="test-server")
+                    endpoint_port_base=0, dev_suffix="dev", debounce_ms=100, server_id="test-server",
+                    images_dir=Path(IMAGES_DIR))
 
 
 class Logs:

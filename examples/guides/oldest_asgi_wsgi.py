@@ -6,6 +6,7 @@ import modal
 web_app = FastAPI()
 stub = modal.Stub()
 image = modal.Image.debian_slim().pip_install("boto3")
+flask_image = modal.Image.debian_slim().pip_install("flask")  # the guide's WSGI snippet calls it `image`
 
 
 @web_app.post("/foo")
@@ -24,7 +25,7 @@ def fastapi_app():
     return web_app
 
 
-@stub.wsgi(image=image)
+@stub.wsgi(image=flask_image)
 def flask_app():
     from flask import Flask, request
 

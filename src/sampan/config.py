@@ -11,6 +11,7 @@
 | SAMPAN_DEV_SUFFIX          | dev            | suffix of `serve` URLs (also MODAL_DEV_SUFFIX)       |
 | SAMPAN_WATCH_DEBOUNCE_MS   | 300            | quiet time before a file change triggers a reload    |
 | SAMPAN_SERVER_ID           | random         | tags every container (SAMPAN_LABEL_SERVER) of this server |
+| SAMPAN_IMAGES              | $SAMPAN_HOME/images | built image environments (can be shared between homes) |
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ class Settings:
     dev_suffix: str
     debounce_ms: int
     server_id: str
+    images_dir: Path = Path()
+
+    def __post_init__(self) -> None:
+        if self.images_dir == Path():
+            object.__setattr__(self, "images_dir", self.home / "images")
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -75,4 +81,5 @@ class Settings:
             dev_suffix=validate_dev_suffix(suffix),
             debounce_ms=_int_env("SAMPAN_WATCH_DEBOUNCE_MS", DEFAULT_DEBOUNCE_MS),
             server_id=os.environ.get("SAMPAN_SERVER_ID") or uuid.uuid4().hex[:12],
+            images_dir=Path(os.environ.get("SAMPAN_IMAGES") or home / "images").expanduser(),
         )

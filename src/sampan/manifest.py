@@ -164,12 +164,6 @@ def build_manifest(app: App, module: str, app_var: str) -> Manifest:
             if key not in seen:
                 seen.add(key)
                 notes.append(f"`{key}=` is accepted but has no effect here: {NOT_HONOURED[key]}.")
-    steps = sorted({step["op"] for e in entries for step in e.image} - {"env", "debian_slim"})
-    if steps:
-        notes.append(
-            f"Image steps ({', '.join(steps)}) are not built yet: containers run in Sampan's own Python "
-            "environment, with the image's `env` applied."
-        )
     if any(e.web.get("requires_proxy_auth") for e in entries):
         notes.append("`requires_proxy_auth=True` is accepted but not enforced yet: proxy auth tokens come with deploy.")
     return Manifest(

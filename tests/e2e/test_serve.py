@@ -271,7 +271,7 @@ def test_failing_enter_hook_answers_500_and_the_server_keeps_serving(tmp_path: P
         r = requests.get(s.urls["Broken.web"], timeout=60)
         assert r.status_code == 500
         assert r.text == "modal-http: internal error: status InitFailure: RuntimeError: model weights not found"
-        assert "failed to start" in s.output
+        s.wait_for("failed to start")
         # A crash-looping class does not turn every request into a new process: retries back off.
         for _ in range(20):
             again = requests.get(s.urls["Broken.web"], timeout=60)

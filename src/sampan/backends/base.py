@@ -35,6 +35,9 @@ class ContainerSpec:
     web_urls: dict[str, str] = field(default_factory=dict)
     startup_timeout: float = 300.0
     labels: dict[str, str] = field(default_factory=dict)  # free-form, for logs and cleanup
+    python: str | None = None  # the image's interpreter; None: Sampan's own environment
+    workdir: Path | None = None  # the container's working directory (default: bundle_dir)
+    path_prepend: tuple[str, ...] = ()  # directories put first on PATH (the image's bin)
 
 
 class Container(abc.ABC):

@@ -49,13 +49,17 @@ def python_shims(home: Path, python: str) -> Path:
 
 def container_env(spec: ContainerSpec, status_fd: int, shims: Path | None = None) -> dict[str, str]:
     env = {k: os.environ[k] for k in _PASSTHROUGH if k in os.environ}
-    if shims is not None:
-        env["PATH"] = os.pathsep.join([str(shims), env.get("PATH", os.defpath)])
+    first = [*spec.path_prepend, *([str(shims)] if shims is not None and spec.python is None else [])]
+    if first:
+        env["PATH"] = os.pathsep.join([*first, env.get("PATH", os.defpath)])
     env.update(spec.env)
+    if spec.python is None:
+        # Sampan's own environment: the runtime is importable from where this package lives. An
+        # image's environment finds it through its runtime layer instead (images/builder.py).
+        env["PYTHONPATH"] = _SAMPAN_ROOT
     env.update(
         {
             "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": _SAMPAN_ROOT,
             "MODAL_IS_REMOTE": "1",
             "MODAL_TASK_ID": spec.container_id,
             "MODAL_CLOUD_PROVIDER": "local",
@@ -173,13 +177,13 @@ class LocalBackend(Backend):
         read_fd, write_fd = os.pipe()
         try:
             proc = await asyncio.create_subprocess_exec(
-                self.python, "-m", "sampan.runtime",
+                spec.python or self.python, "-m", "sampan.runtime",
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 pass_fds=(write_fd,),
                 start_new_session=True,
-                cwd=str(spec.bundle_dir),
+                cwd=str(spec.workdir or spec.bundle_dir),
                 env=container_env(spec, write_fd, self.shims),
                 limit=1 << 20,
             )

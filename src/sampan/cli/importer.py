@@ -132,6 +132,52 @@ def local_files(root: Path) -> list[str]:
     return sorted(found)
 
 
+def _expand(local: Path, target: str, only_python: bool = False) -> list[tuple[str, str]]:
+    if local.is_file():
+        return [(str(local), target)]
+    out = []
+    for path in sorted(local.rglob("*")):
+        rel = path.relative_to(local)
+        if not path.is_file() or any(part in _SKIP_DIRS for part in rel.parts):
+            continue
+        if only_python and path.suffix != ".py":
+            continue
+        out.append((str(path), f"{target}/{rel.as_posix()}" if target else rel.as_posix()))
+    return out
+
+
+def mounts(manifest: Any) -> list[tuple[str, str]]:
+    """Files that `add_local_*(copy=False)` put in containers at start: (local path, path in the bundle)."""
+    from ..server.images.recipe import reroot
+
+    found: dict[str, str] = {}
+    for entry in manifest.functions:
+        for step in entry.image:
+            op, args = step["op"], step.get("args") or {}
+            if not op.startswith("add_local_") or args.get("copy"):
+                continue
+            if op == "add_local_python_source":
+                for name in args.get("modules") or []:
+                    spec = importlib.util.find_spec(name)
+                    if spec is None:
+                        raise LoadError(f"add_local_python_source: module {name!r} not found.", EXIT_IMPORT_ERROR)
+                    if spec.submodule_search_locations:
+                        local = Path(list(spec.submodule_search_locations)[0])
+                        pairs = _expand(local, name.replace(".", "/"), only_python=True)
+                    else:
+                        pairs = [(str(spec.origin), name.replace(".", "/") + ".py")]
+                    found.update(pairs)
+                continue
+            local = Path(args["local_path"])
+            if not local.exists():
+                raise LoadError(f"{op}: local path {str(local)!r} does not exist.", EXIT_IMPORT_ERROR)
+            target = reroot(args["remote_path"])
+            if op == "add_local_file" and args["remote_path"].endswith("/"):
+                target = f"{target}/{local.name}" if target else local.name
+            found.update(_expand(local, target))
+    return sorted(found.items())
+
+
 def load(ref: AppRef) -> dict[str, Any]:
     from .. import modal_alias
     from ..manifest import build_manifest
@@ -144,7 +190,7 @@ def load(ref: AppRef) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001
         raise LoadError(_user_traceback(exc), EXIT_IMPORT_ERROR) from None
     files = local_files(root)
-    return {"manifest": manifest.to_json(), "root": str(root), "files": files}
+    return {"manifest": manifest.to_json(), "root": str(root), "files": files, "mounts": mounts(manifest)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.tree import Tree
 
 from ..server.apps import EndpointInfo
@@ -40,6 +41,45 @@ def print_created(infos: list[EndpointInfo], other_functions: Iterable[str]) -> 
 def print_notes(notes: Iterable[str]) -> None:
     for note in notes:
         console.print(f"[yellow]⚠[/yellow] {note}")
+
+
+class BuildDisplay:
+    """While images build: a spinner naming the current step, the installer's output dimmed above it,
+    and `Built image im-<id> in N s` for each image that was not already built."""
+
+    def __init__(self) -> None:
+        self._status = None
+
+    def __enter__(self) -> BuildDisplay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def hooks(self):  # noqa: ANN201 - a server.apps.BuildHooks
+        from ..server.apps import BuildHooks
+
+        return BuildHooks(progress=self._progress, log=self._log, built=self._built)
+
+    def _progress(self, step: str) -> None:
+        text = f"Building image: {step}"
+        if self._status is None:
+            self._status = console.status(text, spinner="dots")
+            self._status.start()
+        else:
+            self._status.update(text)
+
+    def _log(self, line: str) -> None:
+        console.print(f"  [dim]│ {escape(line)}[/dim]")
+
+    def _built(self, image) -> None:  # noqa: ANN001 - a BuiltImage
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+        if not image.cached:
+            console.print(f"[green]✓[/green] Built image {image.id} in {image.seconds:.1f} s")
 
 
 class LogPrinter:

@@ -27,6 +27,7 @@ from ..manifest import Manifest
 from ..server.apps import AppServer, AppVersion
 from ..server.bundle import read_files, write_bundle
 from ..server.control import ControlServer, register
+from ..server.images.recipe import ImageBuildError
 from . import output
 
 SERVE_STOP_GRACE_S = 30.0  # Modal's grace period for @exit hooks; a second Ctrl-C skips it
@@ -37,10 +38,17 @@ class Loaded:
     manifest: Manifest
     root: Path
     files: list[str]
+    mounts: list[tuple[str, str]]  # add_local_*(copy=False): (local path, path in the bundle)
 
     @property
     def watch_paths(self) -> set[str]:
-        return {str(self.root / f) for f in self.files}
+        return {str(self.root / f) for f in self.files} | {local for local, _ in self.mounts}
+
+    def bundle_files(self) -> dict[str, bytes]:
+        files = read_files(self.root, self.files)
+        for local, target in self.mounts:
+            files[target] = Path(local).read_bytes()
+        return files
 
 
 class LoadFailed(Exception):
@@ -68,7 +76,8 @@ async def load_app(ref: str, module_mode: bool) -> Loaded:
     finally:
         with contextlib.suppress(OSError):
             os.unlink(out_path)
-    return Loaded(Manifest.from_json(data["manifest"]), Path(data["root"]), data["files"])
+    mounts = [(local, target) for local, target in data.get("mounts") or []]
+    return Loaded(Manifest.from_json(data["manifest"]), Path(data["root"]), data["files"], mounts)
 
 
 class ServeSession:
@@ -101,8 +110,10 @@ class ServeSession:
 
     async def _publish(self, loaded: Loaded) -> AppVersion:
         assert self.server is not None
-        bundle = write_bundle(self.settings.home, read_files(loaded.root, loaded.files))
-        return await self.server.publish(self.app_key, loaded.manifest, bundle, ephemeral=True)
+        bundle = write_bundle(self.settings.home, loaded.bundle_files())
+        with output.BuildDisplay() as display:
+            return await self.server.publish(self.app_key, loaded.manifest, bundle, ephemeral=True,
+                                             hooks=display.hooks())
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -129,8 +140,8 @@ class ServeSession:
                 await self.control.start()
                 self.registration = register(self.settings.home, self.control, kind="serve")
                 self.version = await self._publish(loaded)
-            except (OSError, InvalidError) as exc:
-                output.err_console.print(f"[red]✗ {exc}[/red]")
+            except (OSError, InvalidError, ImageBuildError) as exc:
+                output.err_console.print(f"✗ {exc}", markup=False, style="red")
                 return 1
             output.print_created(self.version.infos, loaded.manifest.other_functions)
             output.console.print(
@@ -204,8 +215,9 @@ class ServeSession:
             old_urls = {i.tag: i.url for i in self.version.infos} if self.version else {}
             try:
                 version = await self._publish(loaded)
-            except InvalidError as exc:
-                output.err_console.print(f"[red]✗ {exc}; still serving the last good version.[/red]")
+            except (InvalidError, ImageBuildError) as exc:
+                output.err_console.print(str(exc), markup=False)
+                output.err_console.print("[red]✗ Still serving the last good version.[/red]")
                 return False
             old_notes = set(self.current.manifest.notes) if self.current else set()
             self.current, self.version = loaded, version

@@ -7,12 +7,26 @@ declared. Until images are built, containers run in Sampan's own Python environm
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..exception import InvalidError
+
+
+def recipe_hash(steps: list[dict[str, Any]]) -> str:
+    """Hash of a recipe's JSON; the server sets it as SAMPAN_IMAGE_RECIPE in the image's containers."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(steps, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _abs(path: str | Path) -> str:
+    """Local paths are relative to where the CLI runs, as in Modal; stored absolute in the recipe."""
+    return os.path.abspath(os.path.expanduser(str(path)))
 
 
 def _flatten(items: Sequence[Any]) -> list[str]:
@@ -127,7 +141,8 @@ class Image:
                        force_build: bool = False, uv_version: str | None = None,
                        env: dict[str, str | None] | None = None, secrets: Sequence[Any] = (),
                        gpu: Any = None) -> Image:
-        return self._add("uv_pip_install", packages=_flatten(packages), requirements=requirements or [],
+        reqs = [_abs(r) for r in requirements or []]
+        return self._add("uv_pip_install", packages=_flatten(packages), requirements=reqs,
                          find_links=find_links, index_url=index_url, extra_index_url=extra_index_url, pre=pre,
                          extra_options=extra_options, env=env or {})
 
@@ -136,11 +151,13 @@ class Image:
                                       pre: bool = False, extra_options: str = "", force_build: bool = False,
                                       env: dict[str, str | None] | None = None, secrets: Sequence[Any] = (),
                                       gpu: Any = None) -> Image:
-        return self._add("pip_install_from_requirements", requirements_txt=str(requirements_txt))
+        return self._add("pip_install_from_requirements", requirements_txt=_abs(requirements_txt),
+                         find_links=find_links, index_url=index_url, extra_index_url=extra_index_url, pre=pre,
+                         extra_options=extra_options, env=env or {})
 
     def pip_install_from_pyproject(self, pyproject_toml: str, optional_dependencies: list[str] | None = None,
                                    **kwargs: Any) -> Image:
-        return self._add("pip_install_from_pyproject", pyproject_toml=str(pyproject_toml),
+        return self._add("pip_install_from_pyproject", pyproject_toml=_abs(pyproject_toml),
                          optional_dependencies=optional_dependencies or [])
 
     def uv_sync(self, uv_project_dir: str = "./", **kwargs: Any) -> Image:
@@ -184,27 +201,37 @@ class Image:
                       ignore: Sequence[str] | Callable[[Path], bool] = ()) -> Image:
         if not str(remote_path).startswith("/"):
             raise InvalidError("image.add_local_dir() currently only supports absolute remote_path values")
-        return self._add("add_local_dir", local_path=str(local_path), remote_path=str(remote_path), copy=copy)
+        return self._add("add_local_dir", local_path=_abs(local_path), remote_path=str(remote_path), copy=copy)
 
     def add_local_file(self, local_path: str | Path, remote_path: str, *, copy: bool = False) -> Image:
         if not str(remote_path).startswith("/"):
             raise InvalidError("image.add_local_file() currently only supports absolute remote_path values")
-        return self._add("add_local_file", local_path=str(local_path), remote_path=str(remote_path), copy=copy)
+        return self._add("add_local_file", local_path=_abs(local_path), remote_path=str(remote_path), copy=copy)
 
     def add_local_python_source(self, *modules: str, copy: bool = False, ignore: Any = None) -> Image:
         return self._add("add_local_python_source", modules=list(modules), copy=copy)
 
+    def recipe_hash(self) -> str:
+        """A hash of the recipe as declared (no file contents): tells a container which image it runs."""
+        return recipe_hash(self.to_json())
+
     def imports(self) -> _ImportsContext:
-        """`with image.imports(): import x` — an ImportError is swallowed where the image differs."""
-        return _ImportsContext()
+        """`with image.imports(): import x` — an ImportError is swallowed except inside this image's containers."""
+        return _ImportsContext(self)
 
 
 class _ImportsContext:
+    def __init__(self, image: Image) -> None:
+        self.image = image
+
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        # Until images are built, every container runs in Sampan's own environment, which is also
-        # where the script is loaded; an ImportError here would happen in the container too, so
-        # swallowing it is what Modal does for code meant for another image.
-        return exc_type is not None and issubclass(exc_type, ImportError)
+        if exc_type is None or not issubclass(exc_type, ImportError):
+            return False
+        import os
+
+        # Only a container built from this very image must have the package: elsewhere (the CLI
+        # reading the script, another function's image) the import is not meant to work.
+        return os.environ.get("SAMPAN_IMAGE_RECIPE") != self.image.recipe_hash()

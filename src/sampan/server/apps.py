@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,18 +25,30 @@ from ..config import Settings
 from ..exception import InvalidError
 from ..manifest import FunctionEntry, Manifest
 from ..sdk.functions import ClassParam, resolve_class_params
+from ..sdk.image import recipe_hash
 from ..sdk.partial import NO_DEFAULT
 from .autoscaler import READY, STARTING, PoolConfig
 from .bundle import Bundle
 from .gateway.errors import GatewayError
 from .gateway.listener import Gateway
 from .gateway.routing import RouteTable
+from .images.builder import BuiltImage, ImageBuilder
+from .images.recipe import reroot
 from .logs import LogStore
 from .pool import Pool, PoolContainer, PortRegistry
 
 LogFn = Callable[[str, str, str, str], None]  # (function tag, container id, stream, line)
 ErrorFn = Callable[[str, str, str], None]  # (function tag, container id, reason)
 WARM_TIMEOUT_S = 120.0
+
+
+@dataclass
+class BuildHooks:
+    """What the CLI shows while images build: the current step, the installer's log, the result."""
+
+    progress: Callable[[str], None] = lambda step: None
+    log: Callable[[str], None] = lambda line: None
+    built: Callable[[BuiltImage], None] = lambda image: None
 
 
 @dataclass(frozen=True)
@@ -62,10 +76,12 @@ class WebEndpoint:
     """One web function of one app version: its pools (one per class-parameter values)."""
 
     def __init__(self, server: AppServer, version: AppVersion, entry: FunctionEntry, subdomain: str,
-                 truncated: bool) -> None:
+                 truncated: bool, image: BuiltImage | None = None) -> None:
         self.server = server
         self.version = version
         self.entry = entry
+        self.image = image
+        self.root = server.container_root(version.bundle, image)
         self.subdomain = subdomain
         self.truncated = truncated
         self.params = _class_params(entry)
@@ -93,6 +109,19 @@ class WebEndpoint:
     def tag(self) -> str:
         return self.entry.tag
 
+    def _image_fields(self) -> dict[str, Any]:
+        image = self.image
+        if image is None:
+            return {}
+        env = {**image.env, **self.entry.env, "MODAL_IMAGE_ID": image.id,
+               "SAMPAN_IMAGE_RECIPE": recipe_hash(list(self.entry.image))}
+        workdir = self.root
+        if image.workdir:
+            workdir = self.root / reroot(image.workdir)
+            workdir.mkdir(parents=True, exist_ok=True)
+        return {"python": image.python, "env": env, "workdir": workdir,
+                "path_prepend": (str(Path(image.python).parent),)}
+
     def _key(self, query: bytes) -> tuple[tuple[str, Any], ...]:
         if not self.params:
             return ()
@@ -118,11 +147,11 @@ class WebEndpoint:
         web_server = self.entry.kind == "web_server"
 
         def make_spec(container_id: str) -> ContainerSpec:
-            return ContainerSpec(
+            fields: dict[str, Any] = dict(
                 container_id=container_id,
                 app_name=self.version.manifest.app_name,
                 entry=self.entry.to_json(),
-                bundle_dir=self.version.bundle.path,
+                bundle_dir=self.root,
                 module=self.version.manifest.module,
                 app_var=self.version.manifest.app_var,
                 class_params={k: (v.decode("latin-1") if isinstance(v, bytes) else v) for k, v in params.items()},
@@ -132,6 +161,8 @@ class WebEndpoint:
                 labels={"app": self.version.manifest.app_name or "", "function": tag,
                         "server": self.server.settings.server_id},
             )
+            fields.update(self._image_fields())
+            return ContainerSpec(**fields)
 
         pool = Pool(
             name,
@@ -229,6 +260,7 @@ class AppServer:
         self.ports = PortRegistry()
         self.portbook = PortBook(settings.home / "ports.json")
         self.apps: dict[str, AppVersion] = {}
+        self.images = ImageBuilder(settings.images_dir)
         self._draining: dict[WebEndpoint, asyncio.Task[None]] = {}
 
     def log(self, tag: str, container_id: str, stream: str, line: str) -> None:
@@ -316,8 +348,41 @@ class AppServer:
             out.append((entry, sub, truncated))
         return out
 
+    async def build_images(self, manifest: Manifest, hooks: BuildHooks | None = None) -> list[BuiltImage | None]:
+        """Build (or find) the image of every web function; None where a function declares no image."""
+        hooks = hooks or BuildHooks()
+        built: dict[str, BuiltImage] = {}
+        out: list[BuiltImage | None] = []
+        for entry in manifest.functions:
+            if not entry.image:
+                out.append(None)  # no image anywhere: Sampan's own environment (docs/architecture.md)
+                continue
+            key = json.dumps(entry.image, sort_keys=True)
+            if key not in built:
+                image = await self.images.build(list(entry.image), log=hooks.log, progress=hooks.progress)
+                built[key] = image
+                hooks.built(image)
+            out.append(built[key])
+        return out
+
+    def container_root(self, bundle: Bundle, image: BuiltImage | None) -> Path:
+        """The container's working directory: the code bundle, merged with files baked into the image."""
+        if image is None or not image.has_root or not any(image.root.iterdir()):
+            return bundle.path
+        root = self.settings.home / "roots" / f"{bundle.id}-{image.id}"
+        if not root.is_dir():
+            tmp = root.with_name(root.name + f".{os.getpid()}.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(image.root, tmp, symlinks=True)
+            shutil.copytree(bundle.path, tmp, symlinks=True, dirs_exist_ok=True)
+            try:
+                os.rename(tmp, root)
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return root
+
     async def publish(self, app_key: str, manifest: Manifest, bundle: Bundle, *, ephemeral: bool,
-                      strategy: str = "rolling") -> AppVersion:
+                      strategy: str = "rolling", hooks: BuildHooks | None = None) -> AppVersion:
         """Make `manifest` the live version of app `app_key`; returns the version with its URLs.
 
         `rolling` (the default) warms the new version where the old one has ready containers, swaps,
@@ -329,6 +394,7 @@ class AppServer:
         old = self.apps.get(app_key)
         version = AppVersion(manifest, bundle, ephemeral, (old.number + 1) if old else 1)
         plan = self._subdomains(manifest, ephemeral)
+        images = await self.build_images(manifest, hooks)
         taken = set(self.gateway.endpoint_ports.values()) | {self.gateway.port}
         for entry, sub, truncated in plan:
             port = await self.gateway.open_endpoint(
@@ -343,8 +409,8 @@ class AppServer:
                 EndpointInfo(entry.tag, entry.kind, url, host_url, sub, truncated,
                              bool(entry.web.get("requires_proxy_auth")))
             )
-        for entry, sub, truncated in plan:
-            version.endpoints[sub] = WebEndpoint(self, version, entry, sub, truncated)
+        for (entry, sub, truncated), image in zip(plan, images, strict=True):
+            version.endpoints[sub] = WebEndpoint(self, version, entry, sub, truncated, image)
 
         # Warm the new version where the old one is serving, then swap.
         if old is not None and strategy == "rolling":

@@ -237,12 +237,15 @@ class Pool:
             if self.ports is not None and self.port is not None:
                 await self.ports.claim(self.port, self, pc)
             pc.backend = await self.backend.start(self.make_spec(pc.id), self.log)
-        except (ContainerStartError, OSError) as exc:
-            self._start_failed(pc, str(exc))
-            return
         except asyncio.CancelledError:
             self.containers.pop(pc.id, None)
             raise
+        except ContainerStartError as exc:
+            self._start_failed(pc, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug or an OS error must fail the waiters, not hang them
+            self._start_failed(pc, f"{type(exc).__name__}: {exc}")
+            return
         if pc.state == STOPPING or self.closed:
             await pc.backend.stop(self.stop_grace)
             self.containers.pop(pc.id, None)

@@ -192,8 +192,8 @@ class Proxy:
             self.connections.add(task)
             try:
                 await self._connection(reader, writer, fixed)
-            except (ConnectionError, asyncio.IncompleteReadError, OSError):
-                pass
+            except (ConnectionError, asyncio.IncompleteReadError, OSError, asyncio.CancelledError):
+                pass  # the client went away, or the gateway is shutting down
             finally:
                 self.connections.discard(task)
                 writer.close()

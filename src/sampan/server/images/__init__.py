@@ -1,0 +1,1 @@
+"""Images: recipes (pure) and the uv-based builder."""

@@ -1,0 +1,162 @@
+"""From an `Image` recipe to build steps and cache keys. Pure: no I/O, no clock.
+
+A recipe is the manifest's list of steps (`Image.to_json()`); each step's key is the hash of
+the previous key and the step, so a chain of keys names every prefix of a recipe:
+
+    steps:  debian_slim(3.11)  ->  pip_install("six")  ->  env({"A": "1"})
+    keys:   k0 = H("", s0)         k1 = H(k0, s1)          k2 = H(k1, s2)
+    image id: "im-" + k2[:20]
+
+Building a recipe whose first steps match an image already built reuses that image's
+environment and runs only the remaining steps ("rebuild only what changed").
+
+Why uv and not Docker: no container engine is assumed on a developer's machine, and uv builds a
+virtual environment in about a second from its cache. What a venv cannot honour (system
+packages, registry images, conda) fails the build with a clear message instead of being skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ...exception import InvalidError
+
+# Steps that change the environment's files; the others only change its settings.
+FILE_STEPS = {
+    "debian_slim", "pip_install", "uv_pip_install", "pip_install_from_requirements",
+    "pip_install_from_pyproject", "run_commands", "add_local_dir", "add_local_file",
+    "add_local_python_source", "uv_sync",
+}
+SETTING_STEPS = {"env", "workdir", "cmd", "entrypoint"}
+UNSUPPORTED = {
+    "from_registry": "pulls a container image from a registry",
+    "from_dockerfile": "builds a Dockerfile",
+    "from_aws_ecr": "pulls a container image from AWS ECR",
+    "from_gcp_artifact_registry": "pulls a container image from GCP Artifact Registry",
+    "micromamba": "creates a conda environment",
+    "micromamba_install": "installs conda packages",
+    "dockerfile_commands": "runs Dockerfile commands",
+    "run_function": "runs a function during the build",
+}
+CHECKED_ON_HOST = {"apt_install"}
+_VERSION = re.compile(r"^3\.\d{1,2}(\.\d+)?$")
+
+
+class ImageBuildError(Exception):
+    """A recipe that cannot be built; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Step:
+    op: str
+    args: dict[str, Any]
+    key: str
+
+    @property
+    def changes_files(self) -> bool:
+        return self.op in FILE_STEPS
+
+    def describe(self) -> str:
+        a = self.args
+        if self.op in ("pip_install", "uv_pip_install", "apt_install"):
+            return f"{self.op}({', '.join(map(repr, a.get('packages', [])))})"
+        if self.op == "run_commands":
+            return f"run_commands({', '.join(map(repr, a.get('commands', [])))})"
+        if self.op == "debian_slim":
+            return f"debian_slim(python_version={a.get('python_version')!r})"
+        if self.op.startswith("add_local_"):
+            return f"{self.op}({a.get('local_path') or a.get('modules')!r} -> {a.get('remote_path', '')!r})"
+        return self.op
+
+
+def _canonical(op: str, args: dict[str, Any]) -> str:
+    return json.dumps({"op": op, "args": args}, sort_keys=True, separators=(",", ":"))
+
+
+def _step_key(previous: str, op: str, args: dict[str, Any], salt: str = "") -> str:
+    digest = hashlib.sha256()
+    digest.update(previous.encode())
+    digest.update(_canonical(op, args).encode())
+    digest.update(salt.encode())
+    return digest.hexdigest()
+
+
+def base_python(steps: list[dict[str, Any]], default: str) -> str:
+    """The `python_version` the recipe asks for (`debian_slim(python_version=)`), else `default`."""
+    for step in steps:
+        if step["op"] == "debian_slim" and step["args"].get("python_version"):
+            version = str(step["args"]["python_version"])
+            if not _VERSION.match(version):
+                raise ImageBuildError(f"Invalid python_version {version!r}: expected a version like '3.11'.")
+            return ".".join(version.split(".")[:2])
+    return default
+
+
+def plan(steps: list[dict[str, Any]], default_python: str, salts: dict[int, str] | None = None) -> list[Step]:
+    """Validate a recipe and give each step its chain key.
+
+    `salts` mixes content hashes into steps whose inputs live outside the recipe (a requirements
+    file, a local directory copied in), so editing those files changes the key.
+    """
+    if not steps or steps[0]["op"] != "debian_slim":
+        steps = [{"op": "debian_slim", "args": {"python_version": None, "force_build": False}}, *steps]
+    python = base_python(steps, default_python)
+    out: list[Step] = []
+    previous = ""
+    for i, raw in enumerate(steps):
+        op, args = raw["op"], dict(raw.get("args") or {})
+        if op in UNSUPPORTED:
+            raise ImageBuildError(
+                f"`Image.{op}` is not supported by the local backend: it {UNSUPPORTED[op]}, which needs a "
+                "container engine. Use `Image.debian_slim()` with `pip_install`/`uv_pip_install`/`run_commands`."
+            )
+        if op == "debian_slim":
+            args = {"python_version": python}
+        args.pop("force_build", None)
+        key = _step_key(previous, op, args, (salts or {}).get(i, ""))
+        out.append(Step(op, args, key))
+        previous = key
+    return out
+
+
+def image_id(chain: list[Step]) -> str:
+    return "im-" + chain[-1].key[:20]
+
+
+def pip_args(args: dict[str, Any]) -> list[str]:
+    """The installer options of a pip_install/uv_pip_install step, as uv arguments."""
+    out: list[str] = []
+    if args.get("index_url"):
+        out += ["--index-url", args["index_url"]]
+    if args.get("extra_index_url"):
+        out += ["--extra-index-url", args["extra_index_url"]]
+    if args.get("find_links"):
+        out += ["--find-links", args["find_links"]]
+    if args.get("pre"):
+        out += ["--prerelease", "allow"]
+    if args.get("extra_options"):
+        out += str(args["extra_options"]).split()
+    return out
+
+
+def step_env(args: dict[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in (args.get("env") or {}).items() if v is not None}
+
+
+def reroot(remote_path: str) -> str:
+    """Where an absolute container path lands in the container's working directory.
+
+    The local backend has no private filesystem per container: `/root/x` (Modal's working
+    directory) becomes `x`, any other absolute path `/a/b` becomes `a/b`, relative to the container's
+    working directory.
+    """
+    if not remote_path.startswith("/"):
+        raise InvalidError(f"remote_path must be absolute, got {remote_path!r}")
+    path = remote_path
+    if path == "/root" or path.startswith("/root/"):
+        path = path[len("/root"):]
+    return path.strip("/")
