@@ -12,6 +12,12 @@
 | SAMPAN_WATCH_DEBOUNCE_MS   | 300            | quiet time before a file change triggers a reload    |
 | SAMPAN_SERVER_ID           | random         | tags every container (SAMPAN_LABEL_SERVER) of this server |
 | SAMPAN_IMAGES              | $SAMPAN_HOME/images | built image environments (can be shared between homes) |
+| SAMPAN_MAX_BODY_BYTES      | 4294967296     | largest request body (413 beyond)                     |
+| SAMPAN_REDIRECT_AFTER_S    | 150            | a request still running then gets a 303 to its result |
+| SAMPAN_RATE_LIMIT          | 200            | requests per second per workspace (0: no limit)       |
+| SAMPAN_RATE_BURST_S        | 5              | burst, in seconds of the rate                          |
+| SAMPAN_HEAD_TIMEOUT_S      | 60             | a request head must arrive within (also keep-alive idle) |
+| SAMPAN_BODY_TIMEOUT_S      | 60             | longest pause while reading a request body            |
 """
 
 from __future__ import annotations
@@ -19,10 +25,12 @@ from __future__ import annotations
 import getpass
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .naming import slugify, validate_dev_suffix
+from .server.gateway.proxy import ProxyLimits
 
 DEFAULT_GATEWAY_PORT = 8487
 DEFAULT_ENDPOINT_PORT_BASE = 8488
@@ -35,6 +43,19 @@ def _default_workspace() -> str:
     except Exception:  # no passwd entry (some containers)
         user = "sampan"
     return slugify(user) or "sampan"
+
+
+def _num_env(name: str, default: float, kind: type) -> Any:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SystemExit(f"Invalid value for {name}: {raw!r} is not a number.") from None
+    if value < 0:
+        raise SystemExit(f"Invalid value for {name}: {raw!r} must not be negative.")
+    return value
 
 
 def _int_env(name: str, default: int) -> int:
@@ -62,6 +83,7 @@ class Settings:
     debounce_ms: int
     server_id: str
     images_dir: Path = Path()
+    limits: ProxyLimits = field(default_factory=ProxyLimits)
 
     def __post_init__(self) -> None:
         if self.images_dir == Path():
@@ -82,4 +104,12 @@ class Settings:
             debounce_ms=_int_env("SAMPAN_WATCH_DEBOUNCE_MS", DEFAULT_DEBOUNCE_MS),
             server_id=os.environ.get("SAMPAN_SERVER_ID") or uuid.uuid4().hex[:12],
             images_dir=Path(os.environ.get("SAMPAN_IMAGES") or home / "images").expanduser(),
+            limits=ProxyLimits(
+                max_body=_num_env("SAMPAN_MAX_BODY_BYTES", ProxyLimits.max_body, int),
+                redirect_after=_num_env("SAMPAN_REDIRECT_AFTER_S", ProxyLimits.redirect_after, float),
+                rate=_num_env("SAMPAN_RATE_LIMIT", ProxyLimits.rate, float),
+                burst_seconds=_num_env("SAMPAN_RATE_BURST_S", ProxyLimits.burst_seconds, float),
+                head_timeout=_num_env("SAMPAN_HEAD_TIMEOUT_S", ProxyLimits.head_timeout, float),
+                body_timeout=_num_env("SAMPAN_BODY_TIMEOUT_S", ProxyLimits.body_timeout, float),
+            ),
         )

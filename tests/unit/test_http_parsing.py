@@ -61,7 +61,7 @@ def test_upstream_request_replaces_forwarding_headers_and_hop_by_hop() -> None:
     head = parse(
         b"POST /p HTTP/1.1\r\nHost: app.example\r\nX-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\n"
         b"Connection: close, X-Secret-Hop\r\nX-Secret-Hop: 1\r\nKeep-Alive: 5\r\nContent-Length: 2\r\n"
-        b"Modal-Function-Call-Id: fc-spoofed\r\nX-Kept: yes\r\n\r\n"
+        b"Modal-Key: wk-1\r\nModal-Secret: ws-1\r\nX-Kept: yes\r\n\r\n"
     )
     out = http.upstream_request(head, "10.1.2.3", "http", "fc-abc")
     text = out.decode()
@@ -69,7 +69,8 @@ def test_upstream_request_replaces_forwarding_headers_and_hop_by_hop() -> None:
     assert "host: app.example\r\n" in text
     assert "x-forwarded-for: 10.1.2.3\r\n" in text
     assert "6.6.6.6" not in text and "x-secret-hop" not in text and "keep-alive" not in text
-    assert "fc-spoofed" not in text and "modal-function-call-id: fc-abc\r\n" in text
+    assert "wk-1" not in text and "ws-1" not in text  # proxy credentials stay at the edge
+    assert "modal-function-call-id: fc-abc\r\n" in text
     assert "content-length: 2\r\n" in text and "x-kept: yes" in text
     assert text.endswith("\r\n\r\n")
 
@@ -91,3 +92,29 @@ def test_client_response_adds_call_id_and_close() -> None:
     assert "modal-function-call-id: fc-1\r\n" in text
     assert "connection: close\r\n" in text
     assert "keep-alive" not in text
+
+
+@pytest.mark.parametrize("name", [b"Modal-Function-Call-Id", b"modal-retry-count", b"Modal-Proxy-Authorization"])
+def test_platform_modal_headers_are_prohibited(name: bytes) -> None:
+    with pytest.raises(GatewayError) as info:
+        parse(b"GET / HTTP/1.1\r\nHost: h\r\n" + name + b": x\r\n\r\n")
+    assert (info.value.status, info.value.body) == (400, f"prohibited modal header: {name.decode().lower()}")
+
+
+def test_modal_key_and_secret_are_allowed() -> None:
+    head = parse(b"GET / HTTP/1.1\r\nHost: h\r\nModal-Key: wk-1\r\nModal-Secret: ws-1\r\n\r\n")
+    assert (b"modal-key", b"wk-1") in head.headers
+
+
+def test_too_many_headers() -> None:
+    raw = b"GET / HTTP/1.1\r\nHost: h\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(200)) + b"\r\n"
+    with pytest.raises(GatewayError) as info:
+        parse(raw)
+    assert info.value.status == 431
+
+
+def test_websocket_extensions_are_not_forwarded() -> None:
+    head = parse(b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                 b"Sec-WebSocket-Key: k\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n")
+    text = http.upstream_request(head, "1.2.3.4", "http", "fc-1").decode()
+    assert "permessage-deflate" not in text and "sec-websocket-key: k" in text

@@ -256,7 +256,8 @@ class AppServer:
         self._warned: set[str] = set()
         self.stop_grace = stop_grace
         self.routes = RouteTable(settings.domain)
-        self.gateway = Gateway(self.routes, settings.host, settings.gateway_port, workspace=settings.workspace)
+        self.gateway = Gateway(self.routes, settings.host, settings.gateway_port, workspace=settings.workspace,
+                               limits=settings.limits)
         self.ports = PortRegistry()
         self.portbook = PortBook(settings.home / "ports.json")
         self.apps: dict[str, AppVersion] = {}

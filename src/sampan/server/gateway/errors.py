@@ -12,6 +12,8 @@ APP_STOPPED = "modal-http: app for invoked web endpoint is stopped"
 TERMINATED = "modal-http: internal error: function was terminated by signal"
 INIT_FAILURE = "modal-http: internal error: status InitFailure: {reason}"
 TIMED_OUT = "modal-http: internal error: function execution timed out"
+BAD_REDIRECT_METHOD = "modal-http: bad redirect method"
+RATE_LIMITED = "modal-http: rate limit exceeded for workspace {workspace} ({rate:g} requests per second)"
 QUEUE_FULL = "modal-http: Function {tag} reached pending input queue limit ({limit}) for workspace {workspace}"
 
 

@@ -35,6 +35,8 @@ HOP_BY_HOP = frozenset(
 )
 CLIENT_FORWARDING = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded",
                                b"x-real-ip"})
+MAX_HEADERS = 100
+ALLOWED_MODAL_HEADERS = frozenset({b"modal-key", b"modal-secret"})
 _TOKEN_CHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 Headers = list[tuple[bytes, bytes]]
@@ -80,6 +82,8 @@ class ResponseHead:
 
 
 def _parse_header_lines(lines: list[bytes]) -> Headers:
+    if len(lines) > MAX_HEADERS:
+        raise GatewayError(431, "request header fields too large")
     headers: Headers = []
     for line in lines:
         if not line:
@@ -135,6 +139,10 @@ def parse_request_head(data: bytes) -> RequestHead:
     if any(c not in _TOKEN_CHARS for c in method):
         raise GatewayError(400, "malformed method")
     headers = _parse_header_lines(lines[1:])
+    for name, _ in headers:
+        if name.startswith(b"modal-") and name not in ALLOWED_MODAL_HEADERS:
+            # Only the platform sets these (a forwarded call id would confuse the app).
+            raise GatewayError(400, f"prohibited modal header: {name.decode('latin-1')}")
     framing, length = _framing(headers, is_request=True)
     tokens = _connection_tokens(headers)
     if version == b"HTTP/1.1":
@@ -187,8 +195,10 @@ def upstream_request(head: RequestHead, client_ip: str, scheme: str, call_id: st
     """The request head sent to the container."""
     out = [head.method + b" " + head.target + b" HTTP/1.1\r\n"]
     for name, value in _strip(head.headers):
-        if name in CLIENT_FORWARDING or name == b"content-length" or name == b"modal-function-call-id":
+        if name in CLIENT_FORWARDING or name == b"content-length" or name in ALLOWED_MODAL_HEADERS:
             continue
+        if head.websocket and name == b"sec-websocket-extensions":
+            continue  # no permessage-deflate (RFC 7692), as on Modal
         out.append(name + b": " + value + b"\r\n")
     out.append(b"x-forwarded-for: " + client_ip.encode() + b"\r\n")
     out.append(b"x-forwarded-proto: " + scheme.encode() + b"\r\n")

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import socket
 
-from .proxy import MAX_HEAD, Proxy
+from .proxy import MAX_HEAD, Proxy, ProxyLimits
 from .routing import RouteTable
 
 
@@ -28,12 +28,13 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 class Gateway:
-    def __init__(self, routes: RouteTable, host: str, port: int, scheme: str = "http", workspace: str = "") -> None:
+    def __init__(self, routes: RouteTable, host: str, port: int, scheme: str = "http", workspace: str = "",
+                 limits: ProxyLimits | None = None) -> None:
         self.routes = routes
         self.host = host
         self.requested_port = port
         self.port = 0
-        self.proxy = Proxy(routes, scheme, workspace)
+        self.proxy = Proxy(routes, scheme, workspace, limits)
         self._main: asyncio.AbstractServer | None = None
         self._endpoint_servers: dict[str, asyncio.AbstractServer] = {}
         self.endpoint_ports: dict[str, int] = {}
@@ -81,9 +82,10 @@ class Gateway:
         servers = [s for s in (self._main, *self._endpoint_servers.values()) if s is not None]
         for server in servers:
             server.close()
-        for task in list(self.proxy.connections):
+        tasks = [*self.proxy.connections, *self.proxy.background]
+        for task in tasks:
             task.cancel()
-        for task in list(self.proxy.connections):
+        for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
         self._endpoint_servers.clear()

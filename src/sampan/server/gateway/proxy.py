@@ -2,14 +2,17 @@
 
 For each request on a keep-alive connection:
 
-    read and parse the head            (gateway/http.py)
-    resolve the endpoint and its pool  (gateway/routing.py, by port or Host)
-    acquire a container slot           (server/pool.py: waits during a cold start)
-    send the head and stream the body to the container, concurrently read and stream the response
+    read and parse the head, within `head_timeout`           (gateway/http.py)
+    answer it ourselves when it is a result-URL fetch         (gateway/calls.py)
+    rate limit, resolve the endpoint and its pool             (ratelimit.py, routing.py)
+    acquire a container slot                                  (server/pool.py: waits during a cold start)
+    send the head; stream the body to the container while waiting for the response head
+    stream the response back; or, past the redirect window, answer 303 and finish in the background
     release the slot
 
-WebSocket upgrades are proxied as raw bytes after the 101, holding the slot for the whole
-connection. Bodies are never held whole in memory: every copy is a bounded loop of reads.
+WebSocket upgrades are proxied after the 101 (gateway/websocket.py), holding the slot for the
+whole connection. Bodies are never held whole in memory (gateway/bodies.py). No exception of one
+connection reaches the server loop.
 """
 
 from __future__ import annotations
@@ -17,17 +20,46 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import sys
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ...backends.base import ContainerStartError
-from ..pool import PoolClosed, PoolContainer, QueueFull
-from . import http
-from .errors import QUEUE_FULL, TERMINATED, TIMED_OUT, GatewayError, init_failure, render
+from ..pool import Pool, PoolClosed, PoolContainer, QueueFull
+from . import http, websocket
+from .bodies import CHUNK, BodyLimits, copy_body
+from .calls import CallStore, PendingCall, call_id_from_query, redirect_target
+from .errors import (
+    BAD_REDIRECT_METHOD,
+    INVALID_FUNCTION_CALL,
+    QUEUE_FULL,
+    RATE_LIMITED,
+    TERMINATED,
+    TIMED_OUT,
+    GatewayError,
+    init_failure,
+    render,
+)
+from .ratelimit import RateLimiter
 from .routing import RouteTable
 
 MAX_HEAD = 64 * 1024
-CHUNK = 64 * 1024
+GIB = 1 << 30
+
+
+@dataclass
+class ProxyLimits:
+    """The edge's limits. Defaults are Modal's where it documents one (fact sheet §5, §6)."""
+
+    max_body: int = 4 * GIB  # request bodies up to 4 GiB
+    head_timeout: float = 60.0  # a complete request head within this (also the keep-alive idle time)
+    body_timeout: float = 60.0  # the longest pause while reading a request body
+    redirect_after: float = 150.0  # then 303 to the result URL
+    ws_max_message: int = websocket.MAX_MESSAGE
+    rate: float = 200.0  # requests per second per workspace
+    burst_seconds: float = 5.0
 
 
 class UpstreamFailed(Exception):
@@ -38,109 +70,19 @@ def new_call_id() -> str:
     return "fc-" + secrets.token_hex(12)
 
 
-async def _read_head(reader: asyncio.StreamReader) -> bytes | None:
-    try:
-        return await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial.strip():
-            return None
-        raise GatewayError(400, "incomplete request head") from None
-    except asyncio.LimitOverrunError:
-        raise GatewayError(431, "request header fields too large") from None
-
-
-async def copy_length(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, length: int) -> None:
-    remaining = length
-    while remaining > 0:
-        chunk = await reader.read(min(remaining, CHUNK))
-        if not chunk:
-            raise asyncio.IncompleteReadError(b"", remaining)
-        writer.write(chunk)
-        remaining -= len(chunk)
-        await writer.drain()
-
-
-async def copy_chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Forward a chunked body as is, checking every chunk-size line on the way."""
-    while True:
-        line = await reader.readuntil(b"\r\n")
-        size_field = line[:-2].split(b";", 1)[0].strip()
-        try:
-            if not size_field or len(size_field) > 16:
-                raise ValueError
-            size = int(size_field, 16)
-        except ValueError:
-            raise GatewayError(400, "invalid chunk size") from None
-        writer.write(line)
-        if size == 0:
-            while True:
-                trailer = await reader.readuntil(b"\r\n")
-                writer.write(trailer)
-                if trailer == b"\r\n":
-                    break
-            await writer.drain()
-            return
-        await copy_length(reader, writer, size)
-        if await reader.readexactly(2) != b"\r\n":
-            raise GatewayError(400, "invalid chunk framing")
-        writer.write(b"\r\n")
-
-
-async def copy_until_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while True:
-        chunk = await reader.read(CHUNK)
-        if not chunk:
-            return
-        writer.write(chunk)
-        await writer.drain()
-
-
-async def copy_body(framing: str, length: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    if framing == http.LENGTH:
-        await copy_length(reader, writer, length)
-    elif framing == http.CHUNKED:
-        await copy_chunked(reader, writer)
-    elif framing == http.UNTIL_CLOSE:
-        await copy_until_close(reader, writer)
-
-
-async def _settle(task: asyncio.Task[None]) -> None:
-    """Cancel a body copy that is still running and wait for it to end."""
-    if not task.done():
-        task.cancel()
-    with contextlib.suppress(BaseException):
-        await task
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while True:
-            data = await reader.read(CHUNK)
-            if not data:
-                break
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        with contextlib.suppress(Exception):
-            if writer.can_write_eof():
-                writer.write_eof()
-
-
 class _Progress:
     """The client's writer, noting whether the response head has gone out (then no error page can)."""
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self._writer = writer
+        self.raw = writer
         self.started = False
 
     def write(self, data: bytes) -> None:
         self.started = True
-        self._writer.write(data)
+        self.raw.write(data)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._writer, name)
+    async def drain(self) -> None:
+        await self.raw.drain()
 
 
 class Upstream:
@@ -175,15 +117,57 @@ class Upstream:
         self.writer.close()
 
 
+async def _settle(task: asyncio.Future[Any]) -> None:
+    """Cancel a task that is still running and wait for it to end."""
+    if not task.done():
+        task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
+
+
+async def _response_head(upstream: Upstream, method: bytes) -> http.ResponseHead:
+    while True:
+        try:
+            data = await upstream.reader.readuntil(b"\r\n\r\n")
+        except asyncio.LimitOverrunError:
+            raise GatewayError(502, "modal-http: response head too large") from None
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            raise UpstreamFailed("container closed the connection") from None
+        response = http.parse_response_head(data, method)
+        if 100 <= response.status < 200 and response.status != 101:
+            continue  # 100 Continue from the container: the gateway already answered the client
+        return response
+
+
+@dataclass
+class Exchange:
+    """One request on its way through the gateway."""
+
+    head: http.RequestHead
+    reader: asyncio.StreamReader
+    writer: _Progress
+    client_ip: str
+    call_id: str
+    pool: Pool
+    pc: PoolContainer
+    closed: asyncio.Future[Any]  # resolves when the client's connection is lost
+    handed_off: bool = False  # the response is finished in the background (303 chain)
+
+
 class Proxy:
     """Serves client connections for a route table; `fixed` pins a per-endpoint port to one subdomain."""
 
-    def __init__(self, routes: RouteTable, scheme: str = "http", workspace: str = "") -> None:
+    def __init__(self, routes: RouteTable, scheme: str = "http", workspace: str = "",
+                 limits: ProxyLimits | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.routes = routes
         self.scheme = scheme
         self.workspace = workspace
+        self.limits = limits or ProxyLimits()
+        self.clock = clock
+        self.limiter = RateLimiter(self.limits.rate, self.limits.burst_seconds)
+        self.calls = CallStore()
         self.connections: set[asyncio.Task[Any]] = set()
-        self.active_requests = 0
+        self.background: set[asyncio.Task[Any]] = set()
 
     def handler(self, fixed: str | None = None) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -194,58 +178,82 @@ class Proxy:
                 await self._connection(reader, writer, fixed)
             except (ConnectionError, asyncio.IncompleteReadError, OSError, asyncio.CancelledError):
                 pass  # the client went away, or the gateway is shutting down
+            except Exception as exc:  # noqa: BLE001 - one connection's bug must not reach the server loop
+                print(f"sampan gateway: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
             finally:
                 self.connections.discard(task)
                 writer.close()
 
         return handle
 
+    async def _read_head(self, reader: asyncio.StreamReader) -> bytes | None:
+        try:
+            return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.limits.head_timeout)
+        except asyncio.IncompleteReadError as exc:
+            if not exc.partial.strip():
+                return None
+            raise GatewayError(400, "incomplete request head") from None
+        except asyncio.LimitOverrunError:
+            raise GatewayError(431, "request header fields too large") from None
+        except asyncio.TimeoutError:
+            if getattr(reader, "_buffer", b""):  # part of a head arrived, too slowly (slowloris)
+                raise GatewayError(408, "request head not received in time") from None
+            return None  # an idle keep-alive connection: close quietly
+
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, fixed: str | None) -> None:
         peer = writer.get_extra_info("peername")
         client_ip = peer[0] if peer else "127.0.0.1"
-        while True:
-            try:
-                data = await _read_head(reader)
-                if data is None:
+        # One watcher per connection: cancelling a task that awaits the shared close future would
+        # cancel that future too, so it is created once and only cancelled when the connection ends.
+        closed = asyncio.ensure_future(writer.wait_closed())
+        try:
+            while True:
+                try:
+                    data = await self._read_head(reader)
+                    if data is None:
+                        return
+                    head = http.parse_request_head(data)
+                except GatewayError as exc:
+                    writer.write(render(exc.status, exc.body, close=True))
+                    await writer.drain()
                     return
-                head = http.parse_request_head(data)
-            except GatewayError as exc:
-                writer.write(render(exc.status, exc.body, close=True))
-                await writer.drain()
-                return
-            keep_open = await self._request(head, reader, writer, client_ip, fixed)
-            if not keep_open:
-                return
+                if not await self._request(head, reader, writer, client_ip, fixed, closed):
+                    return
+        finally:
+            closed.cancel()
 
+    # -- one request --------------------------------------------------------------------------
     async def _request(self, head: http.RequestHead, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                       client_ip: str, fixed: str | None) -> bool:
+                       client_ip: str, fixed: str | None, closed: asyncio.Future[Any]) -> bool:
         """Proxy one request. Returns whether the client connection may serve another."""
         call_id = new_call_id()
-        self.active_requests += 1
         try:
-            try:
-                pc, pool = await self._acquire(head, fixed)
-            except GatewayError as exc:
-                return await self._answer(head, reader, writer, exc, call_id)
-            progress = _Progress(writer)
-            try:
-                return await asyncio.wait_for(
-                    self._forward(head, reader, progress, client_ip, call_id, pc), pool.timeout
-                )
-            except asyncio.TimeoutError:
-                # The function ran past its `timeout`: answer if nothing was sent yet, and recycle
-                # the container, since the work inside it may not be cancellable.
-                pool.recycle(pc)
-                if not progress.started:
-                    writer.write(render(500, TIMED_OUT, close=True,
-                                        extra=[(b"modal-function-call-id", call_id.encode())]))
-                return False
-            finally:
-                pool.release(pc)
+            fetched = call_id_from_query(head.query)
+            if fetched is not None:
+                return await self._fetch_result(head, reader, writer, fetched)
+            if head.framing == http.LENGTH and head.length > self.limits.max_body:
+                raise GatewayError(413, f"modal-http: request body is larger than the limit of "
+                                        f"{self.limits.max_body} bytes")
+            if not self.limiter.allow(self.workspace, self.clock()):
+                raise GatewayError(429, RATE_LIMITED.format(rate=self.limits.rate, workspace=self.workspace))
+            pc, pool = await self._acquire(head, fixed)
+        except GatewayError as exc:
+            return await self._answer(head, reader, writer, exc, call_id)
+        ex = Exchange(head, reader, _Progress(writer), client_ip, call_id, pool, pc, closed)
+        try:
+            return await asyncio.wait_for(self._forward(ex), pool.timeout)
+        except asyncio.TimeoutError:
+            # The function ran past its `timeout`: answer if nothing was sent yet, and recycle the
+            # container, since the work inside it may not be cancellable.
+            pool.recycle(pc)
+            if not ex.writer.started:
+                writer.write(render(500, TIMED_OUT, close=True, extra=[(b"modal-function-call-id", call_id.encode())]))
+            return False
         finally:
-            self.active_requests -= 1
+            if not ex.handed_off:
+                pool.release(pc)
 
-    async def _acquire(self, head: http.RequestHead, fixed: str | None) -> tuple[PoolContainer, Any]:
+    async def _acquire(self, head: http.RequestHead, fixed: str | None) -> tuple[PoolContainer, Pool]:
         for _ in range(3):
             subdomain = fixed if fixed is not None else self.routes.subdomain_for_host(head.host)
             endpoint = self.routes.resolve(subdomain)
@@ -271,59 +279,169 @@ class Proxy:
             keep = True
         else:
             keep = False
-        writer.write(render(exc.status, exc.body, close=not keep,
-                            extra=[(b"modal-function-call-id", call_id.encode())]))
+        extra = [(b"modal-function-call-id", call_id.encode())]
+        writer.write(render(exc.status, exc.body, close=not keep, extra=extra))
         await writer.drain()
         return keep
 
-    async def _forward(self, head: http.RequestHead, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                       client_ip: str, call_id: str, pc: PoolContainer) -> bool:
-        request = http.upstream_request(head, client_ip, self.scheme, call_id)
+    async def _forward(self, ex: Exchange) -> bool:
+        head = ex.head
+        request = http.upstream_request(head, ex.client_ip, self.scheme, ex.call_id)
         if head.expect_continue and head.framing != http.NO_BODY:
-            interim = writer._writer if isinstance(writer, _Progress) else writer
-            interim.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            ex.writer.raw.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        limits = BodyLimits(self.limits.max_body, self.limits.body_timeout)
         for attempt in range(2):
-            upstream = Upstream(pc)
+            upstream = Upstream(ex.pc)
             try:
                 await upstream.open(reuse=attempt == 0)
             except UpstreamFailed:
-                return await self._answer(head, reader, writer, GatewayError(500, TERMINATED), call_id)
+                return await self._answer(head, ex.reader, ex.writer.raw, GatewayError(500, TERMINATED), ex.call_id)
             upstream.writer.write(request)
-            body_task = asyncio.create_task(copy_body(head.framing, head.length, reader, upstream.writer))
+            body_task = asyncio.create_task(copy_body(head.framing, head.length, ex.reader, upstream.writer, limits))
+            head_task = asyncio.create_task(_response_head(upstream, head.method))
             try:
-                response = await self._response_head(upstream, head.method)
-            except (UpstreamFailed, ConnectionError, asyncio.IncompleteReadError, OSError):
-                await _settle(body_task)
-                upstream.close()
-                if upstream.reused and head.framing == http.NO_BODY:
-                    continue  # the container had closed this idle connection: use a fresh one
-                err = body_task.exception() if not body_task.cancelled() else None
-                if isinstance(err, GatewayError):
-                    writer.write(render(err.status, err.body, close=True))
-                else:
-                    writer.write(render(500, TERMINATED, close=True))
-                return False
+                outcome = await self._await_head(ex, head_task, body_task)
             except BaseException:
+                await _settle(head_task)
                 await _settle(body_task)
                 upstream.close()
                 raise
-            return await self._respond(head, reader, writer, call_id, upstream, response, body_task)
-        writer.write(render(500, TERMINATED, close=True))
+            if outcome == "redirect":
+                self._hand_off(ex, upstream, head_task, body_task)
+                return True
+            if outcome == "client-gone":
+                await _settle(head_task)
+                await _settle(body_task)
+                upstream.close()
+                return False
+            if outcome == "body-error":
+                await _settle(head_task)
+                upstream.close()
+                err = body_task.exception()
+                assert isinstance(err, GatewayError)
+                ex.writer.write(render(err.status, err.body, close=True))
+                return False
+            try:
+                response = head_task.result()
+            except (UpstreamFailed, GatewayError) as exc:
+                await _settle(body_task)
+                upstream.close()
+                if isinstance(exc, UpstreamFailed) and upstream.reused and head.framing == http.NO_BODY:
+                    continue  # the container had closed this idle connection: use a fresh one
+                err = body_task.exception() if not body_task.cancelled() else None
+                if isinstance(err, GatewayError):
+                    exc = err
+                status, text = (exc.status, exc.body) if isinstance(exc, GatewayError) else (500, TERMINATED)
+                ex.writer.write(render(status, text, close=True))
+                return False
+            return await self._respond(ex, upstream, response, body_task)
+        ex.writer.write(render(500, TERMINATED, close=True))
         return False
 
-    async def _respond(self, head: http.RequestHead, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                       call_id: str, upstream: Upstream, response: http.ResponseHead,
+    async def _await_head(self, ex: Exchange, head_task: asyncio.Task[Any], body_task: asyncio.Task[None]) -> str:
+        """Wait for the container's response head; notice a client that leaves and the redirect window."""
+        closed = ex.closed
+        deadline = self.clock() + self.limits.redirect_after
+        while True:
+            watch = {head_task, closed} if body_task.done() else {head_task, closed, body_task}
+            remaining = deadline - self.clock()
+            done, _ = await asyncio.wait(watch, timeout=max(0.0, remaining), return_when=asyncio.FIRST_COMPLETED)
+            if head_task in done:
+                return "head"
+            if closed in done:
+                return "client-gone"  # closing the upstream connection tells the app (http.disconnect)
+            if body_task in done and isinstance(body_task.exception(), GatewayError):
+                return "body-error"  # a bad, slow or oversized body: answer with its error
+            if not done and body_task.done() and not ex.head.websocket:
+                return "redirect"
+            if not done:
+                deadline = self.clock() + self.limits.redirect_after  # still uploading: wait on
+
+    def _hand_off(self, ex: Exchange, upstream: Upstream, head_task: asyncio.Task[Any],
+                  body_task: asyncio.Task[None]) -> None:
+        """Past the redirect window: answer 303 now, finish the exchange into a PendingCall."""
+        call = PendingCall(ex.call_id)
+        self.calls.add(call)
+        ex.handed_off = True
+        location = redirect_target(ex.head.target, ex.call_id)
+        ex.writer.write(
+            b"HTTP/1.1 303 See Other\r\nlocation: " + location + b"\r\ncontent-length: 0\r\n"
+            b"modal-function-call-id: " + ex.call_id.encode() + b"\r\n\r\n"
+        )
+        started = self.clock()
+        task = asyncio.create_task(self._finish(call, ex, upstream, head_task, started))
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def _finish(self, call: PendingCall, ex: Exchange, upstream: Upstream, head_task: asyncio.Task[Any],
+                      started: float) -> None:
+        reusable = False
+        try:
+            remaining = ex.pool.timeout - self.limits.redirect_after
+            response = await asyncio.wait_for(head_task, max(0.1, remaining))
+            call.response = response
+            await asyncio.wait_for(copy_body(response.framing, response.length, upstream.reader, call.spool),
+                                   max(0.1, remaining - (self.clock() - started)))
+            reusable = response.keep_alive
+        except asyncio.TimeoutError:
+            ex.pool.recycle(ex.pc)
+            call.error = (500, TIMED_OUT)
+        except Exception:  # noqa: BLE001 - the container died or broke the protocol
+            call.error = (500, TERMINATED)
+        finally:
+            if reusable:
+                upstream.give_back()
+            else:
+                upstream.close()
+            ex.pool.release(ex.pc)
+            call.finish()
+
+    async def _fetch_result(self, head: http.RequestHead, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter, call_id: str) -> bool:
+        """GET on a result URL: wait up to another window, then the response or another 303."""
+        if head.method != b"GET":
+            return await self._answer(head, reader, writer, GatewayError(400, BAD_REDIRECT_METHOD), call_id)
+        call = self.calls.get(call_id)
+        if call is None:
+            return await self._answer(head, reader, writer, GatewayError(404, INVALID_FUNCTION_CALL), call_id)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(call.done.wait(), self.limits.redirect_after)
+        if not call.done.is_set():
+            writer.write(b"HTTP/1.1 303 See Other\r\nlocation: " + head.target + b"\r\ncontent-length: 0\r\n"
+                         b"modal-function-call-id: " + call_id.encode() + b"\r\n\r\n")
+            return head.keep_alive
+        if call.error is not None:
+            self.calls.remove(call_id)
+            status, text = call.error
+            return await self._answer(head, reader, writer, GatewayError(status, text), call_id)
+        assert call.response is not None
+        keep = head.keep_alive and call.response.framing != http.UNTIL_CLOSE
+        writer.write(http.client_response(call.response, keep, call_id))
+        spool = call.spool.file
+        spool.seek(0)
+        while True:
+            data = spool.read(CHUNK)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+        self.calls.remove(call_id)  # delivered: stream semantics, it cannot be fetched twice
+        return keep
+
+    async def _respond(self, ex: Exchange, upstream: Upstream, response: http.ResponseHead,
                        body_task: asyncio.Task[None]) -> bool:
+        head, writer = ex.head, ex.writer
         reusable = False
         try:
             if head.websocket and response.status == 101:
-                writer.write(http.client_response(response, False, call_id, upgrade=True))
+                writer.write(http.client_response(response, False, ex.call_id, upgrade=True))
                 await writer.drain()
                 body_task.cancel()
-                await _websocket(reader, writer, upstream)
+                await websocket.proxy(ex.reader, writer.raw, upstream.reader, upstream.writer,
+                                      self.limits.ws_max_message)
                 return False
             keep_alive = head.keep_alive and response.framing != http.UNTIL_CLOSE
-            writer.write(http.client_response(response, keep_alive, call_id))
+            writer.write(http.client_response(response, keep_alive, ex.call_id))
             await copy_body(response.framing, response.length, upstream.reader, writer)
             await writer.drain()
             if not body_task.done():
@@ -340,31 +458,3 @@ class Proxy:
                 upstream.give_back()
             else:
                 upstream.close()
-
-    async def _response_head(self, upstream: Upstream, method: bytes) -> http.ResponseHead:
-        while True:
-            try:
-                data = await upstream.reader.readuntil(b"\r\n\r\n")
-            except asyncio.LimitOverrunError:
-                raise GatewayError(502, "response head too large") from None
-            except asyncio.IncompleteReadError:
-                raise UpstreamFailed("container closed the connection") from None
-            response = http.parse_response_head(data, method)
-            if 100 <= response.status < 200 and response.status != 101:
-                continue  # 100 Continue from the container: the gateway already answered the client
-            return response
-
-
-async def _websocket(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream: Upstream) -> None:
-    # Bytes the client sent right after its upgrade request are already buffered in `reader`.
-    up = asyncio.create_task(_pipe(reader, upstream.writer))
-    down = asyncio.create_task(_pipe(upstream.reader, writer))
-    try:
-        done, pending = await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
-        # One side closed: give the other a moment to finish its close handshake.
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*pending), 5.0)
-    finally:
-        for task in (up, down):
-            task.cancel()
-        upstream.close()
