@@ -13,6 +13,7 @@ from sampan.config import Settings
 from sampan.manifest import Manifest
 from sampan.server.apps import AppServer
 from sampan.server.bundle import read_files, write_bundle
+from sampan.server.gateway.proxy import ProxyLimits
 from tests.helpers import IMAGES_DIR
 
 
@@ -24,10 +25,10 @@ def load(path: Path) -> tuple[Manifest, Path, list[str]]:
     return Manifest.from_json(data["manifest"]), Path(data["root"]), data["files"]
 
 
-def settings(home: Path) -> Settings:
+def settings(home: Path, limits: ProxyLimits | None = None) -> Settings:
     return Settings(home=home, workspace="tester", domain="localhost", host="127.0.0.1", gateway_port=0,
                     endpoint_port_base=0, dev_suffix="dev", debounce_ms=100, server_id="test-server",
-                    images_dir=Path(IMAGES_DIR))
+                    images_dir=Path(IMAGES_DIR), limits=limits or ProxyLimits())
 
 
 class Logs:
@@ -45,13 +46,14 @@ class Logs:
         return "\n".join(line for _, _, line in self.lines)
 
 
-async def running(tmp_path: Path, source: str, name: str = "app.py"):  # noqa: ANN201
+async def running(tmp_path: Path, source: str, name: str = "app.py",  # noqa: ANN201
+                  limits: ProxyLimits | None = None):
     app = tmp_path / name
     app.write_text(textwrap.dedent(source))
     manifest, root, files = load(app)
     logs = Logs()
-    server = AppServer(settings(tmp_path / "home"), LocalBackend(home=tmp_path / "home"), logs.log, logs.error,
-                       stop_grace=5)
+    server = AppServer(settings(tmp_path / "home", limits), LocalBackend(home=tmp_path / "home"), logs.log,
+                       logs.error, stop_grace=5)
     await server.start()
     bundle = write_bundle(tmp_path / "home", read_files(root, files))
     version = await server.publish("app", manifest, bundle, ephemeral=True)

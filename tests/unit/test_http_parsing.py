@@ -118,3 +118,15 @@ def test_websocket_extensions_are_not_forwarded() -> None:
                  b"Sec-WebSocket-Key: k\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n")
     text = http.upstream_request(head, "1.2.3.4", "http", "fc-1").decode()
     assert "permessage-deflate" not in text and "sec-websocket-key: k" in text
+
+
+@pytest.mark.parametrize("raw", [
+    b"GET / HTTP/1.1\r\nHost: h\r\nX: a\nInjected: 1\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n",
+    b"GET /a\x00b HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"GET /a\tb HTTP/1.1\r\nHost: h\r\n\r\n",
+], ids=["bare-lf", "bare-cr", "nul-in-target", "tab-in-target"])
+def test_control_characters_are_rejected(raw: bytes) -> None:
+    with pytest.raises(GatewayError) as info:
+        parse(raw)
+    assert info.value.status == 400

@@ -66,6 +66,10 @@ class UpstreamFailed(Exception):
     """The container closed or broke the connection before a response head arrived."""
 
 
+class ContainerGone(Exception):
+    """The container refused a new connection: it is dead, and the request never reached it."""
+
+
 def new_call_id() -> str:
     return "fc-" + secrets.token_hex(12)
 
@@ -192,12 +196,12 @@ class Proxy:
         except asyncio.IncompleteReadError as exc:
             if not exc.partial.strip():
                 return None
-            raise GatewayError(400, "incomplete request head") from None
+            raise GatewayError(400, "modal-http: incomplete request head") from None
         except asyncio.LimitOverrunError:
-            raise GatewayError(431, "request header fields too large") from None
+            raise GatewayError(431, "modal-http: request header fields too large") from None
         except asyncio.TimeoutError:
             if getattr(reader, "_buffer", b""):  # part of a head arrived, too slowly (slowloris)
-                raise GatewayError(408, "request head not received in time") from None
+                raise GatewayError(408, "modal-http: request head not received in time") from None
             return None  # an idle keep-alive connection: close quietly
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, fixed: str | None) -> None:
@@ -236,12 +240,27 @@ class Proxy:
                                         f"{self.limits.max_body} bytes")
             if not self.limiter.allow(self.workspace, self.clock()):
                 raise GatewayError(429, RATE_LIMITED.format(rate=self.limits.rate, workspace=self.workspace))
-            pc, pool = await self._acquire(head, fixed)
+            for _attempt in range(3):
+                pc, pool = await self._acquire(head, fixed)
+                ex = Exchange(head, reader, _Progress(writer), client_ip, call_id, pool, pc, closed)
+                try:
+                    return await self._exchange(ex)
+                except ContainerGone:
+                    # Nothing reached the app: the container died before the pool noticed. Take it
+                    # out of rotation and send the request to another one.
+                    pool.recycle(pc)
+                    pool.release(pc)
+            raise GatewayError(500, TERMINATED)
         except GatewayError as exc:
             return await self._answer(head, reader, writer, exc, call_id)
-        ex = Exchange(head, reader, _Progress(writer), client_ip, call_id, pool, pc, closed)
+
+    async def _exchange(self, ex: Exchange) -> bool:
+        pool, pc, writer, call_id = ex.pool, ex.pc, ex.writer.raw, ex.call_id
         try:
             return await asyncio.wait_for(self._forward(ex), pool.timeout)
+        except ContainerGone:
+            ex.handed_off = True  # the caller releases this slot itself before retrying
+            raise
         except asyncio.TimeoutError:
             # The function ran past its `timeout`: answer if nothing was sent yet, and recycle the
             # container, since the work inside it may not be cancellable.
@@ -295,7 +314,7 @@ class Proxy:
             try:
                 await upstream.open(reuse=attempt == 0)
             except UpstreamFailed:
-                return await self._answer(head, ex.reader, ex.writer.raw, GatewayError(500, TERMINATED), ex.call_id)
+                raise ContainerGone() from None
             upstream.writer.write(request)
             body_task = asyncio.create_task(copy_body(head.framing, head.length, ex.reader, upstream.writer, limits))
             head_task = asyncio.create_task(_response_head(upstream, head.method))
