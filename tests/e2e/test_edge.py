@@ -358,3 +358,121 @@ def test_random_bytes_never_take_the_gateway_down(tmp_path: Path) -> None:
             assert (await client.get(url + "/hits")).status_code == 200
 
     run(with_edge(tmp_path, body, ProxyLimits(head_timeout=1.0, body_timeout=1.0)))
+
+
+WEB_SERVER_APP = '''
+import pathlib, subprocess, sys, tempfile
+import modal
+
+app = modal.App("raw-servers")
+
+WS_SERVER = """
+import asyncio, websockets
+async def handler(ws):
+    async for message in ws:
+        if message == "bye":
+            await ws.close(4000, "see you")
+            return
+        await ws.send(message[::-1])
+async def main():
+    async with websockets.serve(handler, "0.0.0.0", PORT, compression=None, max_size=None):
+        await asyncio.Future()
+asyncio.run(main())
+"""
+
+TRAILER_SERVER = """
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", PORT)); s.listen(16)
+while True:
+    c, _ = s.accept()
+    buf = b""
+    while b"\\\\r\\\\n\\\\r\\\\n" not in buf:
+        data = c.recv(65536)
+        if not data:
+            break
+        buf += data
+    c.sendall(b"HTTP/1.1 200 OK\\\\r\\\\nTransfer-Encoding: chunked\\\\r\\\\nTrailer: x-checksum\\\\r\\\\n\\\\r\\\\n"
+              b"5\\\\r\\\\nhello\\\\r\\\\n0\\\\r\\\\nx-checksum: abc123\\\\r\\\\n\\\\r\\\\n")
+    c.close()
+"""
+
+def start(source, port):
+    path = pathlib.Path(tempfile.mkdtemp()) / "server.py"
+    path.write_text(source.replace("PORT", str(port)))
+    subprocess.Popen([sys.executable, str(path)])
+
+@app.function()
+@modal.concurrent(max_inputs=10)
+@modal.web_server(WS_PORT)
+def ws_server():
+    start(WS_SERVER, WS_PORT)
+
+@app.function()
+@modal.web_server(TRAILER_PORT)
+def trailers():
+    start(TRAILER_SERVER, TRAILER_PORT)
+
+@app.function()
+@modal.wsgi_app()
+def wsgi_stream():
+    import time
+    def application(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        def body():
+            for i in range(3):
+                yield f"part {i}\\\\n".encode()
+                time.sleep(0.5)
+        return body()
+    return application
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_web_server_websockets_trailers_and_wsgi_streaming(tmp_path: Path) -> None:
+    source = WEB_SERVER_APP.replace("WS_PORT", str(free_port())).replace("TRAILER_PORT", str(free_port()))
+
+    async def main() -> None:
+        server, version, *_ = await running(tmp_path, source)
+        urls = {i.tag: i.url for i in version.infos}
+        try:
+            ws_url = urls["ws_server"].replace("http://", "ws://") + "/"
+            async with websockets.connect(ws_url, max_size=None, open_timeout=60) as ws:
+                await ws.send("sampan")
+                assert await ws.recv() == "napmas"
+                await ws.send("x" * (2 * MIB + 1))  # the gateway enforces the limit for any server
+                with pytest.raises(ConnectionClosed) as info:
+                    await ws.recv()
+                assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+            async with websockets.connect(ws_url, open_timeout=60) as ws:
+                await ws.send("bye")
+                with pytest.raises(ConnectionClosed) as info:
+                    await ws.recv()
+                assert info.value.rcvd is not None
+                assert (info.value.rcvd.code, info.value.rcvd.reason) == (4000, "see you")
+
+            port = int(urls["trailers"].rsplit(":", 1)[1])
+            response = await asyncio.to_thread(
+                raw, port, b"GET / HTTP/1.1\r\nHost: x\r\nTE: trailers\r\nConnection: close\r\n\r\n", 30
+            )
+            assert b"5\r\nhello\r\n0\r\nx-checksum: abc123\r\n\r\n" in response
+
+            async with httpx.AsyncClient(timeout=30) as client:
+                await client.get(urls["wsgi_stream"])  # warm
+                start = time.monotonic()
+                first = None
+                async with client.stream("GET", urls["wsgi_stream"]) as r:
+                    async for chunk in r.aiter_raw():  # raw: no charset sniffing that would buffer
+                        if first is None and chunk:
+                            first = time.monotonic() - start
+                total = time.monotonic() - start
+            assert first is not None and first < 0.4 < 1.0 < total
+        finally:
+            await server.close()
+
+    run(main())
