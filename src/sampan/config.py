@@ -113,3 +113,39 @@ class Settings:
                 body_timeout=_num_env("SAMPAN_BODY_TIMEOUT_S", ProxyLimits.body_timeout, float),
             ),
         )
+
+
+def config_path(settings: Settings) -> Path:
+    return settings.home / "config.toml"
+
+
+def read_token(settings: Settings) -> tuple[str, str] | None:
+    """The API token the CLI uses: SAMPAN_TOKEN_ID/SAMPAN_TOKEN_SECRET, else $SAMPAN_HOME/config.toml."""
+    token_id, secret = os.environ.get("SAMPAN_TOKEN_ID"), os.environ.get("SAMPAN_TOKEN_SECRET")
+    if token_id and secret:
+        return token_id, secret
+    try:
+        text = config_path(settings).read_text()
+    except OSError:
+        return None
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip().strip('"')
+    if values.get("token_id") and values.get("token_secret"):
+        return values["token_id"], values["token_secret"]
+    return None
+
+
+def write_token_config(settings: Settings, store: Any, workspace: Any, force: bool = False) -> tuple[str, str]:
+    """Give the local user a token on first start (kept in config.toml, mode 0600)."""
+    existing = read_token(settings)
+    if existing and not force and store.authenticate(*existing) is not None:
+        return existing
+    token_id, secret = store.create_token(workspace)
+    path = config_path(settings)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f'[default]\nworkspace = "{workspace.name}"\ntoken_id = "{token_id}"\ntoken_secret = "{secret}"\n')
+    return token_id, secret

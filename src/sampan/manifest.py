@@ -37,8 +37,10 @@ class FunctionEntry:
     scaledown_window: int = DEFAULT_SCALEDOWN_WINDOW
     timeout: int = DEFAULT_TIMEOUT
     startup_timeout: int | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    secret_names: tuple[str, ...] = ()
+    image_env: dict[str, str] = field(default_factory=dict)
+    # In order: App secrets, then the function's, then its `env=` (Modal's sugar for one more secret).
+    # Each is {"name": ..., "required_keys": [...]} (resolved by the server) or {"values": {...}}.
+    secrets: tuple[dict[str, Any], ...] = ()
     image: tuple[dict[str, Any], ...] = ()
     ignored: tuple[str, ...] = ()
 
@@ -62,8 +64,8 @@ class FunctionEntry:
             "scaledown_window": self.scaledown_window,
             "timeout": self.timeout,
             "startup_timeout": self.startup_timeout,
-            "env": self.env,
-            "secret_names": list(self.secret_names),
+            "image_env": self.image_env,
+            "secrets": list(self.secrets),
             "image": list(self.image),
             "ignored": list(self.ignored),
         }
@@ -71,7 +73,7 @@ class FunctionEntry:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FunctionEntry:
         data = dict(data)
-        for key in ("class_params", "secret_names", "image", "ignored"):
+        for key in ("class_params", "secrets", "image", "ignored"):
             data[key] = tuple(data.get(key) or ())
         return cls(**data)
 
@@ -107,14 +109,31 @@ class Manifest:
         )
 
 
-def _secrets_env(secrets: list[Secret]) -> tuple[dict[str, str], tuple[str, ...]]:
-    env: dict[str, str] = {}
-    names: list[str] = []
+def _secret_refs(secrets: list[Secret], env: dict[str, str | None] | None) -> tuple[dict[str, Any], ...]:
+    refs: list[dict[str, Any]] = []
     for secret in secrets:
         if secret.name is not None:
-            names.append(secret.name)
-        env.update(secret.values)
-    return env, tuple(names)
+            refs.append({"name": secret.name, "required_keys": list(secret.required_keys)})
+        else:
+            refs.append({"values": dict(secret.values)})
+    function_env = {k: v for k, v in (env or {}).items() if v is not None}
+    if function_env:
+        refs.append({"values": function_env})
+    return tuple(refs)
+
+
+def compose_env(entry: FunctionEntry, resolve: Any) -> dict[str, str]:
+    """The container's variables: the image's env, then each secret in order (later ones win).
+
+    `resolve(name, required_keys)` returns a named secret's values or raises.
+    """
+    env = dict(entry.image_env)
+    for ref in entry.secrets:
+        if "name" in ref:
+            env.update(resolve(ref["name"], ref.get("required_keys") or []))
+        else:
+            env.update(ref["values"])
+    return env
 
 
 def entry_for(app: App, spec: FunctionSpec) -> FunctionEntry:
@@ -123,10 +142,6 @@ def entry_for(app: App, spec: FunctionSpec) -> FunctionEntry:
     opts = spec.options
     image: Image | None = opts.get("image") or app.image
     secrets = [*app.secrets, *(opts.get("secrets") or ())]
-    env = dict(image.env_vars()) if image else {}
-    secret_env, secret_names = _secrets_env(secrets)
-    env.update(secret_env)
-    env.update({k: v for k, v in (opts.get("env") or {}).items() if v is not None})
     return FunctionEntry(
         tag=spec.tag,
         kind=spec.web.kind,
@@ -142,8 +157,8 @@ def entry_for(app: App, spec: FunctionSpec) -> FunctionEntry:
         scaledown_window=int(opts.get("scaledown_window") or DEFAULT_SCALEDOWN_WINDOW),
         timeout=int(opts.get("timeout") or DEFAULT_TIMEOUT),
         startup_timeout=opts.get("startup_timeout"),
-        env=env,
-        secret_names=secret_names,
+        image_env=dict(image.env_vars()) if image else {},
+        secrets=_secret_refs(secrets, opts.get("env")),
         image=tuple(image.to_json()) if image else (),
         ignored=spec.ignored,
     )
@@ -164,8 +179,6 @@ def build_manifest(app: App, module: str, app_var: str) -> Manifest:
             if key not in seen:
                 seen.add(key)
                 notes.append(f"`{key}=` is accepted but has no effect here: {NOT_HONOURED[key]}.")
-    if any(e.web.get("requires_proxy_auth") for e in entries):
-        notes.append("`requires_proxy_auth=True` is accepted but not enforced yet: proxy auth tokens come with deploy.")
     return Manifest(
         app_name=app.name,
         module=module,

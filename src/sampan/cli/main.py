@@ -5,8 +5,14 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .app import app
 from .container import container
+from .deploy import deploy
+from .secret import secret
 from .serve import serve
+from .server import server
+from .token import token
+from .workspace import workspace
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,8 +24,8 @@ def cli() -> None:
     """
 
 
-cli.add_command(serve)
-cli.add_command(container)
+for command in (serve, deploy, server, app, secret, token, workspace, container):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -34,6 +34,12 @@ def created_tree(infos: Iterable[EndpointInfo], other_functions: Iterable[str]) 
     return tree
 
 
+def print_created_dicts(infos: list[dict], other_functions: Iterable[str]) -> None:
+    """The same tree from the control API's JSON."""
+    print_created([EndpointInfo(i["tag"], "", i["url"], i.get("host_url", ""), "", i.get("truncated", False),
+                                i.get("requires_proxy_auth", False)) for i in infos], other_functions)
+
+
 def print_created(infos: list[EndpointInfo], other_functions: Iterable[str]) -> None:
     console.print(created_tree(infos, other_functions))
 

@@ -22,8 +22,8 @@ from urllib.parse import parse_qsl
 from .. import naming
 from ..backends.base import Backend, ContainerSpec
 from ..config import Settings
-from ..exception import InvalidError
-from ..manifest import FunctionEntry, Manifest
+from ..exception import InvalidError, NotFoundError
+from ..manifest import FunctionEntry, Manifest, compose_env
 from ..sdk.functions import ClassParam, resolve_class_params
 from ..sdk.image import recipe_hash
 from ..sdk.partial import NO_DEFAULT
@@ -36,6 +36,7 @@ from .images.builder import BuiltImage, ImageBuilder
 from .images.recipe import reroot
 from .logs import LogStore
 from .pool import Pool, PoolContainer, PortRegistry
+from .store import Store
 
 LogFn = Callable[[str, str, str, str], None]  # (function tag, container id, stream, line)
 ErrorFn = Callable[[str, str, str], None]  # (function tag, container id, reason)
@@ -76,12 +77,14 @@ class WebEndpoint:
     """One web function of one app version: its pools (one per class-parameter values)."""
 
     def __init__(self, server: AppServer, version: AppVersion, entry: FunctionEntry, subdomain: str,
-                 truncated: bool, image: BuiltImage | None = None) -> None:
+                 truncated: bool, image: BuiltImage | None = None, env: dict[str, str] | None = None) -> None:
         self.server = server
         self.version = version
         self.entry = entry
         self.image = image
         self.root = server.container_root(version.bundle, image)
+        self.workspace = version.workspace
+        self.env = env if env is not None else compose_env(entry, server.secret_resolver(self.workspace))
         self.subdomain = subdomain
         self.truncated = truncated
         self.params = _class_params(entry)
@@ -109,11 +112,15 @@ class WebEndpoint:
     def tag(self) -> str:
         return self.entry.tag
 
+    @property
+    def requires_proxy_auth(self) -> bool:
+        return bool(self.entry.web.get("requires_proxy_auth"))
+
     def _image_fields(self) -> dict[str, Any]:
         image = self.image
         if image is None:
             return {}
-        env = {**image.env, **self.entry.env, "MODAL_IMAGE_ID": image.id,
+        env = {**image.env, **self.env, "MODAL_IMAGE_ID": image.id,
                "SAMPAN_IMAGE_RECIPE": recipe_hash(list(self.entry.image))}
         workdir = self.root
         if image.workdir:
@@ -155,7 +162,7 @@ class WebEndpoint:
                 module=self.version.manifest.module,
                 app_var=self.version.manifest.app_var,
                 class_params={k: (v.decode("latin-1") if isinstance(v, bytes) else v) for k, v in params.items()},
-                env=dict(self.entry.env),
+                env=dict(self.env),
                 web_urls=self.version.web_urls,
                 startup_timeout=float(self.entry.startup_timeout or self.entry.timeout),
                 labels={"app": self.version.manifest.app_name or "", "function": tag,
@@ -169,7 +176,7 @@ class WebEndpoint:
             self.config,
             self.server.backend,
             make_spec,
-            lambda cid, stream, line: self.server.log(tag, cid, stream, line),
+            lambda cid, stream, line: self.server.log(tag, cid, stream, line, self.version.key),
             ports=self.server.ports if web_server else None,
             port=self.entry.web.get("port") if web_server else None,
             on_start_error=lambda cid, reason: self.server.start_error(tag, cid, reason),
@@ -206,6 +213,8 @@ class AppVersion:
     bundle: Bundle
     ephemeral: bool
     number: int
+    workspace: str
+    key: str = ""
     endpoints: dict[str, WebEndpoint] = field(default_factory=dict)  # by subdomain
     web_urls: dict[str, str] = field(default_factory=dict)  # by function tag
     infos: list[EndpointInfo] = field(default_factory=list)
@@ -222,12 +231,13 @@ class PortBook:
             self.ports = {}
 
     def candidates(self, subdomain: str, base: int, taken: set[int]) -> list[int]:
-        if base == 0:
-            return [0]
+        """The port this subdomain had before, then fresh ones (any free port when `base` is 0)."""
         known = self.ports.get(subdomain)
+        first = [known] if known and known not in taken else []
+        if base == 0:
+            return [*first, 0]
         used = set(self.ports.values()) | taken
-        scan = [p for p in range(base, min(base + 500, 65536)) if p not in used]
-        return ([known] if known else []) + scan
+        return first + [p for p in range(base, min(base + 500, 65536)) if p not in used]
 
     def record(self, subdomain: str, port: int) -> None:
         if self.ports.get(subdomain) == port:
@@ -246,9 +256,11 @@ class AppServer:
     """The embedded server: gateway + apps + backend, in one asyncio process."""
 
     def __init__(self, settings: Settings, backend: Backend, log: LogFn, start_error: ErrorFn,
-                 warn: Callable[[str], None] | None = None, stop_grace: float = 30.0) -> None:
+                 warn: Callable[[str], None] | None = None, stop_grace: float = 30.0,
+                 store: Store | None = None) -> None:
         self.settings = settings
         self.backend = backend
+        self.store = store
         self._log = log
         self.logs = LogStore()
         self._start_error = start_error
@@ -262,10 +274,12 @@ class AppServer:
         self.portbook = PortBook(settings.home / "ports.json")
         self.apps: dict[str, AppVersion] = {}
         self.images = ImageBuilder(settings.images_dir)
+        if store is not None:
+            self.gateway.proxy.verify_proxy_token = store.check_proxy_token
         self._draining: dict[WebEndpoint, asyncio.Task[None]] = {}
 
-    def log(self, tag: str, container_id: str, stream: str, line: str) -> None:
-        self.logs.append(container_id, stream, line)
+    def log(self, tag: str, container_id: str, stream: str, line: str, app_key: str | None = None) -> None:
+        self.logs.append(container_id, stream, line, app_key)
         self._log(tag, container_id, stream, line)
 
     def start_error(self, tag: str, container_id: str, reason: str) -> None:
@@ -293,6 +307,8 @@ class AppServer:
         return [
             {
                 "id": pc.id,
+                "workspace": endpoint.workspace,
+                "app_key": endpoint.version.key,
                 "app": endpoint.version.manifest.app_name,
                 "function": endpoint.tag,
                 "pool": pool.name,
@@ -320,6 +336,20 @@ class AppServer:
             for key, version in self.apps.items()
         ]
 
+    def secret_resolver(self, workspace: str) -> Callable[[str, list[str]], dict[str, str]]:
+        """Named secrets of `workspace` (`sampan secret create`), checked for their required keys."""
+
+        def resolve(name: str, required_keys: list[str]) -> dict[str, str]:
+            if self.store is None:
+                raise NotFoundError(f"Secret '{name}' not found: this server has no secret store.")
+            values = self.store.secret_values(self.store.workspace(workspace), name)
+            missing = [k for k in required_keys if k not in values]
+            if missing:
+                raise NotFoundError(f"Secret '{name}' is missing required keys: {', '.join(missing)}")
+            return values
+
+        return resolve
+
     def warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
@@ -332,14 +362,26 @@ class AppServer:
     async def start(self) -> None:
         await self.gateway.start()
 
-    def _subdomains(self, manifest: Manifest, ephemeral: bool) -> list[tuple[FunctionEntry, str, bool]]:
+    def bundle(self, bundle_id: str) -> Bundle:
+        path = self.settings.home / "bundles" / bundle_id
+        if not path.is_dir():
+            raise NotFoundError(f"Code bundle {bundle_id} is missing from {path.parent}.")
+        return Bundle(bundle_id, path)
+
+    def check_secrets(self, manifest: Manifest, workspace: str) -> None:
+        for entry in manifest.functions:
+            compose_env(entry, self.secret_resolver(workspace))
+
+    def plan_subdomains(self, manifest: Manifest, ephemeral: bool,
+                        workspace: str) -> list[tuple[FunctionEntry, str, bool]]:
+        return self._subdomains(manifest, ephemeral, workspace)
+
+    def _subdomains(self, manifest: Manifest, ephemeral: bool, workspace: str) -> list[tuple[FunctionEntry, str, bool]]:
         out: list[tuple[FunctionEntry, str, bool]] = []
         seen: dict[str, str] = {}
         for entry in manifest.functions:
             label = naming.label(manifest.app_name, entry.function_name, entry.cls_name, entry.web.get("label"))
-            sub, truncated = naming.subdomain(
-                self.settings.workspace, label, self.settings.dev_suffix if ephemeral else None
-            )
+            sub, truncated = naming.subdomain(workspace, label, self.settings.dev_suffix if ephemeral else None)
             if sub in seen:
                 raise InvalidError(
                     f"Web functions {seen[sub]} and {entry.tag} would share the URL label {label!r}; "
@@ -383,7 +425,8 @@ class AppServer:
         return root
 
     async def publish(self, app_key: str, manifest: Manifest, bundle: Bundle, *, ephemeral: bool,
-                      strategy: str = "rolling", hooks: BuildHooks | None = None) -> AppVersion:
+                      strategy: str = "rolling", hooks: BuildHooks | None = None,
+                      workspace: str | None = None, number: int | None = None) -> AppVersion:
         """Make `manifest` the live version of app `app_key`; returns the version with its URLs.
 
         `rolling` (the default) warms the new version where the old one has ready containers, swaps,
@@ -392,9 +435,12 @@ class AppServer:
         """
         if strategy not in ("rolling", "recreate"):
             raise InvalidError(f"Unknown deployment strategy {strategy!r}: use 'rolling' or 'recreate'.")
+        workspace = workspace or self.settings.workspace
         old = self.apps.get(app_key)
-        version = AppVersion(manifest, bundle, ephemeral, (old.number + 1) if old else 1)
-        plan = self._subdomains(manifest, ephemeral)
+        version = AppVersion(manifest, bundle, ephemeral, number or ((old.number + 1) if old else 1), workspace,
+                             app_key)
+        plan = self._subdomains(manifest, ephemeral, workspace)
+        envs = [compose_env(entry, self.secret_resolver(workspace)) for entry in manifest.functions]  # fail early
         images = await self.build_images(manifest, hooks)
         taken = set(self.gateway.endpoint_ports.values()) | {self.gateway.port}
         for entry, sub, truncated in plan:
@@ -410,8 +456,8 @@ class AppServer:
                 EndpointInfo(entry.tag, entry.kind, url, host_url, sub, truncated,
                              bool(entry.web.get("requires_proxy_auth")))
             )
-        for (entry, sub, truncated), image in zip(plan, images, strict=True):
-            version.endpoints[sub] = WebEndpoint(self, version, entry, sub, truncated, image)
+        for (entry, sub, truncated), image, env in zip(plan, images, envs, strict=True):
+            version.endpoints[sub] = WebEndpoint(self, version, entry, sub, truncated, image, env)
 
         # Warm the new version where the old one is serving, then swap.
         if old is not None and strategy == "rolling":

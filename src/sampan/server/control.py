@@ -1,18 +1,31 @@
-"""The control API: JSON over HTTP on 127.0.0.1, for the CLI (`sampan container list|logs`) and tests.
+"""The control API: JSON over HTTP on 127.0.0.1, what the CLI and the SDK talk to.
 
-    GET /v1/health                         {"ok": true, "server_id": ...}
-    GET /v1/apps                           the live apps with their version and endpoints
-    GET /v1/containers                     every container: id, app, function, pool, state, ...
-    GET /v1/containers/{id}/logs?n=&follow=1   text lines; with follow, streamed until it exits
+    GET    /v1/health                            {"ok": true, "server_id", "workspace"}
+    GET    /v1/apps                              apps of the caller's workspace, live state included
+    POST   /v1/deploy                            {name, manifest, files, strategy, tag} -> NDJSON progress
+    POST   /v1/apps/{name}/stop
+    POST   /v1/apps/{name}/rollback              {version?}
+    GET    /v1/apps/{name}/history
+    GET    /v1/apps/{name}/logs?n=&follow=1      text; with follow, streamed
+    GET    /v1/functions/{app}/{tag}             {"web_url": ...}
+    GET    /v1/containers                        every container of the workspace
+    GET    /v1/containers/{id}/logs?n=&follow=1
+    GET    /v1/secrets | POST /v1/secrets {name, values, force} | DELETE /v1/secrets/{name}
+    GET    /v1/proxy-tokens | POST /v1/proxy-tokens {name} | DELETE /v1/proxy-tokens/{id}
+    POST   /v1/tokens                            a new API token for the caller's workspace
 
-Every request carries `Authorization: Bearer <token>`; the token is written, readable by the user
-only, to `$SAMPAN_HOME/servers/<server id>.json`, which is also how the CLI finds running servers.
-The parsing reuses the gateway's HTTP head parser, so the control plane needs no web framework.
+Authentication: `Authorization: Bearer <token id>:<token secret>`, checked against the store, which
+names the caller's workspace; everything is filtered by it, so a token of workspace A never sees
+or changes workspace B. A server without a store (the one `sampan serve` embeds) accepts one
+random token instead, written with its address to `$SAMPAN_HOME/servers/<server id>.json` (mode
+0600): that file is also how the CLI finds running servers. The parsing reuses the gateway's HTTP
+head parser, so the control plane needs no web framework.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hmac
 import json
@@ -22,36 +35,56 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
-from .apps import AppServer
+from ..exception import Error, InvalidError, NotFoundError
+from ..manifest import Manifest
+from .apps import AppServer, BuildHooks
+from .bundle import write_bundle
 from .gateway import http
 from .gateway.errors import GatewayError, render
+from .images.recipe import ImageBuildError
+from .store import Workspace
+
+MAX_BODY = 256 * 1024 * 1024  # a deploy carries the code bundle
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _json(status: int, payload: Any) -> bytes:
     body = json.dumps(payload).encode()
     return (
         f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\n\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     ).encode() + body
 
 
+def _chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
 class ControlServer:
-    def __init__(self, server: AppServer, host: str = "127.0.0.1") -> None:
+    def __init__(self, server: AppServer, host: str = "127.0.0.1", port: int = 0) -> None:
         self.server = server
+        self.store = server.store
         self.host = host
+        self.requested_port = port
         self.token = secrets.token_urlsafe(24)
         self.port = 0
         self._srv: asyncio.AbstractServer | None = None
         self._conns: set[asyncio.Task[Any]] = set()
+        self._deploy_locks: dict[str, asyncio.Lock] = {}
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     async def start(self) -> None:
-        self._srv = await asyncio.start_server(self._handle, self.host, 0, limit=64 * 1024)
+        self._srv = await asyncio.start_server(self._handle, self.host, self.requested_port, limit=64 * 1024)
         self.port = self._srv.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
@@ -60,75 +93,277 @@ class ControlServer:
         for task in list(self._conns):
             task.cancel()
 
+    # -- plumbing -----------------------------------------------------------------------------
+    def _workspace(self, head: http.RequestHead) -> Workspace | None:
+        auth = dict(head.headers).get(b"authorization", b"")
+        if not auth.startswith(b"Bearer "):
+            return None
+        token = auth[7:].decode("latin-1")
+        if self.store is None:
+            if hmac.compare_digest(token, self.token):
+                return Workspace("embedded", self.server.settings.workspace)
+            return None
+        token_id, _, token_secret = token.partition(":")
+        return self.store.authenticate(token_id, token_secret)
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._conns.add(task)
         try:
-            data = await reader.readuntil(b"\r\n\r\n")
-            head = http.parse_request_head(data)
-            auth = dict(head.headers).get(b"authorization", b"")
-            if not hmac.compare_digest(auth, b"Bearer " + self.token.encode()):
-                writer.write(render(401, "missing or invalid control token", close=True))
+            head = http.parse_request_head(await reader.readuntil(b"\r\n\r\n"))
+            workspace = self._workspace(head)
+            if workspace is None:
+                writer.write(_json(401, {"error": "missing or invalid token (sampan token new, or SAMPAN_TOKEN_ID "
+                                                  "and SAMPAN_TOKEN_SECRET)"}))
                 return
-            await self._route(head, writer)
+            body: Any = None
+            if head.framing == http.LENGTH:
+                if head.length > MAX_BODY:
+                    writer.write(_json(413, {"error": "request too large"}))
+                    return
+                body = json.loads(await reader.readexactly(head.length) or b"null")
+            try:
+                await self._route(head, workspace, body, writer)
+            except HTTPError as exc:
+                writer.write(_json(exc.status, {"error": str(exc)}))
+            except NotFoundError as exc:
+                writer.write(_json(404, {"error": str(exc)}))
+            except (InvalidError, ImageBuildError, ValueError, KeyError, TypeError) as exc:
+                writer.write(_json(400, {"error": str(exc) or type(exc).__name__}))
         except (GatewayError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-            pass
+            with contextlib.suppress(Exception):
+                writer.write(render(400, "bad request", close=True))
         finally:
             self._conns.discard(task)
             with contextlib.suppress(Exception):
                 await writer.drain()
             writer.close()
 
-    async def _route(self, head: http.RequestHead, writer: asyncio.StreamWriter) -> None:
-        path = head.path.decode("latin-1").rstrip("/")
-        query = dict(parse_qsl(head.query.decode("latin-1")))
-        if head.method != b"GET":
-            writer.write(_json(405, {"error": "method not allowed"}))
-        elif path == "/v1/health":
-            writer.write(_json(200, {"ok": True, "server_id": self.server.settings.server_id}))
-        elif path == "/v1/apps":
-            writer.write(_json(200, self.server.describe_apps()))
-        elif path == "/v1/containers":
-            writer.write(_json(200, self.server.describe_containers()))
-        elif path.startswith("/v1/containers/") and path.endswith("/logs"):
-            await self._logs(path.split("/")[3], query, writer)
-        else:
-            writer.write(_json(404, {"error": "not found"}))
+    def _app_key(self, workspace: Workspace, name: str) -> str:
+        return f"{workspace.name}/{name}"
 
-    async def _logs(self, container_id: str, query: dict[str, str], writer: asyncio.StreamWriter) -> None:
-        logs = self.server.logs
-        if not logs.known(container_id) and container_id not in self.server.live_container_ids():
-            writer.write(_json(404, {"error": f"no container {container_id}"}))
-            return
-        n = int(query["n"]) if query.get("n", "").isdigit() else None
-        follow = query.get("follow") in ("1", "true")
-        writer.write(
-            b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\ntransfer-encoding: chunked\r\n\r\n"
-        )
-        queue = logs.follow(container_id) if follow else None
+    def _needs_store(self) -> Any:
+        if self.store is None:
+            raise HTTPError(400, "this is an embedded `sampan serve` server; start one with `sampan server start`")
+        return self.store
+
+    async def _route(self, head: http.RequestHead, ws: Workspace, body: Any, writer: asyncio.StreamWriter) -> None:
+        method = head.method.decode()
+        parts = [unquote(p) for p in head.path.decode("latin-1").strip("/").split("/")]
+        query = dict(parse_qsl(head.query.decode("latin-1")))
+        route = (method, *parts)
+        if route == ("GET", "v1", "health"):
+            writer.write(_json(200, {"ok": True, "server_id": self.server.settings.server_id, "workspace": ws.name}))
+        elif route == ("GET", "v1", "apps"):
+            writer.write(_json(200, self._apps(ws)))
+        elif route == ("POST", "v1", "deploy"):
+            await self._deploy(ws, body, writer)
+        elif len(parts) == 4 and parts[:2] == ["v1", "apps"]:
+            await self._app_action(method, ws, parts[2], parts[3], body, query, writer)
+        elif method == "GET" and len(parts) == 4 and parts[:2] == ["v1", "functions"]:
+            writer.write(_json(200, {"web_url": self._web_url(ws, parts[2], parts[3])}))
+        elif route == ("GET", "v1", "containers"):
+            writer.write(_json(200, [c for c in self.server.describe_containers() if c["workspace"] == ws.name]))
+        elif method == "GET" and len(parts) == 4 and parts[:2] == ["v1", "containers"] and parts[3] == "logs":
+            container = next((c for c in self.server.describe_containers() if c["id"] == parts[2]), None)
+            if container is not None and container["workspace"] != ws.name:
+                raise HTTPError(404, f"no container {parts[2]}")
+            if container is None and not self.server.logs.known(parts[2]):
+                raise HTTPError(404, f"no container {parts[2]}")
+            await self._stream_logs([parts[2]], query, writer)
+        elif parts[:2] == ["v1", "secrets"]:
+            self._secrets(method, ws, parts[2:], body, writer)
+        elif parts[:2] == ["v1", "proxy-tokens"]:
+            self._proxy_tokens(method, ws, parts[2:], body, writer)
+        elif route == ("POST", "v1", "tokens"):
+            token_id, secret = self._needs_store().create_token(ws)
+            writer.write(_json(200, {"token_id": token_id, "token_secret": secret, "workspace": ws.name}))
+        else:
+            raise HTTPError(404, "not found")
+
+    # -- apps ---------------------------------------------------------------------------------
+    def _apps(self, ws: Workspace) -> list[dict[str, Any]]:
+        live = {a["key"]: a for a in self.server.describe_apps()}
+        out = []
+        if self.store is not None:
+            for app in self.store.apps(ws):
+                info = live.get(self._app_key(ws, app.name), {})
+                out.append({"id": app.id, "name": app.name, "state": app.state, "version": app.current_version,
+                            "containers": info.get("containers", 0), "created_at": app.created_at,
+                            "stopped_at": app.stopped_at, "endpoints": info.get("endpoints", [])})
+        for key, info in live.items():
+            if info["ephemeral"] and key.startswith(f"{ws.name}/"):
+                out.append({"id": key, "name": info["name"], "state": "ephemeral", "version": info["version"],
+                            "containers": info["containers"], "created_at": None, "stopped_at": None,
+                            "endpoints": info["endpoints"]})
+        return out
+
+    async def _deploy(self, ws: Workspace, body: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        store = self._needs_store()
+        name = body["name"]
+        from .store import check_app_name
+
+        check_app_name(name)
+        manifest = Manifest.from_json(body["manifest"])
+        files = {rel: base64.b64decode(data) for rel, data in body["files"].items()}
+        strategy = body.get("strategy") or "rolling"
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n"
+                     b"connection: close\r\n\r\n")
+
+        def emit(event: dict[str, Any]) -> None:
+            writer.write(_chunk(json.dumps(event).encode() + b"\n"))
+
+        lock = self._deploy_locks.setdefault(f"{ws.id}/{name}", asyncio.Lock())
+        started = time.perf_counter()
         try:
-            for line in logs.tail(container_id, n):
-                writer.write(_chunk(line.text + "\n"))
-            await writer.drain()
-            while queue is not None and container_id in self.server.live_container_ids():
-                try:
-                    line = await asyncio.wait_for(queue.get(), 1.0)
-                except asyncio.TimeoutError:
-                    continue
-                if line is None:
-                    break
-                writer.write(_chunk(line.text + "\n"))
-                await writer.drain()
+            async with lock:
+                bundle = write_bundle(self.server.settings.home, files)
+                app = store.app(ws, name)
+                if app is not None and app.state == "deployed" and app.current_version:
+                    current = store.version(app.id, app.current_version)
+                    if current.bundle_id == bundle.id and current.manifest == manifest.to_json():
+                        version = self.server.apps.get(self._app_key(ws, name))
+                        emit({"result": {"skipped": True, "version": app.current_version, "app_id": app.id,
+                                         "endpoints": _infos(version), "seconds": time.perf_counter() - started}})
+                        return
+                hooks = BuildHooks(progress=lambda s: emit({"progress": s}), log=lambda line: emit({"log": line}),
+                                   built=lambda im: emit({"built": {"id": im.id, "seconds": im.seconds,
+                                                                    "cached": im.cached}}))
+                # Build and validate first: a failure leaves the previous version serving, unrecorded.
+                subdomains = [sub for _, sub, _ in self.server.plan_subdomains(manifest, False, ws.name)]
+                self.server.check_secrets(manifest, ws.name)
+                await self.server.build_images(manifest, hooks)
+                app, record = store.add_version(ws, name, manifest.to_json(), bundle.id, body.get("tag") or "",
+                                                subdomains)
+                live = await self.server.publish(self._app_key(ws, name), manifest, bundle, ephemeral=False,
+                                                 strategy=strategy, workspace=ws.name, number=record.version)
+                emit({"result": {"skipped": False, "version": record.version, "app_id": app.id,
+                                 "endpoints": _infos(live), "seconds": time.perf_counter() - started}})
+        except (Error, ImageBuildError, ValueError, KeyError, OSError) as exc:
+            emit({"error": str(exc)})
         finally:
-            if queue is not None:
-                logs.unfollow(container_id, queue)
+            writer.write(b"0\r\n\r\n")
+
+    async def _app_action(self, method: str, ws: Workspace, name: str, action: str, body: Any,
+                          query: dict[str, str], writer: asyncio.StreamWriter) -> None:
+        store = self._needs_store()
+        app = store.app(ws, name)
+        if app is None:
+            raise NotFoundError(f"App '{name}' not found in workspace '{ws.name}'.")
+        key = self._app_key(ws, app.name)
+        if (method, action) == ("POST", "stop"):
+            store.stop_app(app)
+            await self.server.stop_app(key)
+            writer.write(_json(200, {"stopped": app.name}))
+        elif (method, action) == ("GET", "history"):
+            versions = {v.version: v for v in store.versions(app.id)}
+            writer.write(_json(200, {
+                "app": app.name, "current": app.current_version,
+                "versions": [{"version": v.version, "tag": v.tag, "created_at": v.created_at, "bundle": v.bundle_id}
+                             for v in versions.values()],
+                "events": [{"version": e.version, "action": e.action, "at": e.at} for e in store.events(app.id)],
+            }))
+        elif (method, action) == ("POST", "rollback"):
+            versions = [v.version for v in store.versions(app.id)]
+            target = (body or {}).get("version")
+            if target is None:
+                earlier = [v for v in versions if app.current_version and v < app.current_version]
+                if not earlier:
+                    raise InvalidError(f"App '{app.name}' has no earlier version to roll back to.")
+                target = earlier[-1]
+            record = store.version(app.id, int(target))
+            manifest = Manifest.from_json(record.manifest)
+            bundle = self.server.bundle(record.bundle_id)
+            await self.server.build_images(manifest)
+            store.set_current(app, record.version)
+            live = await self.server.publish(key, manifest, bundle, ephemeral=False, workspace=ws.name,
+                                             number=record.version)
+            writer.write(_json(200, {"version": record.version, "endpoints": _infos(live)}))
+        elif (method, action) == ("GET", "logs"):
+            ids = [c["id"] for c in self.server.describe_containers() if c["app_key"] == key]
+            ids += [cid for cid in self.server.logs.containers_of(key) if cid not in ids]
+            await self._stream_logs(ids, query, writer, app_key=key)
+        else:
+            raise HTTPError(404, "not found")
+
+    def _web_url(self, ws: Workspace, app_name: str, tag: str) -> str | None:
+        live = self.server.apps.get(self._app_key(ws, app_name))
+        if live is None:
+            raise NotFoundError(f"App '{app_name}' is not deployed in workspace '{ws.name}'.")
+        if tag not in live.web_urls and not any(s == tag or s.startswith(tag + ".")
+                                                for s in [*live.manifest.other_functions, *live.web_urls]):
+            raise NotFoundError(f"Function '{tag}' not found in app '{app_name}'.")
+        return live.web_urls.get(tag)
+
+    async def _stream_logs(self, container_ids: list[str], query: dict[str, str], writer: asyncio.StreamWriter,
+                           app_key: str | None = None) -> None:
+        logs = self.server.logs
+        n = int(query["n"]) if query.get("n", "").isdigit() else None
+        since = float(query["since"]) if query.get("since") else None
+        follow = query.get("follow") in ("1", "true")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\ntransfer-encoding: chunked\r\n"
+                     b"connection: close\r\n\r\n")
+        lines = sorted((line for cid in container_ids for line in logs.tail(cid)), key=lambda ln: ln.time)
+        if since is not None:
+            lines = [ln for ln in lines if ln.time >= since]
+        for line in lines[-n:] if n else lines:
+            writer.write(_chunk((line.text + "\n").encode()))
+        await writer.drain()
+        if follow:
+            queue = logs.follow_all(app_key, set(container_ids))
+            try:
+                while True:
+                    item = await queue.get()
+                    if item is None:
+                        break
+                    writer.write(_chunk((item.text + "\n").encode()))
+                    await writer.drain()
+            finally:
+                logs.unfollow_all(queue)
         writer.write(b"0\r\n\r\n")
 
+    # -- secrets and tokens -------------------------------------------------------------------
+    def _secrets(self, method: str, ws: Workspace, rest: list[str], body: Any, writer: asyncio.StreamWriter) -> None:
+        store = self._needs_store()
+        if method == "GET" and not rest:
+            writer.write(_json(200, [{"name": s.name, "created_at": s.created_at, "updated_at": s.updated_at,
+                                      "keys": list(s.keys)} for s in store.secrets(ws)]))
+        elif method == "POST" and not rest:
+            values = body.get("values") or {}
+            if not all(isinstance(k, str) and isinstance(v, str) for k, v in values.items()):
+                raise InvalidError("Secret values must be strings.")
+            store.put_secret(ws, body["name"], values, force=bool(body.get("force")))
+            writer.write(_json(200, {"name": body["name"], "keys": sorted(values)}))
+        elif method == "DELETE" and len(rest) == 1:
+            if not store.delete_secret(ws, rest[0]):
+                raise NotFoundError(f"Secret '{rest[0]}' not found.")
+            writer.write(_json(200, {"deleted": rest[0]}))
+        else:
+            raise HTTPError(404, "not found")
 
-def _chunk(text: str) -> bytes:
-    data = text.encode()
-    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+    def _proxy_tokens(self, method: str, ws: Workspace, rest: list[str], body: Any,
+                      writer: asyncio.StreamWriter) -> None:
+        store = self._needs_store()
+        if method == "GET" and not rest:
+            writer.write(_json(200, [{"token_id": t.id, "name": t.name, "created_at": t.created_at}
+                                     for t in store.proxy_tokens(ws)]))
+        elif method == "POST" and not rest:
+            token_id, secret = store.create_proxy_token(ws, (body or {}).get("name") or "")
+            writer.write(_json(200, {"token_id": token_id, "token_secret": secret}))
+        elif method == "DELETE" and len(rest) == 1:
+            if not store.delete_proxy_token(ws, rest[0]):
+                raise NotFoundError(f"Proxy token '{rest[0]}' not found.")
+            writer.write(_json(200, {"deleted": rest[0]}))
+        else:
+            raise HTTPError(404, "not found")
+
+
+def _infos(version: Any) -> list[dict[str, Any]]:
+    if version is None:
+        return []
+    return [{"tag": i.tag, "url": i.url, "host_url": i.host_url, "truncated": i.truncated,
+             "requires_proxy_auth": i.requires_proxy_auth} for i in version.infos]
 
 
 @dataclass(frozen=True)
@@ -147,7 +382,11 @@ class ServerInfo:
             return False
         except PermissionError:
             return True
-        return True
+        try:  # a killed process nobody reaped yet is a zombie: dead for our purposes
+            with open(f"/proc/{self.pid}/stat") as fh:
+                return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return True
 
 
 def servers_dir(home: Path) -> Path:
@@ -155,7 +394,7 @@ def servers_dir(home: Path) -> Path:
 
 
 def register(home: Path, control: ControlServer, kind: str) -> Path:
-    """Write this server's discovery file (mode 0600: it holds the control token)."""
+    """Write this server's discovery file (mode 0600: it holds the embedded server's token)."""
     directory = servers_dir(home)
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
@@ -164,19 +403,21 @@ def register(home: Path, control: ControlServer, kind: str) -> Path:
         "server_id": control.server.settings.server_id,
         "pid": os.getpid(),
         "control_url": control.url,
-        "token": control.token,
+        "token": control.token if control.store is None else "",
         "kind": kind,
         "started_at": time.time(),
     }
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(info, fh)
+    tmp.replace(path)
     return path
 
 
 def running_servers(home: Path) -> list[ServerInfo]:
     """Servers whose discovery file exists and whose process is alive (stale files are removed)."""
-    found = []
+    found: list[ServerInfo] = []
     directory = servers_dir(home)
     if not directory.is_dir():
         return found

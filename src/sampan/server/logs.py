@@ -26,17 +26,38 @@ class LogStore:
     def __init__(self) -> None:
         self._lines: OrderedDict[str, deque[LogLine]] = OrderedDict()
         self._followers: dict[str, set[asyncio.Queue[LogLine | None]]] = {}
+        self._owner: dict[str, str] = {}  # container id -> app key
+        self._app_followers: dict[asyncio.Queue[LogLine | None], tuple[str | None, set[str]]] = {}
 
-    def append(self, container_id: str, stream: str, text: str) -> None:
+    def containers_of(self, app_key: str) -> list[str]:
+        return [cid for cid, key in self._owner.items() if key == app_key and cid in self._lines]
+
+    def follow_all(self, app_key: str | None, container_ids: set[str]) -> asyncio.Queue[LogLine | None]:
+        """Lines of these containers and, with `app_key`, of every container the app starts later."""
+        queue: asyncio.Queue[LogLine | None] = asyncio.Queue()
+        self._app_followers[queue] = (app_key, set(container_ids))
+        return queue
+
+    def unfollow_all(self, queue: asyncio.Queue[LogLine | None]) -> None:
+        self._app_followers.pop(queue, None)
+
+    def append(self, container_id: str, stream: str, text: str, app_key: str | None = None) -> None:
+        if app_key is not None:
+            self._owner[container_id] = app_key
         lines = self._lines.get(container_id)
         if lines is None:
             lines = self._lines[container_id] = deque(maxlen=LINES_PER_CONTAINER)
             while len(self._lines) > MAX_CONTAINERS:
-                self._lines.popitem(last=False)
+                gone, _ = self._lines.popitem(last=False)
+                self._owner.pop(gone, None)
         line = LogLine(time.time(), stream, text)
         lines.append(line)
         for queue in self._followers.get(container_id, ()):
             queue.put_nowait(line)
+        owner = self._owner.get(container_id)
+        for queue, (key, ids) in self._app_followers.items():
+            if container_id in ids or (key is not None and key == owner):
+                queue.put_nowait(line)
 
     def known(self, container_id: str) -> bool:
         return container_id in self._lines

@@ -28,7 +28,8 @@ from typing import Any
 
 from ...backends.base import ContainerStartError
 from ..pool import Pool, PoolClosed, PoolContainer, QueueFull
-from . import http, websocket
+from . import auth, http, websocket
+from .auth import proxy_credentials
 from .bodies import CHUNK, BodyLimits, copy_body
 from .calls import CallStore, PendingCall, call_id_from_query, redirect_target
 from .errors import (
@@ -170,6 +171,8 @@ class Proxy:
         self.clock = clock
         self.limiter = RateLimiter(self.limits.rate, self.limits.burst_seconds)
         self.calls = CallStore()
+        # (workspace, token id, token secret) -> valid?; None: no store, so no token is valid.
+        self.verify_proxy_token: Callable[[str, str, str], bool] | None = None
         self.connections: set[asyncio.Task[Any]] = set()
         self.background: set[asyncio.Task[Any]] = set()
 
@@ -238,8 +241,6 @@ class Proxy:
             if head.framing == http.LENGTH and head.length > self.limits.max_body:
                 raise GatewayError(413, f"modal-http: request body is larger than the limit of "
                                         f"{self.limits.max_body} bytes")
-            if not self.limiter.allow(self.workspace, self.clock()):
-                raise GatewayError(429, RATE_LIMITED.format(rate=self.limits.rate, workspace=self.workspace))
             for _attempt in range(3):
                 pc, pool = await self._acquire(head, fixed)
                 ex = Exchange(head, reader, _Progress(writer), client_ip, call_id, pool, pc, closed)
@@ -276,6 +277,11 @@ class Proxy:
         for _ in range(3):
             subdomain = fixed if fixed is not None else self.routes.subdomain_for_host(head.host)
             endpoint = self.routes.resolve(subdomain)
+            workspace = getattr(endpoint, "workspace", self.workspace)
+            if endpoint.requires_proxy_auth:
+                self._check_proxy_auth(head, workspace)
+            if not self.limiter.allow(workspace, self.clock()):
+                raise GatewayError(429, RATE_LIMITED.format(rate=self.limits.rate, workspace=workspace))
             pool = endpoint.pool_for(head.query)
             try:
                 return await pool.acquire(), pool
@@ -284,9 +290,16 @@ class Proxy:
             except ContainerStartError as exc:
                 raise init_failure(str(exc)) from None
             except QueueFull as exc:
-                text = QUEUE_FULL.format(tag=endpoint.tag, limit=exc.args[0], workspace=self.workspace)
+                text = QUEUE_FULL.format(tag=endpoint.tag, limit=exc.args[0], workspace=workspace)
                 raise GatewayError(429, text) from None
         raise GatewayError(503, "modal-http: endpoint is being replaced, try again")
+
+    def _check_proxy_auth(self, head: http.RequestHead, workspace: str) -> None:
+        credentials = proxy_credentials(head.headers)
+        if credentials is None:
+            raise GatewayError(401, auth.MISSING)
+        if self.verify_proxy_token is None or not self.verify_proxy_token(workspace, *credentials):
+            raise GatewayError(401, auth.INVALID)
 
     async def _answer(self, head: http.RequestHead, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                       exc: GatewayError, call_id: str) -> bool:

@@ -15,6 +15,7 @@ from .errors import APP_STOPPED, INVALID_FUNCTION_CALL, GatewayError
 class Endpoint(Protocol):
     subdomain: str
     tag: str
+    requires_proxy_auth: bool
 
     def pool_for(self, query: bytes):  # -> Pool; raises GatewayError for bad class parameters
         ...

@@ -1,0 +1,121 @@
+"""The CLI's side of the control API: find the running server, send JSON, read JSON or streams."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from ..config import Settings, read_token
+from ..server.control import ServerInfo, running_servers
+
+
+class ServerError(click.ClickException):
+    """The server answered with an error; the message is the server's."""
+
+
+class Client:
+    def __init__(self, server: ServerInfo, token: str) -> None:
+        self.server = server
+        self.token = token
+
+    @classmethod
+    def connect(cls, settings: Settings, start: bool = False) -> Client:
+        """The running persistent server of this SAMPAN_HOME (started first with `start=True`)."""
+        found = [s for s in running_servers(settings.home) if s.kind == "server"]
+        if not found and start:
+            start_daemon(settings)
+            found = [s for s in running_servers(settings.home) if s.kind == "server"]
+        if not found:
+            raise click.ClickException("No Sampan server is running. Start one with `sampan server start`.")
+        token = read_token(settings)
+        if token is None:
+            raise click.ClickException(
+                f"No API token: set SAMPAN_TOKEN_ID and SAMPAN_TOKEN_SECRET, or run `sampan server start` once to "
+                f"create {settings.home / 'config.toml'}."
+            )
+        return cls(found[0], f"{token[0]}:{token[1]}")
+
+    def _request(self, method: str, path: str, body: Any = None, timeout: float | None = 30.0) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Authorization": f"Bearer {self.token}"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(self.server.control_url + path, data=data, method=method, headers=headers)
+        try:
+            return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - loopback control API
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read())["error"]
+            except (ValueError, KeyError):
+                message = f"the server answered {exc.code}"
+            raise ServerError(message) from None
+        except urllib.error.URLError as exc:
+            raise click.ClickException(f"Cannot reach the Sampan server at {self.server.control_url}: {exc.reason}") \
+                from None
+
+    def get(self, path: str) -> Any:
+        with self._request("GET", path) as resp:
+            return json.load(resp)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        with self._request("POST", path, body if body is not None else {}) as resp:
+            return json.load(resp)
+
+    def delete(self, path: str) -> Any:
+        with self._request("DELETE", path) as resp:
+            return json.load(resp)
+
+    def stream_json(self, path: str, body: Any) -> Iterator[dict[str, Any]]:
+        with self._request("POST", path, body, timeout=None) as resp:
+            for line in resp:
+                if line.strip():
+                    yield json.loads(line)
+
+    def stream_text(self, path: str) -> Iterator[str]:
+        with self._request("GET", path, timeout=None) as resp:
+            for line in resp:
+                yield line.decode(errors="replace")
+
+
+def start_daemon(settings: Settings, wait: float = 60.0) -> ServerInfo:
+    """Start `sampan server start --foreground` detached, logging to $SAMPAN_HOME/server.log."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    log = open(settings.home / "server.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sampan", "server", "start", "--foreground"],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    log.close()
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        for server in running_servers(settings.home):
+            if server.kind == "server" and server.pid == proc.pid:
+                if _healthy(server):
+                    return server
+        if proc.poll() is not None:
+            tail = (settings.home / "server.log").read_text(errors="replace").splitlines()[-10:]
+            raise click.ClickException("The Sampan server did not start:\n" + "\n".join(tail))
+        time.sleep(0.1)
+    raise click.ClickException(f"The Sampan server did not become ready within {wait:.0f} s; see "
+                               f"{settings.home / 'server.log'}")
+
+
+def _healthy(server: ServerInfo) -> bool:
+    # Readiness is the registry file plus "ready" in the log; health needs no token for this check.
+    try:
+        urllib.request.urlopen(server.control_url + "/v1/health", timeout=2)  # noqa: S310
+    except urllib.error.HTTPError as exc:
+        return exc.code == 401  # it answers: up
+    except OSError:
+        return False
+    return True

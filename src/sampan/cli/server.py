@@ -1,0 +1,76 @@
+"""`sampan server start|stop|status`: the persistent server that `sampan deploy` publishes to."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+import click
+
+from ..config import Settings
+from ..server.control import running_servers
+from . import output
+from .client import start_daemon
+
+
+@click.group()
+def server() -> None:
+    """Run the persistent Sampan server (deployed apps live there)."""
+
+
+@server.command("start")
+@click.option("--foreground", is_flag=True, help="Run in this process (for systemd, containers, debugging).")
+@click.option("--control-port", type=int, default=None, help="Port of the control API (default 8486, else any).")
+def start(foreground: bool, control_port: int | None) -> None:
+    """Start the server: as a daemon that returns once ready, logging to $SAMPAN_HOME/server.log."""
+    from ..server.daemon import DEFAULT_CONTROL_PORT, main
+
+    settings = Settings.from_env()
+    existing = [s for s in running_servers(settings.home) if s.kind == "server"]
+    if existing:
+        output.console.print(f"[green]✓[/green] A Sampan server is already running (pid {existing[0].pid}).")
+        return
+    if foreground:
+        sys.exit(main(settings, control_port if control_port is not None else DEFAULT_CONTROL_PORT))
+    info = start_daemon(settings)
+    output.console.print(f"[green]✓[/green] Sampan server started (pid {info.pid}), control API {info.control_url}.")
+    output.console.print(f"  Logs: {settings.home / 'server.log'}")
+
+
+@server.command("stop")
+@click.option("--timeout", type=float, default=60.0, help="Seconds to wait for containers to finish.")
+def stop(timeout: float) -> None:
+    """Stop the server; deployed apps come back on the next start."""
+    settings = Settings.from_env()
+    servers = [s for s in running_servers(settings.home) if s.kind == "server"]
+    if not servers:
+        output.console.print("No Sampan server is running.")
+        return
+    pid = servers[0].pid
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            output.console.print(f"[green]✓[/green] Sampan server stopped (pid {pid}).")
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    output.console.print(f"[yellow]⚠[/yellow] The server did not stop in {timeout:.0f} s; killed pid {pid}.")
+
+
+@server.command("status")
+def status() -> None:
+    """Show whether a server runs, and where."""
+    settings = Settings.from_env()
+    servers = running_servers(settings.home)
+    if not servers:
+        output.console.print("No Sampan server is running.")
+        sys.exit(1)
+    for s in servers:
+        kind = "persistent server" if s.kind == "server" else "embedded (sampan serve)"
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.started_at))
+        output.console.print(f"● {kind}: pid {s.pid}, control API {s.control_url}, since {since}")
