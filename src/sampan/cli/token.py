@@ -20,10 +20,23 @@ def token() -> None:
 @token.command("new")
 @click.option("--activate/--no-activate", default=True, help="Write it to $SAMPAN_HOME/config.toml.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the secret is shown once).")
-def new(activate: bool, as_json: bool) -> None:
-    """Create a new token for the current token's workspace."""
+@click.option("--workspace", "workspace_name", default=None,
+              help="Create the token for this workspace (created if new). Needs direct access to the server's "
+                   "$SAMPAN_HOME: this is the administrator's way to hand out workspaces.")
+def new(activate: bool, as_json: bool, workspace_name: str | None) -> None:
+    """Create a new token for the current token's workspace (or, as the administrator, for another)."""
     settings = Settings.from_env()
-    data = Client.connect(settings).post("/v1/tokens")
+    if workspace_name is not None:
+        from ..naming import slugify
+        from ..server.store import Store
+
+        store = Store(settings.home)
+        ws = store.workspace(slugify(workspace_name))
+        token_id, secret = store.create_token(ws)
+        store.close()
+        data = {"token_id": token_id, "token_secret": secret, "workspace": ws.name}
+    else:
+        data = Client.connect(settings).post("/v1/tokens")
     if activate:
         path = config_path(settings)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -104,6 +104,11 @@ class App:
         self.classes: dict[str, Cls] = {}
         self.local_entrypoints: dict[str, Callable[..., Any]] = {}
         self.app_id: str | None = None
+        from .._deprecation import _user_frame
+
+        # Where the App was declared, so that `app.deploy()` can send that file (no I/O here).
+        filename = _user_frame()[0]
+        self._source_file: str | None = filename if filename.endswith(".py") else None
 
     def __repr__(self) -> str:
         return f"App({self.name!r})"
@@ -372,6 +377,36 @@ class App:
             return f
 
         return wrapper
+
+    def deploy(self, *, name: str | None = None, environment_name: str | None = None, tag: str = "",
+               client: Any = None, strategy: str = "rolling") -> App:
+        """Deploy this App to the Sampan server, as `sampan deploy <its file>` would."""
+        import sys
+
+        caller = sys._getframe(1)
+        if caller.f_code.co_name == "<module>" and caller.f_globals.get("__name__") != "__main__":
+            raise InvalidError(
+                "`App.deploy()` should not be called in global scope: it would run every time the file is "
+                "imported. Call it inside `if __name__ == \"__main__\":`, or use `sampan deploy`."
+            )
+        if not self._source_file:
+            raise InvalidError("`App.deploy()` needs the App to be defined in a file.")
+        from ..cli.deploy import deploy_app
+        from ..config import Settings
+
+        result = deploy_app(self._source_file + (f"::{self._var_name()}" if self._var_name() else ""), False,
+                            name or self.name, strategy, tag, Settings.from_env())
+        self.app_id = result.get("app_id")
+        return self
+
+    def _var_name(self) -> str | None:
+        import sys
+
+        module = sys.modules.get("__main__")
+        for key, value in vars(module).items() if module else ():
+            if value is self:
+                return key
+        return None
 
     def include(self, other_app: App, /, inherit_tags: bool = True) -> App:
         """Add another App's functions and classes to this one."""

@@ -147,6 +147,14 @@ class Function(_WebMixin):
         # Modal 0.x allowed calling a function handle directly inside containers; keep that working.
         return self.local(*args, **kwargs)
 
+    @staticmethod
+    def from_name(app_name: str, name: str, *, version: int | None = None, environment_name: str | None = None,
+                  client: Any = None) -> Any:
+        """A deployed function of the Sampan server (lazy: looked up when used)."""
+        from .lookup import function_from_name
+
+        return function_from_name(app_name, name)
+
 
 class Cls:
     """An `@app.cls()` class. Instantiate it with its parameters to reach its methods."""
@@ -167,6 +175,14 @@ class Cls:
     @property
     def name(self) -> str:
         return self.user_cls.__name__
+
+    @staticmethod
+    def from_name(app_name: str, name: str, *, version: int | None = None, environment_name: str | None = None,
+                  client: Any = None) -> Any:
+        """A deployed class of the Sampan server (lazy: looked up when used)."""
+        from .lookup import cls_from_name
+
+        return cls_from_name(app_name, name)
 
     def __call__(self, **kwargs: Any) -> Obj:
         return Obj(self, resolve_class_params(self.params, kwargs))

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from .._proc import pid_alive
 from ..exception import Error, InvalidError, NotFoundError
 from ..manifest import Manifest
 from .apps import AppServer, BuildHooks
@@ -376,17 +377,7 @@ class ServerInfo:
     started_at: float
 
     def alive(self) -> bool:
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        try:  # a killed process nobody reaped yet is a zombie: dead for our purposes
-            with open(f"/proc/{self.pid}/stat") as fh:
-                return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-        except (OSError, IndexError):
-            return True
+        return pid_alive(self.pid)
 
 
 def servers_dir(home: Path) -> Path:

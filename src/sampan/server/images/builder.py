@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ... import __version__
+from ..._proc import pid_alive
 from .pythons import default_version, find_python
 from .recipe import ImageBuildError, Step, image_id, pip_args, plan, reroot, step_env
 
@@ -200,7 +201,8 @@ class ImageBuilder:
     async def _build(self, iid: str, chain: list[Step], force: bool, log: Log, progress: Log) -> BuiltImage:
         start = time.perf_counter()
         self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{iid}-", dir=self.dir))
+        self._remove_abandoned()
+        tmp = Path(tempfile.mkdtemp(prefix=f".{iid}-{os.getpid()}-", dir=self.dir))
         try:
             python_version = chain[0].args["python_version"]
             reuse, source = (0, None) if force else self._best_prefix(chain)
@@ -237,6 +239,16 @@ class ImageBuilder:
         image = self.lookup(iid)
         assert image is not None
         return BuiltImage(**{**image.__dict__, "seconds": time.perf_counter() - start, "cached": False})
+
+    def _remove_abandoned(self) -> None:
+        """Temporary build directories of processes that died mid-build (kill -9) are garbage."""
+        for path in self.dir.glob(".im-*-*-*"):
+            try:
+                pid = int(path.name.split("-")[2])
+            except (ValueError, IndexError):
+                continue
+            if not pid_alive(pid):
+                shutil.rmtree(path, ignore_errors=True)
 
     def _settings(self, steps: list[Step]) -> tuple[dict[str, str], str | None]:
         env: dict[str, str] = {}

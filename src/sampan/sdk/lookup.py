@@ -1,0 +1,123 @@
+"""`Function.from_name` / `Cls.from_name`: handles to functions deployed on a Sampan server.
+
+Lazy, as in Modal: nothing is looked up until a method needs it (`get_web_url()`); then the
+control API of the server found in $SAMPAN_HOME (or SAMPAN_SERVER_URL with SAMPAN_TOKEN_ID and
+SAMPAN_TOKEN_SECRET) answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import quote
+
+from ..exception import ExecutionError, InvalidError, NotFoundError
+
+
+def _control() -> tuple[str, str]:
+    from ..config import Settings, read_token
+    from ..server.control import running_servers
+
+    settings = Settings.from_env()
+    token = read_token(settings)
+    url = os.environ.get("SAMPAN_SERVER_URL")
+    if url is None:
+        servers = [s for s in running_servers(settings.home) if s.kind == "server"]
+        if not servers:
+            raise ExecutionError("No Sampan server is running: start one with `sampan server start`.")
+        url = servers[0].control_url
+    if token is None:
+        raise ExecutionError("No Sampan API token: set SAMPAN_TOKEN_ID and SAMPAN_TOKEN_SECRET.")
+    return url, f"{token[0]}:{token[1]}"
+
+
+def web_url(app_name: str, tag: str) -> str | None:
+    url, token = _control()
+    request = urllib.request.Request(f"{url}/v1/functions/{quote(app_name)}/{quote(tag)}",
+                                     headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - the local control API
+            return json.load(resp)["web_url"]
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read())["error"]
+        except (ValueError, KeyError):
+            message = f"lookup failed ({exc.code})"
+        raise NotFoundError(message) from None
+
+
+class RemoteFunction:
+    """A deployed function, looked up by name."""
+
+    def __init__(self, app_name: str, tag: str) -> None:
+        self.app_name = app_name
+        self.tag = tag
+
+    def __repr__(self) -> str:
+        return f"Function.from_name({self.app_name!r}, {self.tag!r})"
+
+    def get_web_url(self) -> str | None:
+        return web_url(self.app_name, self.tag)
+
+    @property
+    def web_url(self) -> str | None:
+        return self.get_web_url()
+
+    def local(self, *args: Any, **kwargs: Any) -> Any:
+        raise ExecutionError("`.local()` is not available on a Function looked up with `from_name`.")
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        raise ExecutionError("`.remote()` is not available in this version of Sampan yet: call the web URL.")
+
+
+class RemoteCls:
+    """A deployed class, looked up by name; instantiate it to reach its methods."""
+
+    def __init__(self, app_name: str, name: str) -> None:
+        self.app_name = app_name
+        self.name = name
+
+    def __call__(self, **params: Any) -> RemoteObj:
+        return RemoteObj(self, params)
+
+
+class RemoteObj:
+    def __init__(self, cls: RemoteCls, params: dict[str, Any]) -> None:
+        self._cls = cls
+        self._params = params
+
+    def __getattr__(self, method: str) -> RemoteFunction:
+        if method.startswith("_"):
+            raise AttributeError(method)
+        fn = _RemoteMethod(self._cls.app_name, f"{self._cls.name}.{method}", self._params)
+        return fn
+
+
+class _RemoteMethod(RemoteFunction):
+    def __init__(self, app_name: str, tag: str, params: dict[str, Any]) -> None:
+        super().__init__(app_name, tag)
+        self.params = params
+
+    def get_web_url(self) -> str | None:
+        from urllib.parse import urlencode
+
+        base = super().get_web_url()
+        if base is None or not self.params:
+            return base
+        return base + "?" + urlencode({k: str(v).lower() if isinstance(v, bool) else v for k, v in self.params.items()})
+
+
+def function_from_name(app_name: str, name: str, **_: Any) -> RemoteFunction:
+    if "." in name:
+        raise InvalidError(
+            f"Invalid name: {name!r}. Looking up class methods with `Function.from_name` is not supported: "
+            "use `modal.Cls.from_name` instead."
+        )
+    return RemoteFunction(app_name, name)
+
+
+def cls_from_name(app_name: str, name: str, **_: Any) -> RemoteCls:
+    return RemoteCls(app_name, name)
