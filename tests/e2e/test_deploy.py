@@ -306,3 +306,51 @@ def test_a_label_owned_by_another_app_is_refused(sampan: Sampan, tmp_path: Path)
     sampan.run("deploy", str(first))
     refused = sampan.run("deploy", str(second), check=False)
     assert refused.returncode != 0 and "already used by the deployed app 'first'" in refused.stderr
+
+
+def test_serve_uses_the_running_server_and_stops_when_its_cli_dies(sampan: Sampan, tmp_path: Path) -> None:
+    sampan.env["SAMPAN_EPHEMERAL_TIMEOUT_S"] = "3"
+    sampan.run("server", "start")
+    app = tmp_path / "served.py"
+    app.write_text(textwrap.dedent("""
+        import modal
+        app = modal.App("served")
+
+        @app.function()
+        @modal.fastapi_endpoint()
+        def hi():
+            print("hello from the container")
+            return "hi"
+    """))
+    serve = subprocess.Popen([sys.executable, "-m", "sampan", "serve", str(app)], env=sampan.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        lines: list[str] = []
+        url = None
+        deadline = time.monotonic() + 60
+        assert serve.stdout is not None
+        while url is None and time.monotonic() < deadline:
+            line = serve.stdout.readline()
+            lines.append(line)
+            if "Created web function hi => " in line:
+                url = line.split(" => ")[1].strip()
+        assert url is not None, "".join(lines)
+        assert requests.get(url, timeout=30).json() == "hi"
+        apps = sampan.json("app", "list")
+        assert [(a["name"], a["state"]) for a in apps] == [("served", "ephemeral")]  # type: ignore[index]
+        assert "-dev" in apps[0]["endpoints"][0]["subdomain"]  # type: ignore[index]
+        while True:  # the container's output reaches the serving CLI
+            line = serve.stdout.readline()
+            if "hello from the container" in line or not line:
+                break
+        assert "hello from the container" in line
+        os.killpg(serve.pid, signal.SIGKILL)  # the CLI dies without saying goodbye
+        serve.wait(10)
+        wait_until(lambda: requests.get(url, timeout=30).status_code == 404, timeout=20)
+        assert requests.get(url, timeout=30).text == "modal-http: app for invoked web endpoint is stopped"
+    finally:
+        if serve.poll() is None:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait(10)
+        if serve.stdout is not None:
+            serve.stdout.close()

@@ -84,3 +84,14 @@ def test_valid_dev_suffix(suffix: str) -> None:
 def test_invalid_dev_suffix(suffix: str) -> None:
     with pytest.raises(InvalidError, match="Suffix must be an alphanumeric string of no more than 8 characters"):
         naming.validate_dev_suffix(suffix)
+
+
+def test_custom_domains_route_to_their_function() -> None:
+    from sampan.server.gateway.routing import RouteTable
+
+    routes = RouteTable("localhost")
+    routes.custom["api.example.com"] = "alice--shop-version"
+    assert routes.subdomain_for_host("api.example.com") == "alice--shop-version"
+    assert routes.subdomain_for_host("API.Example.com:443") == "alice--shop-version"
+    assert routes.subdomain_for_host("alice--x.localhost:8487") == "alice--x"
+    assert routes.subdomain_for_host("other.example.com") is None

@@ -46,7 +46,8 @@ def create(name: str, pairs: tuple[str, ...], from_dotenv: Path | None, from_jso
         values[key] = value
     if not values:
         raise click.UsageError("No secret values: give KEY=VALUE pairs, --from-dotenv or --from-json.")
-    Client.connect(Settings.from_env()).post("/v1/secrets", {"name": name, "values": values, "force": force})
+    client = Client.connect(Settings.from_env(), start=True)
+    client.post("/v1/secrets", {"name": name, "values": values, "force": force})
     output.console.print(f"[green]✓[/green] Created secret '{name}' with keys {', '.join(sorted(values))}.")
     output.console.print(f"Use it in your app with modal.Secret.from_name({name!r}).")
 
@@ -55,7 +56,7 @@ def create(name: str, pairs: tuple[str, ...], from_dotenv: Path | None, from_jso
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_secrets(as_json: bool) -> None:
     """List secrets: names and dates, never values."""
-    items = Client.connect(Settings.from_env()).get("/v1/secrets")
+    items = Client.connect(Settings.from_env(), start=True).get("/v1/secrets")
     if as_json:
         click.echo(json.dumps([{k: v for k, v in s.items() if k != "keys"} for s in items], indent=2))
         return
@@ -77,7 +78,7 @@ def delete(name: str, yes: bool, allow_missing: bool) -> None:
     if not yes:
         click.confirm(f"Delete secret '{name}'?", abort=True)
     try:
-        Client.connect(Settings.from_env()).delete(f"/v1/secrets/{quote(name)}")
+        Client.connect(Settings.from_env(), start=True).delete(f"/v1/secrets/{quote(name)}")
     except click.ClickException:
         if not allow_missing:
             raise

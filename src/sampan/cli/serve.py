@@ -8,28 +8,35 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
 import signal
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+from urllib.parse import quote
 
 import click
 
 from ..backends.base import get_backend
-from ..config import Settings
-from ..exception import InvalidError
+from ..config import Settings, read_token
+from ..exception import InvalidError, NotFoundError
 from ..manifest import Manifest
-from ..server.apps import AppServer, AppVersion
+from ..server.apps import AppServer, AppVersion, EndpointInfo
 from ..server.bundle import read_files, write_bundle
-from ..server.control import ControlServer, register
+from ..server.control import ControlServer, register, running_servers
 from ..server.images.recipe import ImageBuildError
+from ..server.store import Store
 from . import output
+from .client import Client
 
+HEARTBEAT_S = 10.0  # the server stops a served app after 30 s without one
 SERVE_STOP_GRACE_S = 30.0  # Modal's grace period for @exit hooks; a second Ctrl-C skips it
 
 
@@ -96,6 +103,8 @@ class ServeSession:
         self.reload_lock = asyncio.Lock()
         self.control: ControlServer | None = None
         self.registration: Path | None = None
+        self.remote: Client | None = None
+        self.app_name = name or ""
         self.interrupts = 0
 
     @property
@@ -108,7 +117,9 @@ class ServeSession:
     def _warn(self, message: str) -> None:
         output.console.print(f"[yellow]⚠[/yellow] {message}")
 
-    async def _publish(self, loaded: Loaded) -> AppVersion:
+    async def _publish(self, loaded: Loaded) -> Any:
+        if self.remote is not None:
+            return await asyncio.to_thread(self._publish_remote, loaded)
         assert self.server is not None
         bundle = write_bundle(self.settings.home, loaded.bundle_files())
         with output.BuildDisplay() as display:
@@ -127,12 +138,28 @@ class ServeSession:
                 output.err_console.print(f"[red]✗ Could not load {self.ref}.[/red]")
                 return 1
         loaded = self.current
-        name = loaded.manifest.app_name or Path(self.ref.split("::")[0]).stem
-        output.console.print(f"[green]✓[/green] Initialized. App [bold]{name}[/bold] (ephemeral).")
+        self.app_name = self.name or loaded.manifest.app_name or Path(self.ref.split("::")[0]).stem
+        output.console.print(f"[green]✓[/green] Initialized. App [bold]{self.app_name}[/bold] (ephemeral).")
         output.print_notes(loaded.manifest.notes)
+        remote = self._running_server()
+        if remote is not None:
+            return await self._run_remote(loaded, remote)
+        return await self._run_embedded(loaded)
+
+    def _running_server(self) -> Client | None:
+        """A persistent server of this SAMPAN_HOME, if one runs and we hold a token for it."""
+        if not [s for s in running_servers(self.settings.home) if s.kind == "server"]:
+            return None
+        if read_token(self.settings) is None:
+            return None
+        return Client.connect(self.settings)
+
+    async def _run_embedded(self, loaded: Loaded) -> int:
         backend = get_backend("local", home=self.settings.home)
+        # The same store a persistent server uses: named secrets and proxy tokens work under serve too.
+        store = Store(self.settings.home)
         self.server = AppServer(self.settings, backend, self.printer, self._start_error,
-                                warn=self._warn, stop_grace=SERVE_STOP_GRACE_S)
+                                warn=self._warn, stop_grace=SERVE_STOP_GRACE_S, store=store)
         try:
             try:
                 await self.server.start()
@@ -140,7 +167,7 @@ class ServeSession:
                 await self.control.start()
                 self.registration = register(self.settings.home, self.control, kind="serve")
                 self.version = await self._publish(loaded)
-            except (OSError, InvalidError, ImageBuildError) as exc:
+            except (OSError, InvalidError, NotFoundError, ImageBuildError) as exc:
                 output.err_console.print(f"✗ {exc}", markup=False, style="red")
                 return 1
             output.print_created(self.version.infos, loaded.manifest.other_functions)
@@ -148,22 +175,7 @@ class ServeSession:
                 f"[dim]Host-routed gateway: http://{self.settings.workspace}--<label>-"
                 f"{self.settings.dev_suffix}.{self.settings.domain}:{self.server.gateway.port}[/dim]"
             )
-            output.console.print("⚡️ Serving... hit Ctrl-C to stop!")
-            for d in sorted({str(Path(p).parent) for p in loaded.watch_paths}):
-                output.console.print(f"└── Watching {d}.")
-            watcher = asyncio.create_task(self._watch())
-            try:
-                if self.timeout is not None:
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self.stop.wait(), self.timeout)
-                else:
-                    await self.stop.wait()
-            finally:
-                self.stop.set()
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await watcher
-            output.console.print("Stopping app - containers finish their requests and stop...")
+            await self._serve_until_stopped("⚡️ Serving... hit Ctrl-C to stop!")
         finally:
             if self.registration is not None:
                 with contextlib.suppress(OSError):
@@ -173,6 +185,85 @@ class ServeSession:
             await self.server.close()
         output.console.print("[green]✓[/green] App stopped.")
         return 0
+
+    async def _run_remote(self, loaded: Loaded, client: Client) -> int:
+        """Serve through the running persistent server: it runs the containers, we watch and reload."""
+        self.remote = client
+        try:
+            self.version = await self._publish(loaded)
+        except click.ClickException as exc:
+            output.err_console.print(f"✗ {exc.message}", markup=False, style="red")
+            return 1
+        output.print_created(self.version.infos, loaded.manifest.other_functions)
+        threading.Thread(target=self._print_remote_logs, daemon=True).start()
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            await self._serve_until_stopped(
+                f"⚡️ Serving on the Sampan server (pid {client.server.pid})... hit Ctrl-C to stop!"
+            )
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(click.ClickException):
+                await asyncio.to_thread(client.post, f"/v1/ephemeral/{quote(self.app_name)}/stop")
+        output.console.print("[green]✓[/green] App stopped.")
+        return 0
+
+    def _print_remote_logs(self) -> None:
+        assert self.remote is not None
+        with contextlib.suppress(Exception):
+            for line in self.remote.stream_text(f"/v1/ephemeral/{quote(self.app_name)}/logs?follow=1"):
+                tag_and_id, sep, text = line.rstrip("\n").partition(" │ ")
+                tag, _, cid = tag_and_id.partition(" ")
+                if sep:
+                    self.printer(tag, cid, "stdout", text)
+
+    async def _heartbeat(self) -> None:
+        assert self.remote is not None
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            with contextlib.suppress(click.ClickException):
+                await asyncio.to_thread(self.remote.post, f"/v1/ephemeral/{quote(self.app_name)}/heartbeat")
+
+    async def _serve_until_stopped(self, banner: str) -> None:
+        assert self.current is not None
+        output.console.print(banner)
+        for d in sorted({str(Path(p).parent) for p in self.current.watch_paths}):
+            output.console.print(f"└── Watching {d}.")
+        watcher = asyncio.create_task(self._watch())
+        try:
+            if self.timeout is not None:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), self.timeout)
+            else:
+                await self.stop.wait()
+        finally:
+            self.stop.set()
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watcher
+        output.console.print("Stopping app - containers finish their requests and stop...")
+
+    def _publish_remote(self, loaded: Loaded) -> Any:
+        assert self.remote is not None
+        body = {"name": self.app_name, "ephemeral": True, "manifest": loaded.manifest.to_json(),
+                "files": {rel: base64.b64encode(data).decode() for rel, data in loaded.bundle_files().items()}}
+        result = None
+        with output.BuildDisplay() as display:
+            for event in self.remote.stream_json("/v1/deploy", body):
+                if "progress" in event:
+                    display._progress(event["progress"])
+                elif "log" in event:
+                    display._log(event["log"])
+                elif "built" in event:
+                    display._built(SimpleNamespace(**event["built"]))
+                elif "error" in event:
+                    raise click.ClickException(event["error"])
+                elif "result" in event:
+                    result = event["result"]
+        assert result is not None
+        infos = [EndpointInfo(i["tag"], "", i["url"], i.get("host_url", ""), "", i["truncated"],
+                              i["requires_proxy_auth"]) for i in result["endpoints"]]
+        return SimpleNamespace(infos=infos, number=result["version"])
 
     def _interrupt(self) -> None:
         self.interrupts += 1
@@ -215,8 +306,8 @@ class ServeSession:
             old_urls = {i.tag: i.url for i in self.version.infos} if self.version else {}
             try:
                 version = await self._publish(loaded)
-            except (InvalidError, ImageBuildError) as exc:
-                output.err_console.print(str(exc), markup=False)
+            except (InvalidError, NotFoundError, ImageBuildError, click.ClickException) as exc:
+                output.err_console.print(getattr(exc, "message", str(exc)), markup=False)
                 output.err_console.print("[red]✗ Still serving the last good version.[/red]")
                 return False
             old_notes = set(self.current.manifest.notes) if self.current else set()

@@ -29,7 +29,7 @@ def proxy_tokens() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (token_id, token_secret).")
 def create(name: str, as_json: bool) -> None:
     """Create a proxy auth token; its secret is shown once."""
-    data = Client.connect(Settings.from_env()).post("/v1/proxy-tokens", {"name": name})
+    data = Client.connect(Settings.from_env(), start=True).post("/v1/proxy-tokens", {"name": name})
     if as_json:
         click.echo(json.dumps(data))
         return
@@ -42,7 +42,7 @@ def create(name: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_tokens(as_json: bool) -> None:
     """List proxy auth tokens (never their secrets)."""
-    items = Client.connect(Settings.from_env()).get("/v1/proxy-tokens")
+    items = Client.connect(Settings.from_env(), start=True).get("/v1/proxy-tokens")
     if as_json:
         click.echo(json.dumps(items, indent=2))
         return
@@ -58,5 +58,5 @@ def list_tokens(as_json: bool) -> None:
 @click.argument("token_id")
 def delete(token_id: str) -> None:
     """Delete a proxy auth token: requests using it get 401 at once."""
-    Client.connect(Settings.from_env()).delete(f"/v1/proxy-tokens/{quote(token_id)}")
+    Client.connect(Settings.from_env(), start=True).delete(f"/v1/proxy-tokens/{quote(token_id)}")
     output.console.print(f"[green]✓[/green] Deleted proxy auth token {token_id}.")

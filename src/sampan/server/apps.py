@@ -279,7 +279,7 @@ class AppServer:
         self._draining: dict[WebEndpoint, asyncio.Task[None]] = {}
 
     def log(self, tag: str, container_id: str, stream: str, line: str, app_key: str | None = None) -> None:
-        self.logs.append(container_id, stream, line, app_key)
+        self.logs.append(container_id, stream, line, app_key, tag)
         self._log(tag, container_id, stream, line)
 
     def start_error(self, tag: str, container_id: str, reason: str) -> None:
@@ -470,6 +470,8 @@ class AppServer:
                 await asyncio.gather(*warmups, return_exceptions=True)
         for sub, endpoint in version.endpoints.items():
             self.routes.set(sub, endpoint)
+            for domain in endpoint.entry.web.get("custom_domains") or []:
+                self.routes.custom[domain.lower().rstrip(".")] = sub
             if not endpoint.params:
                 endpoint.pool_for(b"")  # the default pool honours min_containers from the start
         self.apps[app_key] = version

@@ -48,6 +48,7 @@ from .images.recipe import ImageBuildError
 from .store import Workspace
 
 MAX_BODY = 256 * 1024 * 1024  # a deploy carries the code bundle
+EPHEMERAL_TIMEOUT_S = 30.0  # a served app whose CLI is silent this long is stopped
 
 
 class HTTPError(Exception):
@@ -79,6 +80,7 @@ class ControlServer:
         self._srv: asyncio.AbstractServer | None = None
         self._conns: set[asyncio.Task[Any]] = set()
         self._deploy_locks: dict[str, asyncio.Lock] = {}
+        self.heartbeats: dict[str, float] = {}  # ephemeral app key -> last heartbeat (monotonic)
 
     @property
     def url(self) -> str:
@@ -160,6 +162,8 @@ class ControlServer:
             writer.write(_json(200, self._apps(ws)))
         elif route == ("POST", "v1", "deploy"):
             await self._deploy(ws, body, writer)
+        elif len(parts) == 4 and parts[:2] == ["v1", "ephemeral"]:
+            await self._ephemeral_action(method, ws, parts[2], parts[3], query, writer)
         elif len(parts) == 4 and parts[:2] == ["v1", "apps"]:
             await self._app_action(method, ws, parts[2], parts[3], body, query, writer)
         elif method == "GET" and len(parts) == 4 and parts[:2] == ["v1", "functions"]:
@@ -201,6 +205,9 @@ class ControlServer:
         return out
 
     async def _deploy(self, ws: Workspace, body: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        if body.get("ephemeral"):
+            await self._serve_ephemeral(ws, body, writer)
+            return
         store = self._needs_store()
         name = body["name"]
         from .store import check_app_name
@@ -245,6 +252,60 @@ class ControlServer:
             emit({"error": str(exc)})
         finally:
             writer.write(b"0\r\n\r\n")
+
+    async def _serve_ephemeral(self, ws: Workspace, body: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        """`sampan serve` on this server: a `-dev` app kept in memory while its CLI sends heartbeats."""
+        key = f"{ws.name}/serve:{body['name']}"
+        manifest = Manifest.from_json(body["manifest"])
+        files = {rel: base64.b64decode(data) for rel, data in body["files"].items()}
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n"
+                     b"connection: close\r\n\r\n")
+
+        def emit(event: dict[str, Any]) -> None:
+            writer.write(_chunk(json.dumps(event).encode() + b"\n"))
+
+        started = time.perf_counter()
+        try:
+            bundle = write_bundle(self.server.settings.home, files)
+            hooks = BuildHooks(progress=lambda s: emit({"progress": s}), log=lambda line: emit({"log": line}),
+                               built=lambda im: emit({"built": {"id": im.id, "seconds": im.seconds,
+                                                                "cached": im.cached}}))
+            self.heartbeats[key] = time.monotonic()
+            live = await self.server.publish(key, manifest, bundle, ephemeral=True, hooks=hooks, workspace=ws.name)
+            emit({"result": {"skipped": False, "version": live.number, "app_id": key, "endpoints": _infos(live),
+                             "seconds": time.perf_counter() - started}})
+        except (Error, ImageBuildError, ValueError, KeyError, OSError) as exc:
+            emit({"error": str(exc)})
+        finally:
+            writer.write(b"0\r\n\r\n")
+
+    async def _ephemeral_action(self, method: str, ws: Workspace, name: str, action: str, query: dict[str, str],
+                                writer: asyncio.StreamWriter) -> None:
+        key = f"{ws.name}/serve:{name}"
+        if key not in self.server.apps:
+            raise NotFoundError(f"No app '{name}' is being served.")
+        if (method, action) == ("POST", "heartbeat"):
+            self.heartbeats[key] = time.monotonic()
+            writer.write(_json(200, {"ok": True}))
+        elif (method, action) == ("POST", "stop"):
+            self.heartbeats.pop(key, None)
+            await self.server.stop_app(key)
+            writer.write(_json(200, {"stopped": name}))
+        elif (method, action) == ("GET", "logs"):
+            ids = [c["id"] for c in self.server.describe_containers() if c["app_key"] == key]
+            await self._stream_logs(ids, query, writer, app_key=key)
+        else:
+            raise HTTPError(404, "not found")
+
+    async def reap_ephemeral(self, timeout: float = EPHEMERAL_TIMEOUT_S) -> None:
+        """Stop served apps whose CLI stopped sending heartbeats (it was killed, or lost its network)."""
+        while True:
+            await asyncio.sleep(min(5.0, timeout / 3))
+            now = time.monotonic()
+            for key, seen in list(self.heartbeats.items()):
+                if now - seen > timeout:
+                    self.heartbeats.pop(key, None)
+                    await self.server.stop_app(key)
 
     async def _app_action(self, method: str, ws: Workspace, name: str, action: str, body: Any,
                           query: dict[str, str], writer: asyncio.StreamWriter) -> None:
@@ -309,7 +370,7 @@ class ControlServer:
         if since is not None:
             lines = [ln for ln in lines if ln.time >= since]
         for line in lines[-n:] if n else lines:
-            writer.write(_chunk((line.text + "\n").encode()))
+            writer.write(_chunk((line.display() + "\n").encode()))
         await writer.drain()
         if follow:
             queue = logs.follow_all(app_key, set(container_ids))
@@ -318,7 +379,7 @@ class ControlServer:
                     item = await queue.get()
                     if item is None:
                         break
-                    writer.write(_chunk((item.text + "\n").encode()))
+                    writer.write(_chunk((item.display() + "\n").encode()))
                     await writer.drain()
             finally:
                 logs.unfollow_all(queue)

@@ -24,7 +24,7 @@ from ..backends.base import get_backend
 from ..config import Settings, write_token_config
 from ..manifest import Manifest
 from .apps import AppServer
-from .control import ControlServer, register, running_servers
+from .control import EPHEMERAL_TIMEOUT_S, ControlServer, register, running_servers
 from .store import Store
 
 DEFAULT_CONTROL_PORT = 8486
@@ -60,6 +60,8 @@ async def run(settings: Settings, control_port: int = DEFAULT_CONTROL_PORT) -> i
         control = ControlServer(server, port=0)  # the default port is taken: any port, found via the registry
         await control.start()
     registration = register(settings.home, control, kind="server")
+    timeout = float(os.environ.get("SAMPAN_EPHEMERAL_TIMEOUT_S") or EPHEMERAL_TIMEOUT_S)
+    reaper = asyncio.create_task(control.reap_ephemeral(timeout))
     _log(f"gateway on http://{settings.host}:{server.gateway.port}, control API on {control.url}, pid {os.getpid()}")
 
     restored = 0
@@ -83,6 +85,7 @@ async def run(settings: Settings, control_port: int = DEFAULT_CONTROL_PORT) -> i
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     _log("stopping: containers finish their requests")
+    reaper.cancel()
     with contextlib.suppress(OSError):
         registration.unlink()
     await control.close()

@@ -20,6 +20,11 @@ class LogLine:
     time: float
     stream: str
     text: str
+    container_id: str = ""
+    tag: str = ""
+
+    def display(self) -> str:
+        return f"{self.tag} {self.container_id} │ {self.text}" if self.tag else self.text
 
 
 class LogStore:
@@ -41,7 +46,7 @@ class LogStore:
     def unfollow_all(self, queue: asyncio.Queue[LogLine | None]) -> None:
         self._app_followers.pop(queue, None)
 
-    def append(self, container_id: str, stream: str, text: str, app_key: str | None = None) -> None:
+    def append(self, container_id: str, stream: str, text: str, app_key: str | None = None, tag: str = "") -> None:
         if app_key is not None:
             self._owner[container_id] = app_key
         lines = self._lines.get(container_id)
@@ -50,7 +55,7 @@ class LogStore:
             while len(self._lines) > MAX_CONTAINERS:
                 gone, _ = self._lines.popitem(last=False)
                 self._owner.pop(gone, None)
-        line = LogLine(time.time(), stream, text)
+        line = LogLine(time.time(), stream, text, container_id, tag)
         lines.append(line)
         for queue in self._followers.get(container_id, ()):
             queue.put_nowait(line)

@@ -26,6 +26,7 @@ class RouteTable:
         self.domain = domain
         self.endpoints: dict[str, Endpoint] = {}
         self.stopped: set[str] = set()
+        self.custom: dict[str, str] = {}  # custom domain -> subdomain (`custom_domains=`)
 
     def set(self, subdomain: str, endpoint: Endpoint) -> None:
         self.endpoints[subdomain] = endpoint
@@ -48,4 +49,7 @@ class RouteTable:
         raise GatewayError(404, INVALID_FUNCTION_CALL)
 
     def subdomain_for_host(self, host: str) -> str | None:
+        name = host.strip().lower().rsplit(":", 1)[0].rstrip(".") if not host.startswith("[") else host
+        if name in self.custom:
+            return self.custom[name]
         return parse_host(host, self.domain)
