@@ -43,6 +43,7 @@ class FunctionEntry:
     secrets: tuple[dict[str, Any], ...] = ()
     image: tuple[dict[str, Any], ...] = ()
     ignored: tuple[str, ...] = ()
+    enable_memory_snapshot: bool = False
 
     @property
     def function_name(self) -> str:
@@ -68,6 +69,7 @@ class FunctionEntry:
             "secrets": list(self.secrets),
             "image": list(self.image),
             "ignored": list(self.ignored),
+            "enable_memory_snapshot": self.enable_memory_snapshot,
         }
 
     @classmethod
@@ -161,6 +163,7 @@ def entry_for(app: App, spec: FunctionSpec) -> FunctionEntry:
         secrets=_secret_refs(secrets, opts.get("env")),
         image=tuple(image.to_json()) if image else (),
         ignored=spec.ignored,
+        enable_memory_snapshot=bool(opts.get("enable_memory_snapshot")),
     )
 
 

@@ -67,6 +67,10 @@ class Backend(abc.ABC):
     async def start(self, spec: ContainerSpec, log: LogSink) -> Container:
         """Start a container and return once it is ready. Raises ContainerStartError."""
 
+    async def prepare(self, specs: list[ContainerSpec]) -> None:
+        """The containers that may be started next look like `specs` (one per live pool): get ready
+        for them (the local backend warms a template per image) and let go of what nothing needs."""
+
     async def close(self) -> None:
         """Release backend resources (containers are stopped by their pools first)."""
 

@@ -16,10 +16,13 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from .base import Backend, Container, ContainerSpec, ContainerStartError, LogSink
+from .templates import ForkedProcess, TemplateKey, Templates, TemplateUnavailable, fork_supported
 
 # Variables a container inherits from the host; everything else comes from the image and secrets.
 _PASSTHROUGH = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "TERM")
@@ -47,7 +50,23 @@ def python_shims(home: Path, python: str) -> Path:
     return shims
 
 
-def container_env(spec: ContainerSpec, status_fd: int, shims: Path | None = None) -> dict[str, str]:
+def runtime_spec(spec: ContainerSpec) -> dict[str, Any]:
+    """What the runtime inside the container needs to know (runtime/container.py)."""
+    return {
+        "container_id": spec.container_id,
+        "app_name": spec.app_name,
+        "entry": spec.entry,
+        "bundle_dir": str(spec.bundle_dir),
+        "module": spec.module,
+        "app_var": spec.app_var,
+        "class_params": spec.class_params,
+        "web_urls": spec.web_urls,
+    }
+
+
+def container_env(spec: ContainerSpec, status_fd: int | None, shims: Path | None = None) -> dict[str, str]:
+    """The container's whole environment. Without `status_fd` (a forked container), the spec and the
+    status pipe travel in the fork request instead of the environment."""
     env = {k: os.environ[k] for k in _PASSTHROUGH if k in os.environ}
     first = [*spec.path_prepend, *([str(shims)] if shims is not None and spec.python is None else [])]
     if first:
@@ -65,33 +84,28 @@ def container_env(spec: ContainerSpec, status_fd: int, shims: Path | None = None
             "MODAL_CLOUD_PROVIDER": "local",
             "MODAL_REGION": "local",
             "MODAL_ENVIRONMENT": "main",
-            "SAMPAN_STATUS_FD": str(status_fd),
-            "SAMPAN_CONTAINER": json.dumps(
-                {
-                    "container_id": spec.container_id,
-                    "app_name": spec.app_name,
-                    "entry": spec.entry,
-                    "bundle_dir": str(spec.bundle_dir),
-                    "module": spec.module,
-                    "app_var": spec.app_var,
-                    "class_params": spec.class_params,
-                    "web_urls": spec.web_urls,
-                }
-            ),
+            "SAMPAN_SERVER_PID": str(os.getpid()),  # what the container watches (runtime/container.py)
         }
     )
+    if status_fd is not None:
+        env["SAMPAN_STATUS_FD"] = str(status_fd)
+        env["SAMPAN_CONTAINER"] = json.dumps(runtime_spec(spec))
     for key, value in spec.labels.items():
         env[f"SAMPAN_LABEL_{key.upper()}"] = value
     return env
 
 
 class LocalContainer(Container):
-    def __init__(self, container_id: str, proc: asyncio.subprocess.Process, address: tuple[str, int],
-                 pumps: list[asyncio.Task[None]]) -> None:
+    """A process group on this machine: spawned (`asyncio.subprocess.Process`) or forked from a
+    template (`ForkedProcess`); both give a pid, a returncode and `wait()`."""
+
+    def __init__(self, container_id: str, proc: asyncio.subprocess.Process | ForkedProcess,
+                 address: tuple[str, int], pumps: list[asyncio.Task[None]], how: str = "spawn") -> None:
         self.id = container_id
         self.proc = proc
         self.address = address
         self._pumps = pumps
+        self.how = how
 
     @property
     def alive(self) -> bool:
@@ -141,13 +155,17 @@ async def _pump(stream: asyncio.StreamReader, container_id: str, name: str, log:
 class LocalBackend(Backend):
     name = "local"
 
-    def __init__(self, home: Path | None = None, python: str | None = None, start_slots: int | None = None) -> None:
+    def __init__(self, home: Path | None = None, python: str | None = None, start_slots: int | None = None,
+                 fork: bool = True) -> None:
         self.python = python or sys.executable
         self.shims = python_shims(home, self.python) if home is not None else None
         # Starting a container is CPU-bound (a Python interpreter importing a web framework). Starting
         # more at once than there are cores makes every one of them late; the first ready container
         # serves the burst sooner when starts are paced to the cores.
         self._start_slots = asyncio.Semaphore(start_slots or max(2, os.cpu_count() or 2))
+        home = home or Path(tempfile.gettempdir()) / f"sampan-{os.getuid()}"
+        self.templates = Templates(home)
+        self.no_fork = fork_supported() if fork else "fork disabled for this backend"
 
     async def start(self, spec: ContainerSpec, log: LogSink) -> Container:
         """Start with a start slot held until ready, or at most START_SLOT_HOLD_S (a slow @enter hook
@@ -173,7 +191,28 @@ class LocalBackend(Backend):
         # web_server function's port, so such a pool runs one container at a time.
         return 1 if entry.get("kind") == "web_server" else None
 
-    async def _start(self, spec: ContainerSpec, log: LogSink) -> Container:
+    def _template_key(self, spec: ContainerSpec) -> TemplateKey:
+        snapshot = runtime_spec(spec) if spec.entry.get("enable_memory_snapshot") else None
+        return self.templates.key(spec.python or self.python, container_env(spec, None, self.shims),
+                                  str(spec.workdir or spec.bundle_dir), snapshot)
+
+    async def prepare(self, specs: list[ContainerSpec]) -> None:
+        """Have a template ready for each spec (so that the first request forks), stop the others."""
+        if self.no_fork is None:
+            await self.templates.retain({self._template_key(spec) for spec in specs})
+
+    async def _fork(self, spec: ContainerSpec) -> tuple[ForkedProcess, asyncio.StreamReader,
+                                                        asyncio.StreamReader, int, str]:
+        key = self._template_key(spec)
+        template = await self.templates.get(key)
+        env = container_env(spec, None, self.shims)
+        cwd = str(spec.workdir or spec.bundle_dir)
+        proc, out, err, status = await template.fork(spec.container_id, runtime_spec(spec), env, cwd)
+        how = f"fork of template {template.id}" + (" (memory snapshot)" if key.snapshot else "")
+        return proc, await _pipe_reader(out), await _pipe_reader(err), status, how
+
+    async def _spawn(self, spec: ContainerSpec) -> tuple[asyncio.subprocess.Process, asyncio.StreamReader,
+                                                         asyncio.StreamReader, int]:
         read_fd, write_fd = os.pipe()
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -187,15 +226,33 @@ class LocalBackend(Backend):
                 env=container_env(spec, write_fd, self.shims),
                 limit=1 << 20,
             )
+        except BaseException:
+            os.close(read_fd)
+            raise
         finally:
             os.close(write_fd)
-        tail: collections.deque[str] = collections.deque(maxlen=30)
         assert proc.stdout is not None and proc.stderr is not None
+        return proc, proc.stdout, proc.stderr, read_fd
+
+    async def _start(self, spec: ContainerSpec, log: LogSink) -> Container:
+        started = time.perf_counter()
+        launched: tuple[Any, asyncio.StreamReader, asyncio.StreamReader, int] | None = None
+        how = f"spawn ({self.no_fork})" if self.no_fork else "spawn"
+        if self.no_fork is None:
+            try:
+                *forked, how = await self._fork(spec)
+                launched = (forked[0], forked[1], forked[2], forked[3])
+            except TemplateUnavailable as exc:
+                how = f"spawn (no template: {str(exc).splitlines()[0]})"
+        if launched is None:
+            launched = await self._spawn(spec)
+        proc, stdout, stderr, read_fd = launched
+        tail: collections.deque[str] = collections.deque(maxlen=30)
         pumps = [
-            asyncio.create_task(_pump(proc.stdout, spec.container_id, "stdout", log, tail)),
-            asyncio.create_task(_pump(proc.stderr, spec.container_id, "stderr", log, tail)),
+            asyncio.create_task(_pump(stdout, spec.container_id, "stdout", log, tail)),
+            asyncio.create_task(_pump(stderr, spec.container_id, "stderr", log, tail)),
         ]
-        container = LocalContainer(spec.container_id, proc, ("", 0), pumps)
+        container = LocalContainer(spec.container_id, proc, ("", 0), pumps, how)
         try:
             status = await asyncio.wait_for(_read_status(read_fd), spec.startup_timeout)
         except asyncio.TimeoutError:
@@ -211,7 +268,18 @@ class LocalBackend(Backend):
             reason = status.get("error") or _exit_reason(proc.returncode, tail)
             raise ContainerStartError(reason)
         container.address = (status["ready"]["host"], int(status["ready"]["port"]))
+        log(spec.container_id, "system", f"started by {how}, ready in {(time.perf_counter() - started) * 1000:.0f} ms")
         return container
+
+    async def close(self) -> None:
+        await self.templates.close()
+
+
+async def _pipe_reader(fd: int) -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0))
+    return reader
 
 
 def _exit_reason(code: int | None, tail: collections.deque[str]) -> str:

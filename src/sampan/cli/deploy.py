@@ -52,7 +52,11 @@ def deploy_app(ref: str, module_mode: bool, name: str | None, strategy: str, tag
                 raise click.ClickException(event["error"])
             elif "result" in event:
                 result = event["result"]
-    assert result is not None
+    if result is None:
+        raise click.ClickException(
+            "The server closed the connection before the deploy finished (see $SAMPAN_HOME/server.log); "
+            "the previous version, if any, keeps serving."
+        )
     output.print_created_dicts(result["endpoints"], loaded.manifest.other_functions)
     elapsed = time.perf_counter() - started
     if result["skipped"]:

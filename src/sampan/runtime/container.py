@@ -20,6 +20,7 @@ import importlib
 import inspect
 import json
 import os
+import select
 import signal
 import socket
 import sys
@@ -54,24 +55,36 @@ class StatusPipe:
         self.fd = None
 
 
-def _watch_parent() -> None:
-    """End the container if the server that started it dies (no orphaned containers)."""
-    with contextlib.suppress(Exception):
-        import ctypes
+def _watch_server() -> None:
+    """End the container if the server that started it dies (no orphaned containers).
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    parent = os.getppid()
+    The server is the parent of a spawned container, but the grandparent of a forked one (its
+    parent is the template, whose own end must not take its containers down). So the container
+    watches the server's pid through a pidfd, which cannot be fooled by pid reuse.
+    """
+    server = int(os.environ.get("SAMPAN_SERVER_PID") or os.getppid())
+    if server == os.getppid():
+        with contextlib.suppress(Exception):
+            import ctypes
 
-    def poll() -> None:
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(os.getpgrp(), signal.SIGTERM)
-                return
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    try:
+        pidfd: int | None = os.pidfd_open(server)
+    except (AttributeError, OSError):
+        pidfd = None
+    if pidfd is None and server != os.getppid():
+        return  # the server is already gone, or this platform has no pidfd: nothing to watch
 
-    threading.Thread(target=poll, name="sampan-parent-watch", daemon=True).start()
+    def watch() -> None:
+        if pidfd is not None:
+            select.select([pidfd], [], [])
+        else:
+            while os.getppid() == server:
+                time.sleep(1.0)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(os.getpgrp(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="sampan-server-watch", daemon=True).start()
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -100,14 +113,20 @@ class Runtime:
         self.spec = spec
         self.entry = spec["entry"]
         self.instance: Any = None
+        self.fn: Any = None
+        self.app: Any = None
 
     def load(self) -> Any:
         """Import the user's module from the bundle and return the callable to serve."""
+        self.fn = self._load()
+        return self.fn
+
+    def _load(self) -> Any:
         bundle = self.spec["bundle_dir"]
         if bundle not in sys.path:
             sys.path.insert(0, bundle)
         module = importlib.import_module(self.spec["module"])
-        app = getattr(module, self.spec["app_var"])
+        app = self.app = getattr(module, self.spec["app_var"])
         self._hydrate(app)
         cls_name = self.entry.get("cls_name")
         if cls_name:
@@ -127,11 +146,13 @@ class Runtime:
                 if cls_name in app.classes:
                     app.classes[cls_name]._web_urls[method_name] = url
 
-    async def run_hooks(self, flag: str) -> None:
+    async def run_hooks(self, flag: str = LIFECYCLE_ENTER, snap: bool | None = None) -> None:
+        """Run `flag` hooks in order; `snap` picks only the enter hooks with that `snap=` value."""
         if self.instance is None:
             return
         for pf in lifecycle_methods(type(self.instance), flag):
-            await _maybe_await(pf.raw_f(self.instance))
+            if snap is None or pf.snap == snap:
+                await _maybe_await(pf.raw_f(self.instance))
 
     def target(self, fn: Any) -> Any:
         if self.instance is not None:
@@ -210,12 +231,18 @@ async def _serve_web_server(runtime: Runtime, target: Any, status: StatusPipe) -
     return 0
 
 
-async def run(spec: dict[str, Any], status: StatusPipe) -> int:
-    runtime = Runtime(spec)
+async def run(spec: dict[str, Any], status: StatusPipe, snapshot: Runtime | None = None) -> int:
+    """Serve one container. `snapshot`: a Runtime restored from a template (module loaded, snap hooks run)."""
+    runtime = snapshot if snapshot is not None else Runtime(spec)
     try:
-        fn = runtime.load()
-        await runtime.run_hooks(LIFECYCLE_ENTER)
-        target = runtime.target(fn)
+        if snapshot is not None:
+            runtime.spec = {**runtime.spec, **spec}
+            runtime._hydrate(runtime.app)
+            await runtime.run_hooks(LIFECYCLE_ENTER, snap=False)
+        else:
+            runtime.load()
+            await runtime.run_hooks(LIFECYCLE_ENTER)
+        target = runtime.target(runtime.fn)
         if runtime.entry["kind"] == "web_server":
             code = await _serve_web_server(runtime, target, status)
         else:
@@ -235,22 +262,33 @@ async def run(spec: dict[str, Any], status: StatusPipe) -> int:
 
 
 def main() -> None:
+    """A spawned container: `python -m sampan.runtime` with its spec in the environment."""
     spec = json.loads(os.environ.pop("SAMPAN_CONTAINER"))
     fd = os.environ.pop("SAMPAN_STATUS_FD", None)
-    status = StatusPipe(int(fd) if fd else None)
-    _watch_parent()
+    modal_alias.install()
+    os._exit(_main(spec, StatusPipe(int(fd) if fd else None)))
+
+
+def main_forked(spec: dict[str, Any], status_fd: int, snapshot: Runtime | None = None) -> int:
+    """A container forked from a template (runtime/template.py); returns the exit code."""
+    os.environ.pop("SAMPAN_CONTAINER", None)
+    os.environ.pop("SAMPAN_STATUS_FD", None)
+    return _main(spec, StatusPipe(status_fd), snapshot)
+
+
+def _main(spec: dict[str, Any], status: StatusPipe, snapshot: Runtime | None = None) -> int:
+    _watch_server()
     # uvicorn re-raises a captured SIGTERM after its graceful shutdown; a no-op handler keeps us
     # alive long enough to run @exit hooks.
     signal.signal(signal.SIGTERM, lambda *_: None)
     signal.signal(signal.SIGINT, lambda *_: None)
-    modal_alias.install()
     try:
         import uvloop
 
         runner: Any = uvloop.run
     except ImportError:
         runner = asyncio.run
-    code = runner(run(spec, status))
+    code = runner(run(spec, status, snapshot))
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code)
+    return code

@@ -48,7 +48,6 @@ NOT_HONOURED = {
     "region": "there is one region here: your machine",
     "routing_region": "there is one region here: your machine",
     "nonpreemptible": "local containers are never preempted",
-    "enable_memory_snapshot": "memory snapshots are not implemented yet; containers start from scratch",
     "block_network": "the local backend does not isolate the network",
     "restrict_modal_access": "the local backend does not restrict access to the server",
     "single_use_containers": "containers are reused; single-use containers are not implemented yet",

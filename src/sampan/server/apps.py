@@ -147,35 +147,41 @@ class WebEndpoint:
             pool = self._new_pool(key)
         return pool
 
-    def _new_pool(self, key: tuple[tuple[str, Any], ...]) -> Pool:
+    def container_spec(self, container_id: str, key: tuple[tuple[str, Any], ...] = ()) -> ContainerSpec:
+        """What the backend needs to start a container of the pool for class-parameter values `key`."""
         params = dict(key)
+        fields: dict[str, Any] = dict(
+            container_id=container_id,
+            app_name=self.version.manifest.app_name,
+            entry=self.entry.to_json(),
+            bundle_dir=self.root,
+            module=self.version.manifest.module,
+            app_var=self.version.manifest.app_var,
+            class_params={k: (v.decode("latin-1") if isinstance(v, bytes) else v) for k, v in params.items()},
+            env=dict(self.env),
+            web_urls=self.version.web_urls,
+            startup_timeout=float(self.entry.startup_timeout or self.entry.timeout),
+            labels={"app": self.version.manifest.app_name or "", "function": self.tag,
+                    "server": self.server.settings.server_id},
+        )
+        fields.update(self._image_fields())
+        return ContainerSpec(**fields)
+
+    def template_specs(self) -> list[ContainerSpec]:
+        """One spec per pool (and one for the default pool before any exists), for `Backend.prepare`."""
+        keys = list(self.pools) or ([()] if not self.params or not self.entry.enable_memory_snapshot else [])
+        return [self.container_spec("ta-template", key) for key in keys]
+
+    def _new_pool(self, key: tuple[tuple[str, Any], ...]) -> Pool:
         tag = self.entry.tag
         name = tag + ("(" + ", ".join(f"{k}={v!r}" for k, v in key) + ")" if key else "")
         web_server = self.entry.kind == "web_server"
-
-        def make_spec(container_id: str) -> ContainerSpec:
-            fields: dict[str, Any] = dict(
-                container_id=container_id,
-                app_name=self.version.manifest.app_name,
-                entry=self.entry.to_json(),
-                bundle_dir=self.root,
-                module=self.version.manifest.module,
-                app_var=self.version.manifest.app_var,
-                class_params={k: (v.decode("latin-1") if isinstance(v, bytes) else v) for k, v in params.items()},
-                env=dict(self.env),
-                web_urls=self.version.web_urls,
-                startup_timeout=float(self.entry.startup_timeout or self.entry.timeout),
-                labels={"app": self.version.manifest.app_name or "", "function": tag,
-                        "server": self.server.settings.server_id},
-            )
-            fields.update(self._image_fields())
-            return ContainerSpec(**fields)
 
         pool = Pool(
             name,
             self.config,
             self.server.backend,
-            make_spec,
+            lambda container_id: self.container_spec(container_id, key),
             lambda cid, stream, line: self.server.log(tag, cid, stream, line, self.version.key),
             ports=self.server.ports if web_server else None,
             port=self.entry.web.get("port") if web_server else None,
@@ -277,6 +283,8 @@ class AppServer:
         if store is not None:
             self.gateway.proxy.verify_proxy_token = store.check_proxy_token
         self._draining: dict[WebEndpoint, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
 
     def log(self, tag: str, container_id: str, stream: str, line: str, app_key: str | None = None) -> None:
         self.logs.append(container_id, stream, line, app_key, tag)
@@ -458,6 +466,8 @@ class AppServer:
             )
         for (entry, sub, truncated), image, env in zip(plan, images, envs, strict=True):
             version.endpoints[sub] = WebEndpoint(self, version, entry, sub, truncated, image, env)
+        # Warm templates before any container is needed: the first request then forks one.
+        await self.prepare_backend(extra=list(version.endpoints.values()))
 
         # Warm the new version where the old one is serving, then swap.
         if old is not None and strategy == "rolling":
@@ -487,15 +497,36 @@ class AppServer:
                     self._spawn_close(endpoint)
         return version
 
+    async def prepare_backend(self, extra: list[WebEndpoint] | None = None) -> None:
+        """Tell the backend which containers may be started from now on (`Backend.prepare`)."""
+        endpoints = [*(extra or []), *self.all_endpoints()]
+        specs = [spec for endpoint in endpoints for spec in endpoint.template_specs()]
+        try:
+            await self.backend.prepare(specs)
+        except Exception as exc:  # noqa: BLE001 - containers still start without it, just slower
+            self.warn_once(f"prepare:{type(exc).__name__}", f"could not prepare the backend: {exc}")
+
     def _spawn_drain(self, endpoint: WebEndpoint) -> None:
-        task = asyncio.create_task(endpoint.drain())
-        self._draining[endpoint] = task
-        task.add_done_callback(lambda _: self._draining.pop(endpoint, None))
+        self._track_old(endpoint, asyncio.create_task(endpoint.drain()))
 
     def _spawn_close(self, endpoint: WebEndpoint) -> None:
-        task = asyncio.create_task(endpoint.close())
+        self._track_old(endpoint, asyncio.create_task(endpoint.close()))
+
+    def _track_old(self, endpoint: WebEndpoint, task: asyncio.Task[None]) -> None:
+        """An old version finishing in the background; once it is gone, what it used is let go."""
         self._draining[endpoint] = task
-        task.add_done_callback(lambda _: self._draining.pop(endpoint, None))
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._draining.pop(endpoint, None)
+            if not self._closing:
+                self._background(self.prepare_backend())
+
+        task.add_done_callback(done)
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def all_endpoints(self) -> list[WebEndpoint]:
         """Live endpoints of every app, then old versions still draining."""
@@ -521,14 +552,20 @@ class AppServer:
         except asyncio.TimeoutError:
             pass
         await asyncio.gather(*(e.close() for e in endpoints), return_exceptions=True)
+        if not self._closing:
+            await self.prepare_backend()
 
     async def close(self) -> None:
+        self._closing = True
         for key in list(self.apps):
             await self.stop_app(key)
         # Old versions still draining after a reload: stop their containers too.
         await asyncio.gather(*(e.close() for e in list(self._draining)), return_exceptions=True)
         for task in list(self._draining.values()):
             task.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.gateway.close()
         await self.backend.close()
 

@@ -2,11 +2,12 @@
 asyncio process, restoring every deployed app at start.
 
     open the store (migrations), make sure the local user has a workspace and a token
-    start the gateway and the control API, and register in $SAMPAN_HOME/servers/
+    start the gateway and the control API
     publish the current version of every deployed app (same URLs: ports are remembered)
+    register in $SAMPAN_HOME/servers/ (`sampan server start` returns once this file appears)
     serve until SIGTERM/SIGINT; then stop accepting, let containers finish, and unregister
 
-Containers die with the server (they watch their parent), so `kill -9` leaves no orphans and the
+Containers die with the server (they watch its pid), so `kill -9` leaves no orphans and the
 next start brings every app back from the store.
 """
 
@@ -59,9 +60,6 @@ async def run(settings: Settings, control_port: int = DEFAULT_CONTROL_PORT) -> i
     except OSError:
         control = ControlServer(server, port=0)  # the default port is taken: any port, found via the registry
         await control.start()
-    registration = register(settings.home, control, kind="server")
-    timeout = float(os.environ.get("SAMPAN_EPHEMERAL_TIMEOUT_S") or EPHEMERAL_TIMEOUT_S)
-    reaper = asyncio.create_task(control.reap_ephemeral(timeout))
     _log(f"gateway on http://{settings.host}:{server.gateway.port}, control API on {control.url}, pid {os.getpid()}")
 
     restored = 0
@@ -77,6 +75,10 @@ async def run(settings: Settings, control_port: int = DEFAULT_CONTROL_PORT) -> i
             restored += 1
         except Exception as exc:  # noqa: BLE001 - one broken app must not keep the others down
             _log(f"could not restore app {app.name} version {record.version}: {exc}")
+    # Registered only now: `sampan server start` returns once the deployed apps answer again.
+    registration = register(settings.home, control, kind="server")
+    timeout = float(os.environ.get("SAMPAN_EPHEMERAL_TIMEOUT_S") or EPHEMERAL_TIMEOUT_S)
+    reaper = asyncio.create_task(control.reap_ephemeral(timeout))
     _log(f"ready: {restored} app(s) restored")
 
     stop = asyncio.Event()
