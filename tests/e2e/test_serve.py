@@ -343,3 +343,25 @@ def test_concurrent_requests_scale_out_one_input_per_container(tmp_path: Path) -
             t.join(60)
         assert len(results) == 3
         assert len(set(results)) == 3  # three containers, one request each
+
+
+def test_container_list_and_logs_see_the_containers_of_a_serve_run(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    app = tmp_path / "app.py"
+    write(app, VERSIONED.format(v=3))
+    with serve(app, tmp_path / "home") as s:
+        assert requests.get(s.urls["version"], timeout=30).json() == {"v": 3}
+        env = {**os.environ, "SAMPAN_HOME": str(tmp_path / "home")}
+
+        def cli(*args: str) -> str:
+            done = subprocess.run([sys.executable, "-m", "sampan", *args], env=env, capture_output=True, text=True,
+                                  timeout=60, check=True)
+            return done.stdout
+
+        rows = json.loads(cli("container", "list", "--json"))
+        assert [(r["function"], r["state"]) for r in rows] == [("version", "ready")]
+        assert "started by fork of template" in cli("container", "logs", rows[0]["id"])

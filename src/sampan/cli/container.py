@@ -16,7 +16,7 @@ from ..server.control import ServerInfo, running_servers
 from . import output
 
 
-def _get(server: ServerInfo, path: str, timeout: float = 10.0) -> Any:
+def _get(server: ServerInfo, path: str, timeout: float | None = 10.0) -> Any:
     request = urllib.request.Request(server.control_url + path, headers={"Authorization": f"Bearer {server.token}"})
     return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - loopback control API
 

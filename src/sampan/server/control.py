@@ -16,9 +16,10 @@
 
 Authentication: `Authorization: Bearer <token id>:<token secret>`, checked against the store, which
 names the caller's workspace; everything is filtered by it, so a token of workspace A never sees
-or changes workspace B. A server without a store (the one `sampan serve` embeds) accepts one
-random token instead, written with its address to `$SAMPAN_HOME/servers/<server id>.json` (mode
-0600): that file is also how the CLI finds running servers. The parsing reuses the gateway's HTTP
+or changes workspace B. Every server also accepts one random token of its own, for the workspace of
+the user who started it, written with its address to `$SAMPAN_HOME/servers/<server id>.json`
+(mode 0600, as private as `config.toml`): that file is also how the CLI finds running servers, and
+all a server without a store (a `serve` run without one) accepts. The parsing reuses the gateway's HTTP
 head parser, so the control plane needs no web framework.
 """
 
@@ -102,9 +103,11 @@ class ControlServer:
         if not auth.startswith(b"Bearer "):
             return None
         token = auth[7:].decode("latin-1")
-        if self.store is None:
-            if hmac.compare_digest(token, self.token):
+        if hmac.compare_digest(token, self.token):  # the registry file's token: the local user's workspace
+            if self.store is None:
                 return Workspace("embedded", self.server.settings.workspace)
+            return self.store.workspace(self.server.settings.workspace)
+        if self.store is None:
             return None
         token_id, _, token_secret = token.partition(":")
         return self.store.authenticate(token_id, token_secret)
@@ -455,7 +458,7 @@ def register(home: Path, control: ControlServer, kind: str) -> Path:
         "server_id": control.server.settings.server_id,
         "pid": os.getpid(),
         "control_url": control.url,
-        "token": control.token if control.store is None else "",
+        "token": control.token,
         "kind": kind,
         "started_at": time.time(),
     }

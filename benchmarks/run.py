@@ -1,0 +1,603 @@
+"""Every performance scenario, each next to its baseline in the same run (issue: performance).
+
+    .venv/bin/python benchmarks/run.py [--quick] [--only warm,throughput,cold,reload,burst]
+
+Sampan runs as a real `sampan serve` process; the baseline is the same app under plain
+`uvicorn --loop uvloop --http httptools`. Apps: A = raw ASGI hello, B = FastAPI hello,
+C = FastAPI with a 100 ms `asyncio.sleep`. Throughput uses wrk when installed (`apt-get install
+wrk`), else a small Python client (benchmarks/loadgen.py). Writes benchmarks/results/report.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from loadgen import burst, throughput  # noqa: E402
+from serve_overhead import free_port, latencies, pct, uvicorn_proc, wait_http  # noqa: E402
+
+APPS = HERE / "apps"
+RESULTS = HERE / "results"
+MS = 1000.0
+
+BENCH_APP = '''
+import asyncio
+import modal
+from fastapi_hello import app as fastapi_asgi
+from raw_hello import app as raw_asgi
+
+app = modal.App("bench")
+
+
+@app.function()
+@modal.concurrent(max_inputs=1000)
+@modal.asgi_app()
+def raw():
+    return raw_asgi
+
+
+@app.function()
+@modal.concurrent(max_inputs=1000)
+@modal.asgi_app()
+def fastapi():
+    return fastapi_asgi
+
+
+@app.cls(scaledown_window=2)
+@modal.concurrent(max_inputs=1000)
+class Cold:
+    """App B again; each value of `trial` is its own pool, so each trial starts from zero containers."""
+
+    trial: int = modal.parameter(default=0)
+
+    @modal.asgi_app()
+    def fastapi(self):
+        return fastapi_asgi
+
+
+@app.function(max_containers=8, scaledown_window=2)
+@modal.concurrent(max_inputs=32)
+@modal.fastapi_endpoint()
+async def slow():
+    await asyncio.sleep(0.1)
+    return "ok"
+'''
+
+SLOW_PLAIN = """
+import asyncio
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.get("/")
+async def slow():
+    await asyncio.sleep(0.1)
+    return "ok"
+"""
+
+RELOAD_APP = """
+import modal
+
+app = modal.App("reload")
+
+
+@app.function()
+@modal.concurrent(max_inputs=100)
+@modal.fastapi_endpoint()
+def version():
+    return {{"v": {v}}}
+"""
+
+
+class Served:
+    """`sampan serve FILE` as a subprocess, with its URLs and its control API."""
+
+    def __init__(self, path: Path, home: Path, env: dict[str, str] | None = None) -> None:
+        self.home = home
+        full = {
+            **os.environ,
+            "SAMPAN_HOME": str(home),
+            "SAMPAN_GATEWAY_PORT": "0",
+            "SAMPAN_ENDPOINT_PORT_BASE": "0",
+            "SAMPAN_RATE_LIMIT": "0",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sampan", "serve", str(path)],
+            cwd=path.parent,
+            env=full,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.urls: dict[str, str] = {}
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self.ready.wait(180):
+            self.close()
+            raise RuntimeError("sampan serve did not start:\n" + "\n".join(self.lines[-30:]))
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+            match = re.search(r"Created web function (\S+) => (http://\S+)", line)
+            if match:
+                self.urls[match.group(1)] = match.group(2)
+            if "Serving..." in line:
+                self.ready.set()
+
+    def containers(self) -> list[dict[str, Any]]:
+        reg = next((self.home / "servers").glob("*.json"))
+        info = json.loads(reg.read_text())
+        req = urllib.request.Request(
+            info["control_url"] + "/v1/containers", headers={"Authorization": f"Bearer {info['token']}"}
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback control API
+            return json.loads(resp.read())
+
+    def processes(self) -> dict[str, list[int]]:
+        """Template and container pids of this serve process (by parentage)."""
+        children = _children()
+        templates = [p for p in children.get(self.proc.pid, []) if b"sampan.runtime.template" in _cmdline(p)]
+        forked = [c for t in templates for c in children.get(t, [])]
+        spawned = [
+            p
+            for p in children.get(self.proc.pid, [])
+            if b"sampan.runtime\x00" in _cmdline(p) + b"\x00" and p not in templates
+        ]
+        return {"templates": templates, "forked": forked, "spawned": spawned}
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _children() -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            out.setdefault(ppid, []).append(int(entry))
+    return out
+
+
+def _memory_kb(pid: int) -> dict[str, int]:
+    """RSS and PSS (RSS with shared pages divided among their sharers) of one process."""
+    out = {}
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("Rss", "Pss"):
+                out[key.lower() + "_kb"] = int(rest.split()[0])
+    except OSError:
+        pass
+    return out
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": statistics.median(values) * MS,
+        "p95_ms": pct(values, 0.95) * MS,
+        "p99_ms": pct(values, 0.99) * MS,
+        "n": len(values),
+    }
+
+
+def first_byte(url: str) -> float:
+    """Seconds from sending a request on a new connection to the response's status line."""
+    parts = url.split("//", 1)[1]
+    hostport, _, path = parts.partition("/")
+    host, _, port = hostport.partition(":")
+    start = time.perf_counter()
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    conn.request("GET", "/" + path)
+    resp = conn.getresponse()
+    elapsed = time.perf_counter() - start
+    resp.read()
+    conn.close()
+    if resp.status != 200:
+        raise RuntimeError(f"{url}: {resp.status}")
+    return elapsed
+
+
+# -- scenarios ----------------------------------------------------------------------------------
+def scenario_warm(served: Served, n: int) -> dict[str, Any]:
+    port = free_port()
+    proc = uvicorn_proc("raw_hello", port)
+    try:
+        wait_http(port)
+        direct = latencies(port, n)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    sport = int(served.urls["raw"].rsplit(":", 1)[1])
+    wait_http(sport)
+    via = latencies(sport, n)
+    return {
+        "direct": summary(direct),
+        "sampan": summary(via),
+        "added_p50_ms": (statistics.median(via) - statistics.median(direct)) * MS,
+        "added_p99_ms": (pct(via, 0.99) - pct(direct, 0.99)) * MS,
+    }
+
+
+def scenario_throughput(served: Served, seconds: float, connections: int = 64) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for app, tag in (("raw_hello", "raw"), ("fastapi_hello", "fastapi")):
+        port = free_port()
+        proc = uvicorn_proc(app, port)
+        try:
+            wait_http(port)
+            throughput(f"http://127.0.0.1:{port}/", connections, 1)  # warm-up
+            direct = throughput(f"http://127.0.0.1:{port}/", connections, seconds)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        url = served.urls[tag] + "/"
+        wait_http(int(served.urls[tag].rsplit(":", 1)[1]))
+        throughput(url, connections, 1)
+        via = throughput(url, connections, seconds)
+        out["A" if tag == "raw" else "B"] = {"direct": direct, "sampan": via, "ratio": via["rps"] / direct["rps"]}
+    return out
+
+
+def scenario_cold(served: Served, trials: int, first_trial: int = 1) -> dict[str, Any]:
+    times = []
+    for i in range(first_trial, first_trial + trials):
+        times.append(first_byte(f"{served.urls['Cold.fastapi']}/?trial={i}"))
+        time.sleep(0.3)  # let the container settle, as separate cold starts would
+    procs = served.processes()
+    memory = {
+        "templates": [_memory_kb(p) for p in procs["templates"]],
+        "containers": [_memory_kb(p) for p in procs["forked"] + procs["spawned"]][:5],
+    }
+    return {"sampan": summary(times), "memory": memory, "forked": bool(procs["forked"])}
+
+
+def cold_direct(trials: int) -> dict[str, float]:
+    out = []
+    for _ in range(trials):
+        port = free_port()
+        start = time.perf_counter()
+        proc = uvicorn_proc("fastapi_hello", port)
+        try:
+            wait_http(port)
+            out.append(time.perf_counter() - start)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    return summary(out)
+
+
+def scenario_reload(workdir: Path, edits: int) -> dict[str, Any]:
+    path = workdir / "reload_app.py"
+    path.write_text(RELOAD_APP.format(v=0))
+    served = Served(
+        path,
+        workdir / "home-reload",
+        env={"SAMPAN_WATCH_DEBOUNCE_MS": os.environ.get("SAMPAN_WATCH_DEBOUNCE_MS", "")}
+        if os.environ.get("SAMPAN_WATCH_DEBOUNCE_MS")
+        else None,
+    )
+    url = served.urls["version"]
+    host, port = url.split("//")[1].split(":")
+    seen: list[tuple[float, int]] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:  # paced: one request every 20 ms on a keep-alive connection
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        while not stop.is_set():
+            t = time.perf_counter()
+            try:
+                conn.request("GET", "/")
+                resp = conn.getresponse()
+                body = resp.read()
+                if resp.status != 200:
+                    failures.append(f"{resp.status} {body[:80]!r}")
+                else:
+                    seen.append((time.perf_counter(), json.loads(body)["v"]))
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                failures.append(repr(exc))
+                conn.close()
+                conn = http.client.HTTPConnection(host, int(port), timeout=30)
+            time.sleep(max(0.0, 0.02 - (time.perf_counter() - t)))
+
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    delays = []
+    try:
+        time.sleep(1.0)
+        for v in range(1, edits + 1):
+            saved = time.perf_counter()
+            path.write_text(RELOAD_APP.format(v=v))
+            deadline = saved + 30
+            while time.perf_counter() < deadline:
+                hit = next((t for t, got in reversed(seen) if got == v), None)
+                if hit is not None:
+                    delays.append(hit - saved)
+                    break
+                time.sleep(0.005)
+            time.sleep(0.7)
+    finally:
+        stop.set()
+        thread.join(10)
+        served.close()
+    return {
+        "save_to_new_code": summary(delays) if delays else {},
+        "edits": edits,
+        "answered": len(delays),
+        "requests": len(seen),
+        "failed": len(failures),
+        "failures": failures[:5],
+    }
+
+
+def scenario_burst(served: Served, n: int, workdir: Path) -> dict[str, Any]:
+    (workdir / "slow_plain.py").write_text(SLOW_PLAIN)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "slow_plain:app",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_http(port)
+        base = asyncio.run(burst(f"http://127.0.0.1:{port}/", n))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    timeline: list[tuple[float, int, int]] = []
+    stop = threading.Event()
+    t0 = time.perf_counter()
+
+    def sample() -> None:
+        while not stop.is_set():
+            try:
+                cs = [c for c in served.containers() if c["function"] == "slow"]
+            except OSError:
+                time.sleep(0.05)
+                continue
+            timeline.append((round(time.perf_counter() - t0, 2), len(cs), sum(c["state"] == "ready" for c in cs)))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        results = asyncio.run(burst(served.urls["slow"] + "/", n))
+        end = time.perf_counter() - t0
+        zero_at = None
+        deadline = time.perf_counter() + 30
+        while time.perf_counter() < deadline:
+            if timeline and timeline[-1][0] > end and timeline[-1][1] == 0:
+                zero_at = timeline[-1][0]
+                break
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        sampler.join(10)
+    changes, last = [], None
+    for t, total, ready in timeline:
+        if (total, ready) != last:
+            changes.append([t, total, ready])
+            last = (total, ready)
+    lat = [d for d, _ in results]
+    return {
+        "requests": n,
+        "baseline_warm_uvicorn": {"ok": sum(ok for _, ok in base), **summary([d for d, _ in base])},
+        "sampan_from_zero": {
+            "ok": sum(ok for _, ok in results),
+            **summary(lat),
+            "peak_containers": max(t[1] for t in timeline),
+            "back_to_zero_s_after_burst": None if zero_at is None else round(zero_at - end, 2),
+            "scaledown_window_s": 2,
+        },
+        "timeline_changes_s_total_ready": changes,
+    }
+
+
+# -- report -------------------------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        pass
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "platform": platform.platform(),
+        "load_generator": "wrk" if shutil.which("wrk") else "python (benchmarks/loadgen.py)",
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+def markdown(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [
+        f"Machine: {m['cpus']} cores ({m['cpu']}), Python {m['python']}, {m['platform']}, {m['date']}; "
+        f"load generator: {m['load_generator']}.",
+        "",
+    ]
+    lines += ["| scenario | baseline | Sampan | added / ratio | goal |", "|---|---|---|---|---|"]
+    if "warm" in r:
+        w = r["warm"]
+        lines.append(
+            f"| warm p50, 1 connection, app A | {w['direct']['p50_ms']:.3f} ms | {w['sampan']['p50_ms']:.3f} ms"
+            f" | +{w['added_p50_ms']:.3f} ms | ≤ +0.3 ms |"
+        )
+        lines.append(
+            f"| warm p99, 1 connection, app A | {w['direct']['p99_ms']:.3f} ms | {w['sampan']['p99_ms']:.3f} ms"
+            f" | +{w['added_p99_ms']:.3f} ms | ≤ +1.5 ms |"
+        )
+    if "throughput" in r:
+        for app, goal in (("A", "≥ 0.55x"), ("B", "≥ 0.85x")):
+            t = r["throughput"][app]
+            d, s = t["direct"], t["sampan"]
+            lines.append(
+                f"| throughput, 64 connections, app {app} | {d['rps']:.0f} req/s (p99 {d['p99_ms']:.1f} ms, "
+                f"{d['errors']} errors) | {s['rps']:.0f} req/s (p99 {s['p99_ms']:.1f} ms, {s['errors']} errors)"
+                f" | {t['ratio']:.2f}x | {goal}, 0 errors |"
+            )
+    if "cold" in r:
+        c, base = r["cold"], r["cold"]["baseline"]
+        s = c["sampan"]
+        lines.append(
+            f"| cold start → first byte, app B, {s['n']} trials | {base['p50_ms']:.0f} ms p50 (plain spawn) | "
+            f"{s['p50_ms']:.0f} ms p50, {s['p95_ms']:.0f} ms p95 | {s['p50_ms'] / base['p50_ms']:.2f}x | "
+            "p50 ≤ 150 ms, p95 ≤ 300 ms, ≤ 0.25x |"
+        )
+        if "spawn_path" in c:
+            sp = c["spawn_path"]["sampan"]
+            lines.append(
+                f"| cold start, Sampan with SAMPAN_FORK=0 (spawn path) | {base['p50_ms']:.0f} ms p50 | "
+                f"{sp['p50_ms']:.0f} ms p50, {sp['p95_ms']:.0f} ms p95 | {sp['p50_ms'] / base['p50_ms']:.2f}x | - |"
+            )
+    if "reload" in r:
+        rl = r["reload"]
+        s = rl["save_to_new_code"]
+        lines.append(
+            f"| reload: save → new code, {rl['edits']} edits under 50 req/s | - | "
+            f"{s.get('p50_ms', float('nan')):.0f} ms p50, {s.get('p99_ms', float('nan')):.0f} ms max | "
+            f"{rl['failed']} failed of {rl['requests'] + rl['failed']} | p50 ≤ 300 ms, 0 failed |"
+        )
+    if "burst" in r:
+        b = r["burst"]
+        base, s = b["baseline_warm_uvicorn"], b["sampan_from_zero"]
+        lines.append(
+            f"| burst: {b['requests']} at once, app C, max_inputs=32, max_containers=8 | "
+            f"{base['ok']}/{b['requests']} ok, p50 {base['p50_ms']:.0f} ms, p99 {base['p99_ms']:.0f} ms "
+            f"(warm uvicorn) | {s['ok']}/{b['requests']} ok from zero, p50 {s['p50_ms']:.0f} ms, p99 "
+            f"{s['p99_ms']:.0f} ms, peak {s['peak_containers']} containers, zero "
+            f"{s['back_to_zero_s_after_burst']} s after the burst (window 2 s) | - | 100 % ok, p99 ≤ 1.0 s, "
+            "≤ 8 containers |"
+        )
+    if "cold" in r:
+        mem = r["cold"]["memory"]
+        t = ", ".join(f"RSS {x.get('rss_kb', 0) / 1024:.0f} MiB" for x in mem["templates"]) or "none"
+        cs = mem["containers"]
+        c = (
+            (
+                f"RSS {statistics.median(x.get('rss_kb', 0) for x in cs) / 1024:.0f} MiB, PSS "
+                f"{statistics.median(x.get('pss_kb', 0) for x in cs) / 1024:.0f} MiB (median of {len(cs)})"
+            )
+            if cs
+            else "-"
+        )
+        lines += ["", f"Templates in use: {len(mem['templates'])} ({t}). A forked container: {c}."]
+    if "burst" in r:
+        tl = "; ".join(
+            f"{t:.2f} s: {n} ({ready} ready)" for t, n, ready in r["burst"]["timeline_changes_s_total_ready"]
+        )
+        lines += ["", f"Burst timeline (containers, changes only): {tl}."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer requests, trials and seconds")
+    parser.add_argument("--only", default="warm,throughput,cold,reload,burst")
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    n, seconds, trials, edits = (1000, 3, 8, 4) if args.quick else (3000, 10, 20, 10)
+    report: dict[str, Any] = {"machine": machine()}
+    with tempfile.TemporaryDirectory(prefix="sampan-bench-") as tmp:
+        workdir = Path(tmp)
+        app = workdir / "bench_app.py"
+        app.write_text(BENCH_APP)
+        for name in ("fastapi_hello.py", "raw_hello.py"):  # local modules: they travel in the code bundle
+            shutil.copy(APPS / name, workdir / name)
+        if only & {"warm", "throughput", "cold", "burst"}:
+            served = Served(app, workdir / "home")
+            try:
+                if "burst" in only:  # first, while the `slow` pool has never had a container
+                    report["burst"] = scenario_burst(served, 256, workdir)
+                    print("burst done", flush=True)
+                if "warm" in only:
+                    report["warm"] = scenario_warm(served, n)
+                    print("warm done", flush=True)
+                if "throughput" in only:
+                    report["throughput"] = scenario_throughput(served, seconds)
+                    print("throughput done", flush=True)
+                if "cold" in only:
+                    report["cold"] = scenario_cold(served, trials)
+                    report["cold"]["baseline"] = cold_direct(trials)
+            finally:
+                served.close()
+            if "cold" in only:
+                spawn = Served(app, workdir / "home-spawn", env={"SAMPAN_FORK": "0"})
+                try:
+                    report["cold"]["spawn_path"] = scenario_cold(spawn, max(5, trials // 2))
+                finally:
+                    spawn.close()
+                print("cold done", flush=True)
+        if "reload" in only:
+            report["reload"] = scenario_reload(workdir, edits)
+            print("reload done", flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "report.json").write_text(json.dumps(report, indent=2))
+    text = markdown(report)
+    (RESULTS / "report.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
