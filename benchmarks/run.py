@@ -19,6 +19,7 @@ import platform
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -32,11 +33,79 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from loadgen import burst, throughput  # noqa: E402
-from serve_overhead import free_port, latencies, pct, uvicorn_proc, wait_http  # noqa: E402
 
 APPS = HERE / "apps"
 RESULTS = HERE / "results"
 MS = 1000.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(port: int, timeout: float = 60.0) -> float:
+    """Poll until GET / answers 200; returns the seconds it took."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/")
+            if conn.getresponse().status == 200:
+                conn.close()
+                return time.perf_counter() - start
+        except OSError:
+            time.sleep(0.005)
+    raise TimeoutError(port)
+
+
+def latencies(port: int, n: int) -> list[float]:
+    """`n` sequential requests on one keep-alive connection, after a tenth as many to warm up."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    out = []
+    for _ in range(n // 10):
+        conn.request("GET", "/")
+        conn.getresponse().read()
+    for _ in range(n):
+        t = time.perf_counter()
+        conn.request("GET", "/")
+        r = conn.getresponse()
+        r.read()
+        out.append(time.perf_counter() - t)
+        assert r.status == 200
+    conn.close()
+    return out
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(len(s) * p))]
+
+
+def uvicorn_proc(module: str, port: int, cwd: Path = APPS) -> subprocess.Popen[bytes]:
+    """The baseline: the same ASGI app under plain `uvicorn --loop uvloop --http httptools`."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            f"{module}:app",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
 
 BENCH_APP = '''
 import asyncio
@@ -374,26 +443,7 @@ def scenario_reload(workdir: Path, edits: int) -> dict[str, Any]:
 def scenario_burst(served: Served, n: int, workdir: Path) -> dict[str, Any]:
     (workdir / "slow_plain.py").write_text(SLOW_PLAIN)
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "slow_plain:app",
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = uvicorn_proc("slow_plain", port, cwd=workdir)
     try:
         wait_http(port)
         base = asyncio.run(burst(f"http://127.0.0.1:{port}/", n))

@@ -18,6 +18,7 @@
 | SAMPAN_RATE_BURST_S        | 5              | burst, in seconds of the rate                          |
 | SAMPAN_HEAD_TIMEOUT_S      | 60             | a request head must arrive within (also keep-alive idle) |
 | SAMPAN_BODY_TIMEOUT_S      | 60             | longest pause while reading a request body            |
+| SAMPAN_FORK                | 1              | 0: spawn containers instead of forking templates     |
 """
 
 from __future__ import annotations

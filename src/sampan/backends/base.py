@@ -38,11 +38,15 @@ class ContainerSpec:
     python: str | None = None  # the image's interpreter; None: Sampan's own environment
     workdir: Path | None = None  # the container's working directory (default: bundle_dir)
     path_prepend: tuple[str, ...] = ()  # directories put first on PATH (the image's bin)
+    unix_socket: str | None = None  # serve on this Unix socket instead of a TCP port (set by the backend)
+
+
+Address = tuple[str, int] | str  # (host, port), or the path of a Unix socket on this machine
 
 
 class Container(abc.ABC):
     id: str
-    address: tuple[str, int]
+    address: Address
 
     @abc.abstractmethod
     async def stop(self, grace: float = 30.0) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -61,6 +62,7 @@ def runtime_spec(spec: ContainerSpec) -> dict[str, Any]:
         "app_var": spec.app_var,
         "class_params": spec.class_params,
         "web_urls": spec.web_urls,
+        "unix_socket": spec.unix_socket,
     }
 
 
@@ -127,7 +129,7 @@ class LocalContainer(Container):
                 pass
         # Whatever is left in the group (a server a web_server function started, a stuck leader) goes now.
         self._signal_group(signal.SIGKILL)
-        await self.proc.wait()
+        await self.wait()
         for pump in self._pumps:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(pump, 1.0)
@@ -135,6 +137,9 @@ class LocalContainer(Container):
     async def wait(self) -> int:
         code = await self.proc.wait()
         self._signal_group(signal.SIGKILL)
+        if isinstance(self.address, str):  # a killed container cannot remove its socket itself
+            with contextlib.suppress(OSError):
+                os.unlink(self.address)
         return code
 
 
@@ -165,6 +170,7 @@ class LocalBackend(Backend):
         self._start_slots = asyncio.Semaphore(start_slots or max(2, os.cpu_count() or 2))
         home = home or Path(tempfile.gettempdir()) / f"sampan-{os.getuid()}"
         self.templates = Templates(home)
+        self.sockets = Path(tempfile.gettempdir()) / f"sampan-{os.getuid()}-sockets"
         self.no_fork = fork_supported() if fork else "fork disabled for this backend"
 
     async def start(self, spec: ContainerSpec, log: LogSink) -> Container:
@@ -234,7 +240,19 @@ class LocalBackend(Backend):
         assert proc.stdout is not None and proc.stderr is not None
         return proc, proc.stdout, proc.stderr, read_fd
 
+    def _with_socket(self, spec: ContainerSpec) -> ContainerSpec:
+        """Local containers serve on a Unix socket (cheaper than loopback TCP), except `web_server`
+        functions, whose own server binds its port; and where the path would be too long for one."""
+        if spec.entry.get("kind") == "web_server" or spec.unix_socket:
+            return spec
+        path = self.sockets / f"{spec.container_id}.sock"
+        if len(str(path)) > 100:  # sun_path holds 108 bytes
+            return spec
+        self.sockets.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return dataclasses.replace(spec, unix_socket=str(path))
+
     async def _start(self, spec: ContainerSpec, log: LogSink) -> Container:
+        spec = self._with_socket(spec)
         started = time.perf_counter()
         launched: tuple[Any, asyncio.StreamReader, asyncio.StreamReader, int] | None = None
         how = f"spawn ({self.no_fork})" if self.no_fork else "spawn"
@@ -267,7 +285,8 @@ class LocalBackend(Backend):
             await container.stop(grace=5.0)
             reason = status.get("error") or _exit_reason(proc.returncode, tail)
             raise ContainerStartError(reason)
-        container.address = (status["ready"]["host"], int(status["ready"]["port"]))
+        ready = status["ready"]
+        container.address = ready["unix"] if "unix" in ready else (ready["host"], int(ready["port"]))
         log(spec.container_id, "system", f"started by {how}, ready in {(time.perf_counter() - started) * 1000:.0f} ms")
         return container
 

@@ -62,7 +62,7 @@ class TemplateKey:
             base = {k: v for k, v in env.items() if k.startswith("PYTHON") or k in _PER_SERVER}
             return cls(python, tuple(sorted(base.items())), neutral_cwd)
         base = {k: v for k, v in env.items() if k not in _PER_CONTAINER}
-        snap = {k: v for k, v in snapshot_spec.items() if k != "container_id"}
+        snap = {k: v for k, v in snapshot_spec.items() if k not in ("container_id", "unix_socket")}
         return cls(python, tuple(sorted(base.items())), cwd, json.dumps(snap, sort_keys=True))
 
 

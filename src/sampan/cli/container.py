@@ -11,13 +11,20 @@ from typing import Any
 import click
 from rich.table import Table
 
-from ..config import Settings
+from ..config import Settings, read_token
 from ..server.control import ServerInfo, running_servers
 from . import output
 
 
+def _bearer(server: ServerInfo) -> str:
+    """The caller's API token (SAMPAN_TOKEN_ID/SECRET or config.toml) where it has one, so it sees
+    its own workspace; else the server's own token from the registry file (the local user's)."""
+    token = read_token(Settings.from_env()) if server.kind == "server" else None
+    return f"{token[0]}:{token[1]}" if token else server.token
+
+
 def _get(server: ServerInfo, path: str, timeout: float | None = 10.0) -> Any:
-    request = urllib.request.Request(server.control_url + path, headers={"Authorization": f"Bearer {server.token}"})
+    request = urllib.request.Request(server.control_url + path, headers={"Authorization": f"Bearer {_bearer(server)}"})
     return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - loopback control API
 
 

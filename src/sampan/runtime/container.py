@@ -171,13 +171,26 @@ class Runtime:
         raise ValueError(f"unknown web function kind {kind!r}")
 
 
-async def _serve_asgi(app: Any, status: StatusPipe) -> int:
+def _listen(unix_path: str | None) -> socket.socket:
+    """The socket the gateway connects to: the backend's Unix socket path, else a loopback port."""
+    if unix_path:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(unix_path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(unix_path)
+        os.chmod(unix_path, 0o600)
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+    sock.listen(2048)
+    return sock
+
+
+async def _serve_asgi(app: Any, status: StatusPipe, unix_path: str | None = None) -> int:
     import uvicorn
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(2048)
+    sock = _listen(unix_path)
     sock.setblocking(False)
     config = uvicorn.Config(
         CallIdMiddleware(app),
@@ -203,9 +216,17 @@ async def _serve_asgi(app: Any, status: StatusPipe) -> int:
             await task
         status.send({"error": "the app failed during ASGI lifespan startup (see the container's output above)"})
         return 1
-    host, port = sock.getsockname()[:2]
-    status.send({"ready": {"host": host, "port": port}})
-    await task
+    if unix_path:
+        status.send({"ready": {"unix": unix_path}})
+    else:
+        host, port = sock.getsockname()[:2]
+        status.send({"ready": {"host": host, "port": port}})
+    try:
+        await task
+    finally:
+        if unix_path:
+            with contextlib.suppress(OSError):
+                os.unlink(unix_path)
     return 0
 
 
@@ -247,7 +268,7 @@ async def run(spec: dict[str, Any], status: StatusPipe, snapshot: Runtime | None
             code = await _serve_web_server(runtime, target, status)
         else:
             app = runtime.build_app(target)
-            code = await _serve_asgi(app, status)
+            code = await _serve_asgi(app, status, spec.get("unix_socket"))
     except BaseException as exc:  # noqa: BLE001 - every failure is reported to the server
         if isinstance(exc, (KeyboardInterrupt, SystemExit)) and status.fd is None:
             raise

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..backends.base import Backend, Container, ContainerSpec, ContainerStartError, LogSink
+from ..backends.base import Address, Backend, Container, ContainerSpec, ContainerStartError, LogSink
 from .autoscaler import READY, STARTING, ContainerView, PoolConfig, decide, start_backoff
 
 STOPPING = "stopping"
@@ -51,7 +51,7 @@ class PoolContainer:
     idle_conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = field(default_factory=list)
 
     @property
-    def address(self) -> tuple[str, int]:
+    def address(self) -> Address:
         assert self.backend is not None
         return self.backend.address
 

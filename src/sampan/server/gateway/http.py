@@ -15,6 +15,7 @@ cross to the container, then only copies bytes. The rules, with their reasons:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .errors import GatewayError
@@ -39,7 +40,7 @@ MAX_HEADERS = 100
 _FORBIDDEN_IN_VALUES = frozenset(b"\r\n\x00")
 _FORBIDDEN_IN_TARGET = frozenset(bytes(range(0x21)) + b"\x7f")
 ALLOWED_MODAL_HEADERS = frozenset({b"modal-key", b"modal-secret"})
-_TOKEN_CHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-zA-Z]+\Z")  # RFC 9110 token: one C-level match per name
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -93,7 +94,7 @@ def _parse_header_lines(lines: list[bytes]) -> Headers:
         if line[:1] in (b" ", b"\t"):
             raise GatewayError(400, "modal-http: obsolete header line folding is not allowed")
         name, sep, value = line.partition(b":")
-        if not sep or not name or any(c not in _TOKEN_CHARS for c in name):
+        if not sep or _TOKEN.match(name) is None:
             raise GatewayError(400, "modal-http: malformed header line")
         value = value.strip(b" \t")
         if _FORBIDDEN_IN_VALUES.intersection(value):  # a bare CR or LF would split the header downstream
@@ -143,7 +144,7 @@ def parse_request_head(data: bytes) -> RequestHead:
         raise GatewayError(400, "modal-http: invalid character in request target")
     if version not in (b"HTTP/1.1", b"HTTP/1.0"):
         raise GatewayError(505 if version.startswith(b"HTTP/") else 400, "modal-http: unsupported HTTP version")
-    if any(c not in _TOKEN_CHARS for c in method):
+    if _TOKEN.match(method) is None:
         raise GatewayError(400, "modal-http: malformed method")
     headers = _parse_header_lines(lines[1:])
     for name, _ in headers:

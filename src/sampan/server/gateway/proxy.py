@@ -30,7 +30,7 @@ from ...backends.base import ContainerStartError
 from ..pool import Pool, PoolClosed, PoolContainer, QueueFull
 from . import auth, http, websocket
 from .auth import proxy_credentials
-from .bodies import CHUNK, BodyLimits, copy_body
+from .bodies import CHUNK, BodyLimits, copy_body, within
 from .calls import CallStore, PendingCall, call_id_from_query, redirect_target
 from .errors import (
     BAD_REDIRECT_METHOD,
@@ -106,9 +106,12 @@ class Upstream:
                 self.reader, self.writer, self.reused = reader, writer, True
                 return
             writer.close()
-        host, port = self.pc.address
+        address = self.pc.address
         try:
-            self.reader, self.writer = await asyncio.open_connection(host, port, limit=MAX_HEAD)
+            if isinstance(address, str):  # a local container's Unix socket: no TCP stack on the way
+                self.reader, self.writer = await asyncio.open_unix_connection(address, limit=MAX_HEAD)
+            else:
+                self.reader, self.writer = await asyncio.open_connection(*address, limit=MAX_HEAD)
         except OSError as exc:
             raise UpstreamFailed(str(exc)) from None
 
@@ -120,6 +123,13 @@ class Upstream:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def _no_body() -> asyncio.Future[None]:
+    """What a body copy of a request without a body would be: done already (no task to schedule)."""
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    fut.set_result(None)
+    return fut
 
 
 async def _settle(task: asyncio.Future[Any]) -> None:
@@ -195,7 +205,7 @@ class Proxy:
 
     async def _read_head(self, reader: asyncio.StreamReader) -> bytes | None:
         try:
-            return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.limits.head_timeout)
+            return await within(reader.readuntil(b"\r\n\r\n"), self.limits.head_timeout)
         except asyncio.IncompleteReadError as exc:
             if not exc.partial.strip():
                 return None
@@ -258,7 +268,7 @@ class Proxy:
     async def _exchange(self, ex: Exchange) -> bool:
         pool, pc, writer, call_id = ex.pool, ex.pc, ex.writer.raw, ex.call_id
         try:
-            return await asyncio.wait_for(self._forward(ex), pool.timeout)
+            return await within(self._forward(ex), pool.timeout)
         except ContainerGone:
             ex.handed_off = True  # the caller releases this slot itself before retrying
             raise
@@ -329,7 +339,8 @@ class Proxy:
             except UpstreamFailed:
                 raise ContainerGone() from None
             upstream.writer.write(request)
-            body_task = asyncio.create_task(copy_body(head.framing, head.length, ex.reader, upstream.writer, limits))
+            body_task = _no_body() if head.framing == http.NO_BODY else asyncio.create_task(
+                copy_body(head.framing, head.length, ex.reader, upstream.writer, limits))
             head_task = asyncio.create_task(_response_head(upstream, head.method))
             try:
                 outcome = await self._await_head(ex, head_task, body_task)
@@ -370,7 +381,7 @@ class Proxy:
         ex.writer.write(render(500, TERMINATED, close=True))
         return False
 
-    async def _await_head(self, ex: Exchange, head_task: asyncio.Task[Any], body_task: asyncio.Task[None]) -> str:
+    async def _await_head(self, ex: Exchange, head_task: asyncio.Task[Any], body_task: asyncio.Future[None]) -> str:
         """Wait for the container's response head; notice a client that leaves and the redirect window."""
         closed = ex.closed
         deadline = self.clock() + self.limits.redirect_after
@@ -390,7 +401,7 @@ class Proxy:
                 deadline = self.clock() + self.limits.redirect_after  # still uploading: wait on
 
     def _hand_off(self, ex: Exchange, upstream: Upstream, head_task: asyncio.Task[Any],
-                  body_task: asyncio.Task[None]) -> None:
+                  body_task: asyncio.Future[None]) -> None:
         """Past the redirect window: answer 303 now, finish the exchange into a PendingCall."""
         call = PendingCall(ex.call_id)
         self.calls.add(call)
@@ -461,7 +472,7 @@ class Proxy:
         return keep
 
     async def _respond(self, ex: Exchange, upstream: Upstream, response: http.ResponseHead,
-                       body_task: asyncio.Task[None]) -> bool:
+                       body_task: asyncio.Future[None]) -> bool:
         head, writer = ex.head, ex.writer
         reusable = False
         try:
