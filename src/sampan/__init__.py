@@ -11,6 +11,7 @@ import os as _os
 from . import exception
 from .exception import Error
 from .sdk.app import App, Stub
+from .sdk.calls import FunctionCall, Retries
 from .sdk.functions import Cls, Function
 from .sdk.image import Image
 from .sdk.partial import (
@@ -51,7 +52,9 @@ __all__ = [
     "Cls",
     "Error",
     "Function",
+    "FunctionCall",
     "Image",
+    "Retries",
     "Secret",
     "Stub",
     "__version__",

@@ -4,13 +4,19 @@
     ├── InvalidError           a wrong decorator use, keyword or value (caught before anything runs)
     ├── ExecutionError         something failed while running (a container, the server)
     ├── NotFoundError          a named object (secret, app, function) does not exist
-    └── AuthError              a missing or wrong credential
+    ├── AuthError              a missing or wrong credential
+    ├── RemoteError            a remote call failed and its exception could not be sent back
+    ├── InputCancellation      a spawned call was cancelled
+    └── TimeoutError           (also the built-in TimeoutError)
+        └── FunctionTimeoutError   a call ran past its function's `timeout`
 
 `DeprecationError` is a warning category, not an error: Modal made it a `UserWarning`
 so that legacy spellings can warn and keep working.
 """
 
 from __future__ import annotations
+
+import builtins
 
 
 class Error(Exception):
@@ -33,6 +39,22 @@ class AuthError(Error):
     """A credential is missing or wrong."""
 
 
+class RemoteError(Error):
+    """A remote call failed in a way that cannot be re-raised as the original exception."""
+
+
+class InputCancellation(Error):
+    """The call was cancelled (`FunctionCall.cancel()`)."""
+
+
+class TimeoutError(Error, builtins.TimeoutError):  # noqa: A001 - Modal's name
+    """Something took longer than allowed."""
+
+
+class FunctionTimeoutError(TimeoutError):
+    """A call ran past its function's `timeout`."""
+
+
 class DeprecationError(UserWarning):
     """A legacy spelling: it still works, and the message names the new one."""
 
@@ -46,7 +68,11 @@ __all__ = [
     "DeprecationError",
     "Error",
     "ExecutionError",
+    "FunctionTimeoutError",
+    "InputCancellation",
     "InvalidError",
     "NotFoundError",
     "PendingDeprecationError",
+    "RemoteError",
+    "TimeoutError",
 ]

@@ -15,6 +15,7 @@ from .sdk.functions import FunctionSpec
 from .sdk.image import Image
 from .sdk.secret import Secret
 
+FUNCTION_KIND = "function"  # a function or method called through the server, not over its own URL
 DEFAULT_SCALEDOWN_WINDOW = 60
 DEFAULT_TIMEOUT = 300
 
@@ -44,6 +45,8 @@ class FunctionEntry:
     image: tuple[dict[str, Any], ...] = ()
     ignored: tuple[str, ...] = ()
     enable_memory_snapshot: bool = False
+    is_generator: bool = False
+    retries: dict[str, Any] | None = None  # {"max_retries", "backoff_coefficient", "initial_delay", "max_delay"}
 
     @property
     def function_name(self) -> str:
@@ -70,6 +73,8 @@ class FunctionEntry:
             "image": list(self.image),
             "ignored": list(self.ignored),
             "enable_memory_snapshot": self.enable_memory_snapshot,
+            "is_generator": self.is_generator,
+            "retries": self.retries,
         }
 
     @classmethod
@@ -88,6 +93,8 @@ class Manifest:
     functions: tuple[FunctionEntry, ...]
     other_functions: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    calls: tuple[FunctionEntry, ...] = ()  # functions and methods called with .remote()/.spawn()/.map()
+    entrypoints: tuple[dict[str, Any], ...] = ()  # @app.local_entrypoint(): {"name", "params"}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -97,6 +104,8 @@ class Manifest:
             "functions": [f.to_json() for f in self.functions],
             "other_functions": list(self.other_functions),
             "notes": list(self.notes),
+            "calls": [f.to_json() for f in self.calls],
+            "entrypoints": list(self.entrypoints),
         }
 
     @classmethod
@@ -108,6 +117,8 @@ class Manifest:
             functions=tuple(FunctionEntry.from_json(f) for f in data["functions"]),
             other_functions=tuple(data.get("other_functions") or ()),
             notes=tuple(data.get("notes") or ()),
+            calls=tuple(FunctionEntry.from_json(f) for f in data.get("calls") or ()),
+            entrypoints=tuple(data.get("entrypoints") or ()),
         )
 
 
@@ -139,15 +150,14 @@ def compose_env(entry: FunctionEntry, resolve: Any) -> dict[str, str]:
 
 
 def entry_for(app: App, spec: FunctionSpec) -> FunctionEntry:
-    """The server's view of one web spec. App-level image and secrets apply unless overridden."""
-    assert spec.web is not None
+    """The server's view of one function. App-level image and secrets apply unless overridden."""
     opts = spec.options
     image: Image | None = opts.get("image") or app.image
     secrets = [*app.secrets, *(opts.get("secrets") or ())]
     return FunctionEntry(
         tag=spec.tag,
-        kind=spec.web.kind,
-        web=spec.web.to_json(),
+        kind=spec.web.kind if spec.web is not None else FUNCTION_KIND,
+        web=spec.web.to_json() if spec.web is not None else {},
         cls_name=spec.cls_name,
         method_name=spec.method_name,
         class_params=tuple(p.to_json() for p in spec.class_params),
@@ -164,11 +174,14 @@ def entry_for(app: App, spec: FunctionSpec) -> FunctionEntry:
         image=tuple(image.to_json()) if image else (),
         ignored=spec.ignored,
         enable_memory_snapshot=bool(opts.get("enable_memory_snapshot")),
+        is_generator=spec.is_generator,
+        retries=retries_json(opts.get("retries")),
     )
 
 
 def build_manifest(app: App, module: str, app_var: str) -> Manifest:
     entries = tuple(entry_for(app, spec) for spec in app.web_specs())
+    calls = tuple(entry_for(app, spec) for spec in app.call_specs())
     others = [tag for tag, f in app.functions.items() if f.spec.web is None]
     for cls in app.classes.values():
         others.extend(s.tag for s in cls.methods.values() if s.web is None)
@@ -189,4 +202,29 @@ def build_manifest(app: App, module: str, app_var: str) -> Manifest:
         functions=entries,
         other_functions=tuple(others),
         notes=tuple(notes),
+        calls=calls,
+        entrypoints=tuple(entrypoint_json(name, f) for name, f in app.local_entrypoints.items()),
     )
+
+
+def retries_json(retries: Any) -> dict[str, Any] | None:
+    """`retries=N` or `modal.Retries(...)` as plain data (Modal's defaults: 1 s doubling, 60 s cap)."""
+    if retries is None or retries == 0:
+        return None
+    if isinstance(retries, int):
+        return {"max_retries": retries, "backoff_coefficient": 2.0, "initial_delay": 1.0, "max_delay": 60.0}
+    return {"max_retries": retries.max_retries, "backoff_coefficient": retries.backoff_coefficient,
+            "initial_delay": retries.initial_delay, "max_delay": retries.max_delay}
+
+
+def entrypoint_json(name: str, f: Any) -> dict[str, Any]:
+    """A local entrypoint and its parameters, which `sampan run` turns into --flags."""
+    import inspect
+
+    params = []
+    for p in inspect.signature(f).parameters.values():
+        annotation = p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", "str")
+        params.append({"name": p.name, "type": annotation if annotation != "_empty" else "str",
+                       "default": None if p.default is inspect.Parameter.empty else repr(p.default),
+                       "required": p.default is inspect.Parameter.empty})
+    return {"name": name, "params": params}

@@ -8,6 +8,7 @@ from .. import __version__
 from .app import app
 from .container import container
 from .deploy import deploy
+from .run import run
 from .secret import secret
 from .serve import serve
 from .server import server
@@ -24,7 +25,7 @@ def cli() -> None:
     """
 
 
-for command in (serve, deploy, server, app, secret, token, workspace, container):
+for command in (serve, deploy, run, server, app, secret, token, workspace, container):
     cli.add_command(command)
 
 

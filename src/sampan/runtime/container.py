@@ -168,6 +168,8 @@ class Runtime:
             return target()
         if kind == "wsgi_app":
             return kinds.wsgi_asgi_app(target(), self.entry.get("max_inputs") or 1)
+        if kind == "function":
+            return kinds.call_app(target, bool(self.entry.get("is_generator")), self.entry.get("max_inputs") or 1)
         raise ValueError(f"unknown web function kind {kind!r}")
 
 

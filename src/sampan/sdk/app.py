@@ -43,7 +43,6 @@ NOT_HONOURED = {
     "volumes": "volumes are not implemented yet",
     "network_file_systems": "network file systems are not implemented",
     "proxy": "static-IP egress proxies do not exist on a self-hosted server",
-    "retries": "retries apply to `.remote()` calls, which are not implemented yet",
     "cloud": "there is one cloud here: your machine",
     "region": "there is one region here: your machine",
     "routing_region": "there is one region here: your machine",
@@ -119,6 +118,13 @@ class App:
     @property
     def registered_classes(self) -> dict[str, Cls]:
         return dict(self.classes)
+
+    def call_specs(self) -> list[FunctionSpec]:
+        """Every function and `@modal.method` that is not a web endpoint (called with `.remote()`)."""
+        specs = [f.spec for f in self.functions.values() if f.spec.web is None]
+        for cls in self.classes.values():
+            specs.extend(s for s in cls.methods.values() if s.web is None)
+        return specs
 
     def web_specs(self) -> list[FunctionSpec]:
         """Every web function and web method, in declaration order."""

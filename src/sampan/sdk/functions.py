@@ -12,7 +12,8 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
-from ..exception import ExecutionError, InvalidError
+from ..exception import InvalidError
+from .calls import CallMixin, CallTarget, local_target
 from .partial import (
     LIFECYCLE_ENTER,
     LIFECYCLE_EXIT,
@@ -74,7 +75,7 @@ async def _await(aw: Any) -> Any:
     return await aw
 
 
-class _WebMixin:
+class _WebMixin(CallMixin):
     _web_url: str | None
     spec: FunctionSpec
 
@@ -86,38 +87,21 @@ class _WebMixin:
     def web_url(self) -> str | None:
         return self._web_url
 
-    def _reject_remote(self, verb: str) -> None:
+    def _check_callable(self, verb: str) -> None:
+        """Modal's checks before a remote call (fact sheet §1.5), made here, before any I/O."""
+        name = self.spec.tag
         if self.spec.web is not None:
-            name = self.spec.tag
             raise InvalidError(
                 f"A webhook function cannot be invoked for remote execution with `.{verb}`. "
                 f"Invoke this function via its web url '{self._web_url}' or call it locally: {name}.local()"
             )
-        raise ExecutionError(
-            f"`{self.spec.tag}.{verb}()` is not available in this version of Sampan yet: only web functions run "
-            f"remotely for now. Call it in-process with `{self.spec.tag}.local()`."
-        )
-
-    def remote(self, *args: Any, **kwargs: Any) -> Any:
-        self._reject_remote("remote")
-
-    def remote_gen(self, *args: Any, **kwargs: Any) -> Any:
-        self._reject_remote("remote_gen")
-
-    def spawn(self, *args: Any, **kwargs: Any) -> Any:
-        self._reject_remote("spawn")
-
-    def map(self, *args: Any, **kwargs: Any) -> Any:
-        self._reject_remote("map")
-
-    def starmap(self, *args: Any, **kwargs: Any) -> Any:
-        self._reject_remote("starmap")
-
-    def for_each(self, *args: Any, **kwargs: Any) -> Any:
-        self._reject_remote("for_each")
-
-    def spawn_map(self, *args: Any, **kwargs: Any) -> Any:
-        self._reject_remote("spawn_map")
+        if self.spec.is_generator and verb != "remote_gen":
+            raise InvalidError(
+                f"A generator function cannot be called with `.{verb}(...)`. Use `.remote_gen(...)` instead."
+            )
+        if verb == "remote_gen" and not self.spec.is_generator:
+            raise InvalidError("A non-generator function cannot be called with `.remote_gen(...)`. "
+                               "Use `.remote(...)` instead.")
 
 
 class Function(_WebMixin):
@@ -138,6 +122,9 @@ class Function(_WebMixin):
 
     def get_raw_f(self) -> Any:
         return self.spec.raw_f
+
+    def _call_target(self) -> CallTarget:
+        return local_target(self.app, self.spec.tag)
 
     def local(self, *args: Any, **kwargs: Any) -> Any:
         """Call the function in this process, as plain Python."""
@@ -222,6 +209,9 @@ class BoundMethod(_WebMixin):
         self.spec = spec
         base = obj._cls._web_urls.get(spec.method_name or "")
         self._web_url = _with_params(base, obj._cls.params, obj._params) if base else None
+
+    def _call_target(self) -> CallTarget:
+        return local_target(self._obj._cls.app, self.spec.tag, self._obj._params)
 
     def local(self, *args: Any, **kwargs: Any) -> Any:
         instance = self._obj._local()

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..exception import ExecutionError, InvalidError, NotFoundError
+from .calls import CallMixin, CallTarget
 
 
 def _control() -> tuple[str, str]:
@@ -35,7 +36,9 @@ def _control() -> tuple[str, str]:
 
 
 def web_url(app_name: str, tag: str) -> str | None:
-    url, token = _control()
+    from .calls import _server
+
+    url, token = _server()
     request = urllib.request.Request(f"{url}/v1/functions/{quote(app_name)}/{quote(tag)}",
                                      headers={"Authorization": f"Bearer {token}"})
     try:
@@ -49,8 +52,8 @@ def web_url(app_name: str, tag: str) -> str | None:
         raise NotFoundError(message) from None
 
 
-class RemoteFunction:
-    """A deployed function, looked up by name."""
+class RemoteFunction(CallMixin):
+    """A deployed function, looked up by name (the server checks what it is when it is called)."""
 
     def __init__(self, app_name: str, tag: str) -> None:
         self.app_name = app_name
@@ -69,8 +72,8 @@ class RemoteFunction:
     def local(self, *args: Any, **kwargs: Any) -> Any:
         raise ExecutionError("`.local()` is not available on a Function looked up with `from_name`.")
 
-    def remote(self, *args: Any, **kwargs: Any) -> Any:
-        raise ExecutionError("`.remote()` is not available in this version of Sampan yet: call the web URL.")
+    def _call_target(self) -> CallTarget:
+        return CallTarget(self.app_name, self.tag, dict(getattr(self, "params", {}) or {}))
 
 
 class RemoteCls:

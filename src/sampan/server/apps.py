@@ -141,7 +141,15 @@ class WebEndpoint:
         return tuple(sorted(values.items()))
 
     def pool_for(self, query: bytes) -> Pool:
-        key = self._key(query)
+        """The pool of a web request (class parameters come from the query string)."""
+        return self._pool(self._key(query))
+
+    def pool_for_params(self, params: dict[str, Any]) -> Pool:
+        """The pool of a `.remote()` call on `Cls(**params).method`. Raises InvalidError."""
+        key = tuple(sorted(resolve_class_params(self.params, params).items())) if self.params else ()
+        return self._pool(key)
+
+    def _pool(self, key: tuple[tuple[str, Any], ...]) -> Pool:
         pool = self.pools.get(key)
         if pool is None:
             pool = self._new_pool(key)
@@ -158,7 +166,7 @@ class WebEndpoint:
             module=self.version.manifest.module,
             app_var=self.version.manifest.app_var,
             class_params={k: (v.decode("latin-1") if isinstance(v, bytes) else v) for k, v in params.items()},
-            env=dict(self.env),
+            env={**self.env, **self.server.call_env(self.workspace), "SAMPAN_APP_KEY": self.version.key},
             web_urls=self.version.web_urls,
             startup_timeout=float(self.entry.startup_timeout or self.entry.timeout),
             labels={"app": self.version.manifest.app_name or "", "function": self.tag,
@@ -222,8 +230,12 @@ class AppVersion:
     workspace: str
     key: str = ""
     endpoints: dict[str, WebEndpoint] = field(default_factory=dict)  # by subdomain
+    callables: dict[str, WebEndpoint] = field(default_factory=dict)  # functions called with .remote(), by tag
     web_urls: dict[str, str] = field(default_factory=dict)  # by function tag
     infos: list[EndpointInfo] = field(default_factory=list)
+
+    def all_endpoints(self) -> list[WebEndpoint]:
+        return [*self.endpoints.values(), *self.callables.values()]
 
 
 class PortBook:
@@ -285,6 +297,8 @@ class AppServer:
         self._draining: dict[WebEndpoint, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        # Variables that let a container call functions through this server (set by the control API).
+        self.call_env: Callable[[str], dict[str, str]] = lambda workspace: {}
 
     def log(self, tag: str, container_id: str, stream: str, line: str, app_key: str | None = None) -> None:
         self.logs.append(container_id, stream, line, app_key, tag)
@@ -311,7 +325,7 @@ class AppServer:
 
     def describe_containers(self) -> list[dict[str, Any]]:
         now = time.time()
-        live = {id(e) for v in self.apps.values() for e in v.endpoints.values()}
+        live = {id(e) for v in self.apps.values() for e in v.all_endpoints()}
         return [
             {
                 "id": pc.id,
@@ -338,7 +352,7 @@ class AppServer:
                 "ephemeral": version.ephemeral,
                 "bundle": version.bundle.id,
                 "endpoints": [{"function": i.tag, "url": i.url, "subdomain": i.subdomain} for i in version.infos],
-                "containers": sum(p.stats()["containers"] for e in version.endpoints.values()
+                "containers": sum(p.stats()["containers"] for e in version.all_endpoints()
                                   for p in e.pools.values()),
             }
             for key, version in self.apps.items()
@@ -400,11 +414,12 @@ class AppServer:
         return out
 
     async def build_images(self, manifest: Manifest, hooks: BuildHooks | None = None) -> list[BuiltImage | None]:
-        """Build (or find) the image of every web function; None where a function declares no image."""
+        """Build (or find) the image of every function (web ones, then the others, as in
+        `manifest.functions + manifest.calls`); None where a function declares no image."""
         hooks = hooks or BuildHooks()
         built: dict[str, BuiltImage] = {}
         out: list[BuiltImage | None] = []
-        for entry in manifest.functions:
+        for entry in [*manifest.functions, *manifest.calls]:
             if not entry.image:
                 out.append(None)  # no image anywhere: Sampan's own environment (docs/architecture.md)
                 continue
@@ -448,8 +463,11 @@ class AppServer:
         version = AppVersion(manifest, bundle, ephemeral, number or ((old.number + 1) if old else 1), workspace,
                              app_key)
         plan = self._subdomains(manifest, ephemeral, workspace)
-        envs = [compose_env(entry, self.secret_resolver(workspace)) for entry in manifest.functions]  # fail early
+        envs = [compose_env(entry, self.secret_resolver(workspace))  # fail early
+                for entry in [*manifest.functions, *manifest.calls]]
         images = await self.build_images(manifest, hooks)
+        web_images, call_images = images[:len(manifest.functions)], images[len(manifest.functions):]
+        web_envs, call_envs = envs[:len(manifest.functions)], envs[len(manifest.functions):]
         taken = set(self.gateway.endpoint_ports.values()) | {self.gateway.port}
         for entry, sub, truncated in plan:
             port = await self.gateway.open_endpoint(
@@ -464,10 +482,12 @@ class AppServer:
                 EndpointInfo(entry.tag, entry.kind, url, host_url, sub, truncated,
                              bool(entry.web.get("requires_proxy_auth")))
             )
-        for (entry, sub, truncated), image, env in zip(plan, images, envs, strict=True):
+        for (entry, sub, truncated), image, env in zip(plan, web_images, web_envs, strict=True):
             version.endpoints[sub] = WebEndpoint(self, version, entry, sub, truncated, image, env)
+        for entry, image, env in zip(manifest.calls, call_images, call_envs, strict=True):
+            version.callables[entry.tag] = WebEndpoint(self, version, entry, "", False, image, env)
         # Warm templates before any container is needed: the first request then forks one.
-        await self.prepare_backend(extra=list(version.endpoints.values()))
+        await self.prepare_backend(extra=version.all_endpoints())
 
         # Warm the new version where the old one is serving, then swap.
         if old is not None and strategy == "rolling":
@@ -475,6 +495,10 @@ class AppServer:
                 endpoint.warm(old.endpoints[sub].warm_counts())
                 for sub, endpoint in version.endpoints.items()
                 if sub in old.endpoints
+            ] + [
+                endpoint.warm(old.callables[tag].warm_counts())
+                for tag, endpoint in version.callables.items()
+                if tag in old.callables
             ]
             if warmups:
                 await asyncio.gather(*warmups, return_exceptions=True)
@@ -484,13 +508,16 @@ class AppServer:
                 self.routes.custom[domain.lower().rstrip(".")] = sub
             if not endpoint.params:
                 endpoint.pool_for(b"")  # the default pool honours min_containers from the start
+        for endpoint in version.callables.values():
+            if not endpoint.params:
+                endpoint.pool_for(b"")
         self.apps[app_key] = version
         if old is not None:
             for sub in old.endpoints:
                 if sub not in version.endpoints:
                     self.routes.remove(sub, stopped=False)
                     await self.gateway.close_endpoint(sub)
-            for endpoint in old.endpoints.values():
+            for endpoint in old.all_endpoints():
                 if strategy == "rolling":
                     self._spawn_drain(endpoint)
                 else:
@@ -530,7 +557,7 @@ class AppServer:
 
     def all_endpoints(self) -> list[WebEndpoint]:
         """Live endpoints of every app, then old versions still draining."""
-        live = [e for v in self.apps.values() for e in v.endpoints.values()]
+        live = [e for v in self.apps.values() for e in v.all_endpoints()]
         return live + [e for e in self._draining if e not in live]
 
     def kill_all(self) -> None:
@@ -546,7 +573,7 @@ class AppServer:
             return
         for sub in version.endpoints:
             self.routes.remove(sub, stopped=True)
-        endpoints = list(version.endpoints.values())
+        endpoints = version.all_endpoints()
         try:
             await asyncio.wait_for(asyncio.gather(*(e.drain() for e in endpoints)), drain_timeout)
         except asyncio.TimeoutError:

@@ -12,6 +12,10 @@
     GET    /v1/containers/{id}/logs?n=&follow=1
     GET    /v1/secrets | POST /v1/secrets {name, values, force} | DELETE /v1/secrets/{name}
     GET    /v1/proxy-tokens | POST /v1/proxy-tokens {name} | DELETE /v1/proxy-tokens/{id}
+    POST   /v1/calls      {app, app_key?, function, params, args, mode}  a .remote() call (server/invoke.py):
+                          mode "call" -> {"result"}; "gen" -> NDJSON {"frame"}s; "spawn" -> {"call_id"}
+    GET    /v1/calls/{id}?timeout=    {"status", "result"} of a spawned call ("result" null while pending)
+    POST   /v1/calls/{id}/cancel
     POST   /v1/tokens                            a new API token for the caller's workspace
 
 Authentication: `Authorization: Bearer <token id>:<token secret>`, checked against the store, which
@@ -46,6 +50,7 @@ from .bundle import write_bundle
 from .gateway import http
 from .gateway.errors import GatewayError, render
 from .images.recipe import ImageBuildError
+from .invoke import Invoker
 from .store import Workspace
 
 MAX_BODY = 256 * 1024 * 1024  # a deploy carries the code bundle
@@ -82,6 +87,8 @@ class ControlServer:
         self._conns: set[asyncio.Task[Any]] = set()
         self._deploy_locks: dict[str, asyncio.Lock] = {}
         self.heartbeats: dict[str, float] = {}  # ephemeral app key -> last heartbeat (monotonic)
+        self.invoker = Invoker()
+        server.call_env = self.call_env
 
     @property
     def url(self) -> str:
@@ -92,6 +99,7 @@ class ControlServer:
         self.port = self._srv.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
+        await self.invoker.close()
         if self._srv is not None:
             self._srv.close()
         for task in list(self._conns):
@@ -103,6 +111,11 @@ class ControlServer:
         if not auth.startswith(b"Bearer "):
             return None
         token = auth[7:].decode("latin-1")
+        if token.startswith("ct-"):  # a container's token: the workspace of its app
+            name, _, mac = token[3:].rpartition(".")
+            if not name or not hmac.compare_digest(token, self.container_token(name)):
+                return None
+            return Workspace("embedded", name) if self.store is None else self.store.workspace(name)
         if hmac.compare_digest(token, self.token):  # the registry file's token: the local user's workspace
             if self.store is None:
                 return Workspace("embedded", self.server.settings.workspace)
@@ -149,6 +162,77 @@ class ControlServer:
     def _app_key(self, workspace: Workspace, name: str) -> str:
         return f"{workspace.name}/{name}"
 
+    # -- calls (server/invoke.py) -------------------------------------------------------------
+    def container_token(self, workspace: str) -> str:
+        """What a container of `workspace` uses to call functions and look them up: its workspace,
+        signed with this server's secret, so that it cannot speak for another workspace."""
+        mac = hmac.new(self.token.encode(), workspace.encode(), "sha256").hexdigest()[:32]
+        return f"ct-{workspace}.{mac}"
+
+    def call_env(self, workspace: str) -> dict[str, str]:
+        return {"SAMPAN_SERVER_URL": self.url, "SAMPAN_SERVER_TOKEN": self.container_token(workspace)}
+
+    def _callable(self, ws: Workspace, body: dict[str, Any]) -> Any:
+        """The function endpoint a call names: by app key (ephemeral apps, from inside), else by name."""
+        tag = body["function"]
+        version = self.server.apps.get(body.get("app_key") or "")
+        if version is not None and version.workspace != ws.name:
+            version = None
+        name = body.get("app")
+        if version is None and name:
+            version = self.server.apps.get(self._app_key(ws, name)) or next(
+                (v for v in self.server.apps.values() if v.workspace == ws.name and v.manifest.app_name == name), None)
+        if version is None:
+            raise NotFoundError(f"App '{name}' is not running in workspace '{ws.name}'.")
+        endpoint = version.callables.get(tag)
+        if endpoint is None:
+            if tag in version.web_urls:
+                raise InvalidError(
+                    f"A webhook function cannot be invoked for remote execution with `.remote`. Invoke this "
+                    f"function via its web url '{version.web_urls[tag]}' or call it locally: {tag}.local()")
+            raise NotFoundError(f"Function '{tag}' not found in app '{name or version.manifest.app_name}'.")
+        return endpoint
+
+    async def _call(self, ws: Workspace, body: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        endpoint = self._callable(ws, body)
+        params = body.get("params") or {}
+        endpoint.pool_for_params(params)  # bad class parameters fail here, before anything runs
+        payload = base64.b64decode(body["args"])
+
+        def pool_for() -> Any:
+            return self._callable(ws, body).pool_for_params(params)
+
+        mode = body.get("mode") or "call"
+        if mode == "spawn":
+            call_id = self.invoker.spawn(ws.name, endpoint.tag, pool_for, payload, endpoint.entry.retries)
+            writer.write(_json(200, {"call_id": call_id}))
+        elif mode == "gen":
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n"
+                         b"connection: close\r\n\r\n")
+            async for frame in self.invoker.stream(pool_for(), payload):
+                writer.write(_chunk(json.dumps({"frame": base64.b64encode(frame).decode()}).encode() + b"\n"))
+                await writer.drain()
+            writer.write(b"0\r\n\r\n")
+        else:
+            outcome = await self.invoker.run(pool_for, payload, endpoint.entry.retries)
+            writer.write(_json(200, {"result": base64.b64encode(outcome).decode()}))
+
+    async def _call_action(self, method: str, ws: Workspace, parts: list[str], query: dict[str, str],
+                           writer: asyncio.StreamWriter) -> None:
+        call = self.invoker.calls.get(parts[0])
+        if call is None or call.workspace != ws.name:
+            raise NotFoundError(f"Function call {parts[0]} not found (or its result was already dropped).")
+        if method == "POST" and parts[1:] == ["cancel"]:
+            self.invoker.cancel(call.id)
+            writer.write(_json(200, {"status": "cancelled"}))
+            return
+        if method != "GET" or len(parts) != 1:
+            raise HTTPError(404, "no such route")
+        timeout = float(query["timeout"]) if query.get("timeout") not in (None, "", "none") else None
+        await self.invoker.get(call.id, timeout)
+        result = base64.b64encode(call.outcome).decode() if call.outcome is not None else None
+        writer.write(_json(200, {"status": call.status, "result": result, "function": call.function}))
+
     def _needs_store(self) -> Any:
         if self.store is None:
             raise HTTPError(400, "this is an embedded `sampan serve` server; start one with `sampan server start`")
@@ -161,6 +245,10 @@ class ControlServer:
         route = (method, *parts)
         if route == ("GET", "v1", "health"):
             writer.write(_json(200, {"ok": True, "server_id": self.server.settings.server_id, "workspace": ws.name}))
+        elif route == ("POST", "v1", "calls"):
+            await self._call(ws, body, writer)
+        elif len(parts) >= 3 and parts[:2] == ["v1", "calls"]:
+            await self._call_action(method, ws, parts[2:], query, writer)
         elif route == ("GET", "v1", "apps"):
             writer.write(_json(200, self._apps(ws)))
         elif route == ("POST", "v1", "deploy"):

@@ -41,7 +41,7 @@ from .recipe import ImageBuildError, Step, image_id, pip_args, plan, reroot, ste
 
 Log = Callable[[str], None]
 RUNTIME_REQUIREMENTS = ("uvicorn>=0.29", "httptools>=0.6", "uvloop>=0.19", "websockets>=12", "a2wsgi>=1.10",
-                        "fastapi>=0.110")
+                        "fastapi>=0.110", "cloudpickle>=3")
 _SAMPAN_PACKAGE = Path(__file__).resolve().parents[2]
 # Installed files are compiled to bytecode at build time: a container's cold start then reads .pyc
 # files instead of compiling FastAPI and pydantic on every start (where bytecode writing is off,

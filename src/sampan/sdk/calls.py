@@ -1,0 +1,296 @@
+"""Calling functions through the Sampan server: `.remote()`, `.remote_gen()`, `.spawn()`, `.map()`.
+
+The handles (`Function`, a class's bound methods, `Function.from_name`) name their target with a
+`CallTarget`; this module pickles the arguments (cloudpickle, as Modal does), sends them to the
+control API (`POST /v1/calls`, server/invoke.py) and turns the outcome back into a value or the
+exception the function raised, with the container's traceback attached as a note.
+
+Where the server is: SAMPAN_SERVER_URL with SAMPAN_SERVER_TOKEN (set in containers and for
+`sampan run`), else the server found in $SAMPAN_HOME with the CLI's API token (sdk/lookup.py).
+Nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import builtins
+import concurrent.futures
+import enum
+import json
+import os
+import pickle
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..exception import (
+    ExecutionError,
+    FunctionTimeoutError,
+    InputCancellation,
+    InvalidError,
+    NotFoundError,
+    RemoteError,
+)
+
+MAP_CONCURRENCY = 64  # calls in flight at once from one .map(); the server queues the rest per pool
+
+
+@dataclass(frozen=True)
+class Retries:
+    """`retries=modal.Retries(...)`: how often and how patiently a failed call is tried again."""
+
+    max_retries: int
+    backoff_coefficient: float = 2.0
+    initial_delay: float = 1.0
+    max_delay: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_retries <= 10:
+            raise InvalidError(
+                f"Invalid retries number: {self.max_retries}. Function retries must be between 0 and 10."
+            )
+        if not 1.0 <= self.backoff_coefficient <= 10.0:
+            raise InvalidError("Invalid backoff_coefficient: must be between 1.0 and 10.0.")
+        if not 0.0 <= self.initial_delay <= 60.0 or not 1.0 <= self.max_delay <= 60.0:
+            raise InvalidError("Invalid retry delays: initial_delay must be 0-60 s and max_delay 1-60 s.")
+
+
+@dataclass(frozen=True)
+class CallTarget:
+    """What a call names: an app (by name, or by key for an ephemeral app), a function tag, class params."""
+
+    app: str | None
+    tag: str
+    params: dict[str, Any] = field(default_factory=dict)
+    app_key: str | None = None
+
+    def body(self, args: tuple[Any, ...], kwargs: dict[str, Any], mode: str) -> dict[str, Any]:
+        import cloudpickle
+
+        params = {k: (v.decode("latin-1") if isinstance(v, bytes) else v) for k, v in self.params.items()}
+        return {"app": self.app, "app_key": self.app_key, "function": self.tag, "params": params, "mode": mode,
+                "args": base64.b64encode(cloudpickle.dumps((args, kwargs))).decode()}
+
+
+def local_target(app: Any, tag: str, params: dict[str, Any] | None = None) -> CallTarget:
+    """The target of a handle defined in this process: inside a container or `sampan run`, the
+    running app is named by its key (ephemeral apps have no deployed name)."""
+    return CallTarget(getattr(app, "name", None), tag, dict(params or {}), os.environ.get("SAMPAN_APP_KEY"))
+
+
+# -- transport ----------------------------------------------------------------------------------
+def _server() -> tuple[str, str]:
+    url, token = os.environ.get("SAMPAN_SERVER_URL"), os.environ.get("SAMPAN_SERVER_TOKEN")
+    if url and token:
+        return url, token
+    from .lookup import _control
+
+    return _control()
+
+
+def _request(method: str, path: str, body: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
+    url, token = _server()
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url + path, data=data, method=method,
+                                     headers={"Authorization": f"Bearer {token}", "content-type": "application/json"})
+    try:
+        return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - the Sampan control API
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read())["error"]
+        except (ValueError, KeyError):
+            message = f"the Sampan server answered {exc.code}"
+        if exc.code == 404:
+            raise NotFoundError(message) from None
+        if exc.code == 400:
+            raise InvalidError(message) from None
+        raise ExecutionError(message) from None
+    except urllib.error.URLError as exc:
+        raise ExecutionError(f"Could not reach the Sampan server at {url}: {exc.reason}") from None
+
+
+def decode(outcome: bytes) -> Any:
+    """A call's outcome (server/invoke.py): its value, or raise what it raised."""
+    marker, rest = outcome[:1], outcome[1:]
+    if marker == b"O" or marker == b"I":
+        return pickle.loads(rest)
+    if marker == b"E":
+        exc, tb, text = pickle.loads(rest)
+        note = "Traceback from the container:\n" + tb.rstrip()
+        if exc is None:
+            raise RemoteError(f"{text}\n{note}")
+        if hasattr(exc, "add_note"):
+            exc.add_note(note)
+        else:  # Python 3.10: no notes; chain a RemoteError that carries the container's traceback
+            raise exc from RemoteError(note)
+        raise exc
+    if marker == b"X":
+        info = json.loads(rest)
+        kinds: dict[str, type[Exception]] = {"timeout": FunctionTimeoutError, "cancelled": InputCancellation}
+        raise kinds.get(info["kind"], ExecutionError)(info["text"])
+    raise RemoteError(f"unexpected outcome from the server ({marker!r})")
+
+
+# -- the verbs ----------------------------------------------------------------------------------
+def remote(target: CallTarget, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    with _request("POST", "/v1/calls", target.body(args, kwargs, "call")) as resp:
+        return decode(base64.b64decode(json.load(resp)["result"]))
+
+
+def remote_gen(target: CallTarget, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Any]:
+    with _request("POST", "/v1/calls", target.body(args, kwargs, "gen")) as resp:
+        for line in resp:
+            frame = base64.b64decode(json.loads(line)["frame"])
+            if frame[:1] == b"Z":
+                return
+            yield decode(frame)
+
+
+def spawn(target: CallTarget, args: tuple[Any, ...], kwargs: dict[str, Any]) -> FunctionCall:
+    with _request("POST", "/v1/calls", target.body(args, kwargs, "spawn")) as resp:
+        return FunctionCall(json.load(resp)["call_id"])
+
+
+def map_calls(target: CallTarget, inputs: Iterable[tuple[tuple[Any, ...], dict[str, Any]]],
+              order_outputs: bool = True, return_exceptions: bool = False) -> Iterator[Any]:
+    """Run every input in parallel (the server scales the pool; beyond its capacity inputs queue)."""
+
+    def one(item: tuple[tuple[Any, ...], dict[str, Any]]) -> Any:
+        try:
+            return remote(target, *item)
+        except Exception as exc:  # noqa: BLE001 - returned or re-raised below, in order
+            if return_exceptions:
+                return exc
+            raise
+
+    with concurrent.futures.ThreadPoolExecutor(MAP_CONCURRENCY, thread_name_prefix="sampan-map") as pool:
+        futures = [pool.submit(one, item) for item in inputs]
+        ordered = futures if order_outputs else concurrent.futures.as_completed(futures)
+        try:
+            for fut in ordered:
+                yield fut.result()
+        finally:
+            for fut in futures:
+                fut.cancel()
+
+
+class _Verb:
+    """`f.remote(...)` and `await f.remote.aio(...)`: one callable with an async twin."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self._fn = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._fn(*args, **kwargs)
+
+    async def aio(self, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(self._fn, *args, **kwargs)
+
+
+class CallMixin:
+    """`.remote`, `.remote_gen`, `.spawn`, `.map`, `.starmap`, `.for_each`, `.spawn_map` for a handle
+    that can say what it targets (`_call_target()`) and whether it is a web function."""
+
+    def _call_target(self) -> CallTarget:
+        raise NotImplementedError
+
+    def _check_callable(self, verb: str) -> None:
+        """Raise where this handle cannot be called remotely (web functions)."""
+
+    @property
+    def remote(self) -> _Verb:
+        self._check_callable("remote")
+        return _Verb(lambda *a, **k: remote(self._call_target(), a, k))
+
+    @property
+    def remote_gen(self) -> _Verb:
+        self._check_callable("remote_gen")
+        return _Verb(lambda *a, **k: remote_gen(self._call_target(), a, k))
+
+    @property
+    def spawn(self) -> _Verb:
+        self._check_callable("spawn")
+        return _Verb(lambda *a, **k: spawn(self._call_target(), a, k))
+
+    def map(self, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = None, order_outputs: bool = True,
+            return_exceptions: bool = False, wrap_returned_exceptions: bool = True) -> Iterator[Any]:
+        self._check_callable("map")
+        inputs = ((args, dict(kwargs or {})) for args in zip(*iterables, strict=False))
+        return map_calls(self._call_target(), inputs, order_outputs, return_exceptions)
+
+    def starmap(self, input_iterator: Iterable[Iterable[Any]], *, kwargs: dict[str, Any] | None = None,
+                order_outputs: bool = True, return_exceptions: bool = False,
+                wrap_returned_exceptions: bool = True) -> Iterator[Any]:
+        self._check_callable("starmap")
+        inputs = ((tuple(args), dict(kwargs or {})) for args in input_iterator)
+        return map_calls(self._call_target(), inputs, order_outputs, return_exceptions)
+
+    def for_each(self, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = None,
+                 ignore_exceptions: bool = False) -> None:
+        self._check_callable("for_each")
+        for _ in self.map(*iterables, kwargs=kwargs, return_exceptions=ignore_exceptions):
+            pass
+
+    def spawn_map(self, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = None) -> None:
+        self._check_callable("spawn_map")
+        for args in zip(*iterables, strict=False):
+            spawn(self._call_target(), args, dict(kwargs or {}))
+
+
+class FunctionCall:
+    """A spawned call: `.get(timeout=)` its result, `.cancel()` it. `FunctionCall.from_id(id)` finds it
+    again, from any process that reaches the same server."""
+
+    def __init__(self, object_id: str) -> None:
+        self.object_id = object_id
+
+    def __repr__(self) -> str:
+        return f"FunctionCall({self.object_id!r})"
+
+    @staticmethod
+    def from_id(function_call_id: str, client: Any = None) -> FunctionCall:
+        return FunctionCall(function_call_id)
+
+    def _state(self, timeout: float | None) -> dict[str, Any]:
+        query = "none" if timeout is None else f"{max(0.0, timeout):g}"
+        with _request("GET", f"/v1/calls/{self.object_id}?timeout={query}",
+                      timeout=None if timeout is None else timeout + 30) as resp:
+            return json.load(resp)
+
+    def get(self, timeout: float | None = None) -> Any:
+        """The call's result; raises the built-in TimeoutError if it is still running after `timeout` s."""
+        state = self._state(timeout)
+        if state["result"] is None:
+            raise builtins.TimeoutError(f"{self.object_id} is still running")
+        return decode(base64.b64decode(state["result"]))
+
+    def cancel(self, terminate_containers: bool = False) -> None:
+        with _request("POST", f"/v1/calls/{self.object_id}/cancel", {}):
+            pass
+
+    def get_call_graph(self) -> list[InputInfo]:
+        """This call as the root of its graph, with its status (calls it spawned are not tracked yet)."""
+        state = self._state(0)
+        return [InputInfo(self.object_id, InputStatus[state["status"]], state.get("function", ""), [])]
+
+
+class InputStatus(enum.IntEnum):
+    """The states of an input, as Modal's call graph reports them."""
+
+    PENDING = 0
+    SUCCESS = 1
+    FAILURE = 2
+    INIT_FAILURE = 3
+    TERMINATED = 4
+    TIMEOUT = 5
+
+
+@dataclass
+class InputInfo:
+    function_call_id: str
+    status: InputStatus
+    function_name: str
+    children: list[InputInfo]

@@ -1,0 +1,229 @@
+"""Calls of functions through the server: `.remote()`, `.remote_gen()`, `.spawn()` and `.map()`.
+
+A call takes a slot of the function's pool exactly as a web request does (so it counts against
+`max_inputs`, queues at `max_containers` and scales the pool), then POSTs the pickled arguments
+to the container's call app (runtime/kinds.py `call_app`) and hands back the pickled outcome. The
+server never unpickles anything: arguments and results are opaque bytes here.
+
+    run()     one call, with the function's `retries` (Modal's backoff: initial delay, times the
+              coefficient each retry, capped), bounded by its `timeout` per attempt
+    stream()  a generator's frames as they come
+    spawn()   run() in the background under an `fc-…` id; get() waits for it, cancel() stops it
+
+An outcome starts with one byte that says what it is (runtime/kinds.py `call_app`): `O` success,
+`E` the function raised, `I`/`Z` a generator's item and end. The server never unpickles what user
+code made: it reads that byte. Outcomes the server makes itself are `X` + JSON {"kind", "text"},
+kind being "timeout", "terminated", "init", "queue" or "cancelled".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..backends.base import ContainerStartError
+from .gateway import http
+from .gateway.bodies import within
+from .gateway.proxy import Upstream, UpstreamFailed, _response_head
+from .pool import Pool, PoolClosed, QueueFull
+
+MAX_KEPT_CALLS = 10_000  # finished spawned calls kept for get(), oldest dropped first
+MAX_RESULT = 1 << 30
+
+
+def server_error(kind: str, text: str) -> bytes:
+    return b"X" + json.dumps({"kind": kind, "text": text}).encode()
+
+
+def _is_failure(outcome: bytes) -> bool:
+    return outcome[:1] in (b"E", b"X")
+
+
+@dataclass
+class SpawnedCall:
+    id: str
+    workspace: str
+    function: str
+    created: float = field(default_factory=time.time)
+    outcome: bytes | None = None
+    status: str = "PENDING"  # PENDING, SUCCESS, FAILURE, INIT_FAILURE, TERMINATED, TIMEOUT
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+
+def new_call_id() -> str:
+    return "fc-" + secrets.token_hex(12)
+
+
+class Invoker:
+    def __init__(self) -> None:
+        self.calls: OrderedDict[str, SpawnedCall] = OrderedDict()
+
+    # -- one attempt --------------------------------------------------------------------------
+    async def _attempt(self, pool: Pool, payload: bytes, call_id: str) -> bytes:
+        try:
+            pc = await pool.acquire()
+        except ContainerStartError as exc:
+            return server_error("init", f"the function's container failed to start: {exc}")
+        except QueueFull as exc:
+            return server_error("queue", f"the function has {exc.args[0]} inputs waiting already")
+        try:
+            return await within(self._exchange(pc, payload, call_id), pool.timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            pool.recycle(pc)  # the work inside may not be cancellable
+            return server_error("timeout", f"the call ran past the function's timeout of {pool.timeout:g} s")
+        except (UpstreamFailed, ConnectionError, asyncio.IncompleteReadError, OSError):
+            return server_error("terminated", "the function's container was terminated during the call")
+        finally:
+            pool.release(pc)
+
+    @staticmethod
+    async def _exchange(pc: Any, payload: bytes, call_id: str) -> bytes:
+        upstream = Upstream(pc)
+        await upstream.open()
+        upstream.writer.write(b"POST / HTTP/1.1\r\nhost: sampan\r\ncontent-type: application/x-sampan-pickle\r\n"
+                              b"modal-function-call-id: " + call_id.encode() + b"\r\n"
+                              b"content-length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+        try:
+            response = await _response_head(upstream, b"POST")
+            if response.framing != http.LENGTH or response.length > MAX_RESULT:
+                raise UpstreamFailed("unexpected response framing")
+            data = await upstream.reader.readexactly(response.length)
+        except BaseException:
+            upstream.close()
+            raise
+        if response.keep_alive:
+            upstream.give_back()
+        else:
+            upstream.close()
+        return data
+
+    # -- calls --------------------------------------------------------------------------------
+    async def run(self, pool_for: Any, payload: bytes, retries: dict[str, Any] | None,
+                  call_id: str | None = None) -> bytes:
+        """One call with its retries. `pool_for()` returns the pool (looked up again after a reload)."""
+        call_id = call_id or new_call_id()
+        attempts = 1 + int((retries or {}).get("max_retries", 0))
+        delay = float((retries or {}).get("initial_delay", 1.0))
+        outcome = b""
+        for attempt in range(attempts):
+            pool = None
+            for _ in range(3):
+                pool = pool_for()
+                try:
+                    outcome = await self._attempt(pool, payload, call_id)
+                    break
+                except PoolClosed:
+                    continue  # a redeploy swapped the function while we looked: look again
+            if not _is_failure(outcome) or attempt == attempts - 1:
+                return outcome
+            await asyncio.sleep(delay)
+            delay = min(delay * float(retries.get("backoff_coefficient", 2.0)),  # type: ignore[union-attr]
+                        float(retries.get("max_delay", 60.0)))  # type: ignore[union-attr]
+        return outcome
+
+    async def stream(self, pool: Pool, payload: bytes) -> AsyncIterator[bytes]:
+        """A generator's frames (each a pickled ("item", v), then ("end", None) or ("err", ...))."""
+        call_id = new_call_id()
+        try:
+            pc = await pool.acquire()
+        except ContainerStartError as exc:
+            yield server_error("init", f"the function's container failed to start: {exc}")
+            return
+        upstream = Upstream(pc)
+        ended = False
+        try:
+            await upstream.open()
+            upstream.writer.write(b"POST / HTTP/1.1\r\nhost: sampan\r\nmodal-function-call-id: " + call_id.encode()
+                                  + b"\r\ncontent-length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+            response = await within(_response_head(upstream, b"POST"), pool.timeout)
+            if response.framing != http.CHUNKED:
+                raise UpstreamFailed("unexpected response framing")
+            buffer = bytearray()
+            deadline = time.monotonic() + pool.timeout
+            while not ended:
+                size = int((await within(upstream.reader.readuntil(b"\r\n"), deadline - time.monotonic()))
+                           .split(b";")[0], 16)
+                chunk = await upstream.reader.readexactly(size + 2)
+                if size == 0:
+                    break
+                buffer += chunk[:-2]
+                while len(buffer) >= 4 and len(buffer) >= 4 + int.from_bytes(buffer[:4], "big"):
+                    n = int.from_bytes(buffer[:4], "big")
+                    frame = bytes(buffer[4:4 + n])
+                    del buffer[:4 + n]
+                    ended = frame[:1] != b"I"
+                    yield frame
+            if not ended:
+                yield server_error("terminated", "the generator's container closed the stream early")
+        except (asyncio.TimeoutError, TimeoutError):
+            pool.recycle(pc)
+            yield server_error("timeout", f"the call ran past the function's timeout of {pool.timeout:g} s")
+        except (UpstreamFailed, ConnectionError, asyncio.IncompleteReadError, OSError, ValueError):
+            yield server_error("terminated", "the function's container was terminated during the call")
+        finally:
+            if hasattr(upstream, "writer"):
+                upstream.close()
+            pool.release(pc)
+
+    # -- spawned calls ------------------------------------------------------------------------
+    def spawn(self, workspace: str, function: str, pool_for: Any, payload: bytes,
+              retries: dict[str, Any] | None) -> str:
+        call = SpawnedCall(new_call_id(), workspace, function)
+        self.calls[call.id] = call
+        while len(self.calls) > MAX_KEPT_CALLS:
+            self.calls.popitem(last=False)
+
+        async def background() -> None:
+            try:
+                call.outcome = await self.run(pool_for, payload, retries, call.id)
+                call.status = _status(call.outcome)
+            except asyncio.CancelledError:
+                call.outcome = server_error("cancelled", "the call was cancelled")
+                call.status = "TERMINATED"
+            except Exception as exc:  # noqa: BLE001 - a bug must still end the call
+                call.outcome = server_error("terminated", f"{type(exc).__name__}: {exc}")
+                call.status = "FAILURE"
+            finally:
+                call.done.set()
+
+        call.task = asyncio.create_task(background())
+        return call.id
+
+    async def get(self, call_id: str, timeout: float | None) -> SpawnedCall | None:
+        call = self.calls.get(call_id)
+        if call is None:
+            return None
+        if timeout is None or timeout > 0:
+            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                await within(call.done.wait(), timeout)
+        return call
+
+    def cancel(self, call_id: str) -> SpawnedCall | None:
+        call = self.calls.get(call_id)
+        if call is not None and call.task is not None and not call.task.done():
+            call.task.cancel()
+        return call
+
+    async def close(self) -> None:
+        tasks = [c.task for c in self.calls.values() if c.task is not None and not c.task.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _status(outcome: bytes) -> str:
+    if outcome[:1] == b"O":
+        return "SUCCESS"
+    if outcome[:1] != b"X":
+        return "FAILURE"
+    kind = json.loads(outcome[1:])["kind"]
+    return {"timeout": "TIMEOUT", "terminated": "TERMINATED", "init": "INIT_FAILURE",
+            "cancelled": "TERMINATED"}.get(kind, "FAILURE")
