@@ -139,7 +139,7 @@ def call_app(target: Callable[..., Any], is_generator: bool, max_inputs: int) ->
                 if inspect.iscoroutinefunction(target):
                     value = await target(*args, **kwargs)
                 else:
-                    value = await in_thread(target, *args, **kwargs)
+                    value = await in_thread(functools.partial(target, *args, **kwargs))
                     if inspect.isawaitable(value):
                         value = await value
                 data = b"O" + cloudpickle.dumps(value)

@@ -19,20 +19,27 @@ from .calls import CallMixin, CallTarget
 
 
 def _control() -> tuple[str, str]:
+    """The control API and a bearer token: a persistent server with the CLI's API token, else a
+    running `sampan serve` of this $SAMPAN_HOME with its own token (the local user's workspace)."""
     from ..config import Settings, read_token
     from ..server.control import running_servers
 
     settings = Settings.from_env()
     token = read_token(settings)
     url = os.environ.get("SAMPAN_SERVER_URL")
-    if url is None:
-        servers = [s for s in running_servers(settings.home) if s.kind == "server"]
-        if not servers:
-            raise ExecutionError("No Sampan server is running: start one with `sampan server start`.")
-        url = servers[0].control_url
-    if token is None:
+    if url is not None:
+        if token is None:
+            raise ExecutionError("No Sampan API token: set SAMPAN_TOKEN_ID and SAMPAN_TOKEN_SECRET.")
+        return url, f"{token[0]}:{token[1]}"
+    servers = running_servers(settings.home)
+    persistent = [s for s in servers if s.kind == "server"]
+    if persistent and token is not None:
+        return persistent[0].control_url, f"{token[0]}:{token[1]}"
+    if servers and servers[0].token:
+        return servers[0].control_url, servers[0].token
+    if persistent:
         raise ExecutionError("No Sampan API token: set SAMPAN_TOKEN_ID and SAMPAN_TOKEN_SECRET.")
-    return url, f"{token[0]}:{token[1]}"
+    raise ExecutionError("No Sampan server is running: start one with `sampan server start`.")
 
 
 def web_url(app_name: str, tag: str) -> str | None:

@@ -1,0 +1,272 @@
+"""Functions called through the server (.remote, .map, .remote_gen, .spawn, FunctionCall, retries,
+timeouts, lookups across apps) and `sampan run`, with real processes end to end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.e2e.test_deploy import Sampan, sampan  # noqa: F401 - the fixture
+from tests.helpers import IMAGES_DIR, SRC, serve
+
+pytestmark = pytest.mark.slow
+
+JOBS = """
+    import os, time
+    import modal
+
+    app = modal.App("jobs")
+
+    @app.function()
+    def square(x: int) -> int:
+        return x * x
+
+    @app.function()
+    def nap(seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
+    @app.function()
+    def boom(msg: str):
+        raise ValueError(f"bad input: {msg}")
+
+    @app.function()
+    def count(n: int):
+        for i in range(n):
+            yield i
+
+    @app.function(retries=modal.Retries(max_retries=2, initial_delay=0.1), max_containers=1)
+    def flaky(path: str) -> int:
+        tries = int(open(path).read()) + 1 if os.path.exists(path) else 1
+        open(path, "w").write(str(tries))
+        if tries < 3:
+            raise RuntimeError(f"try {tries} failed")
+        return tries
+
+    @app.function(timeout=2)
+    def stuck() -> None:
+        time.sleep(30)
+
+    @app.cls()
+    class Scaler:
+        factor: int = modal.parameter(default=2)
+
+        @modal.method()
+        def scale(self, x: int) -> int:
+            return self.factor * x
+
+    @app.function()
+    @modal.fastapi_endpoint()
+    def web(x: int = 2):
+        return {"square": square.remote(x), "items": list(count.remote_gen(3))}
+
+    @app.local_entrypoint()
+    def main(n: int = 3, loud: bool = False, tmp: str = "/tmp"):
+        import urllib.request
+        print("remote", square.remote(n))
+        print("map", list(square.map(range(5))))
+        started = time.monotonic()
+        print("parallel", list(nap.map([0.2 * i for i in range(1, 11)])), round(time.monotonic() - started, 1))
+        print("gen", list(count.remote_gen(4)))
+        print("method", Scaler(factor=3).scale.remote(5), Scaler().scale.remote(5))
+        call = square.spawn(7)
+        print("spawn", call.get(timeout=60), modal.FunctionCall.from_id(call.object_id).get())
+        print("web", urllib.request.urlopen(web.get_web_url() + "/?x=5").read().decode())
+        try:
+            boom.remote("zz")
+        except ValueError as exc:
+            print("raised", exc, "|", "boom" in "".join(getattr(exc, "__notes__", [])))
+        print("retried", flaky.remote(os.path.join(tmp, "flaky")))
+        try:
+            stuck.remote()
+        except modal.exception.FunctionTimeoutError as exc:
+            print("timeout", type(exc).__name__, isinstance(exc, TimeoutError))
+        print("map-exc", list(boom.map(["a", "b"], return_exceptions=True)))
+        if loud:
+            print("LOUD")
+"""
+
+
+def _run(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, "SAMPAN_HOME": str(tmp_path / "home"), "SAMPAN_GATEWAY_PORT": "0",
+            "SAMPAN_ENDPOINT_PORT_BASE": "0", "SAMPAN_IMAGES": IMAGES_DIR, "PYTHONPATH": SRC, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "sampan", "run", *args], capture_output=True, text=True,
+                          env=full, cwd=tmp_path, timeout=180)
+
+
+def _lines(out: str) -> dict[str, str]:
+    found = {}
+    for line in out.splitlines():
+        if " │ " in line:  # a container's log line
+            continue
+        key, _, rest = line.partition(" ")
+        found.setdefault(key, rest)
+    return found
+
+
+def test_sampan_run_calls_functions_every_way_through_the_server(tmp_path: Path) -> None:
+    (tmp_path / "jobs.py").write_text(textwrap.dedent(JOBS))
+    done = _run(tmp_path, "jobs.py", "--n", "4", "--loud", "--tmp", str(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = _lines(done.stdout)
+    assert out["remote"] == "16"
+    assert out["map"] == "[0, 1, 4, 9, 16]"
+    values, elapsed = out["parallel"].rsplit(" ", 1)
+    assert values == str([0.2 * i for i in range(1, 11)])
+    assert float(elapsed) < 5.0, "10 inputs sleeping 0.2..2 s ran in parallel, not one after another (11 s)"
+    assert out["gen"] == "[0, 1, 2, 3]"
+    assert out["method"] == "15 10"
+    assert out["spawn"] == "49 49"
+    assert out["web"] == '{"square":25,"items":[0,1,2]}', "a web handler calls other functions from its container"
+    assert out["raised"] == "bad input: zz | True", "the exception comes back with the container's traceback"
+    assert out["retried"] == "3"
+    assert out["timeout"] == "FunctionTimeoutError True"
+    assert out["map-exc"] == "[ValueError('bad input: a'), ValueError('bad input: b')]"
+    assert "LOUD" in done.stdout
+    assert "App completed." in done.stdout
+
+
+def test_run_names_a_function_or_entrypoint_and_reports_failure_in_its_exit_status(tmp_path: Path) -> None:
+    (tmp_path / "jobs.py").write_text(textwrap.dedent(JOBS) + textwrap.dedent("""
+        @app.local_entrypoint()
+        def fails():
+            boom.remote("from the entrypoint")
+    """))
+    direct = _run(tmp_path, "jobs.py::square", "--x", "9")
+    assert direct.returncode == 0 and "81" in direct.stdout.splitlines(), direct.stdout + direct.stderr
+    failed = _run(tmp_path, "jobs.py::fails")
+    assert failed.returncode == 1
+    assert "ValueError: bad input: from the entrypoint" in failed.stderr
+    assert "Traceback from the container" in failed.stderr
+    unknown = _run(tmp_path, "jobs.py::nothing")
+    assert unknown.returncode != 0 and "Nothing called 'nothing' to run" in unknown.stderr
+    several = _run(tmp_path, "jobs.py")
+    assert several.returncode != 0 and "Choices: fails, main" in several.stderr
+
+
+SPAWN_API = """
+    import time
+    import modal
+
+    app = modal.App("spawner")
+
+    @app.function()
+    def job(seconds: float) -> str:
+        time.sleep(seconds)
+        return f"slept {seconds}"
+
+    @app.function()
+    @modal.fastapi_endpoint(method="POST")
+    def submit(seconds: float):
+        return {"call_id": job.spawn(seconds).object_id}
+
+    @app.function()
+    @modal.fastapi_endpoint()
+    def result(call_id: str):
+        from fastapi.responses import JSONResponse
+        call = modal.FunctionCall.from_id(call_id)
+        status = call.get_call_graph()[0].status.name
+        try:
+            return {"result": call.get(timeout=0), "status": status}
+        except TimeoutError:
+            return JSONResponse({"status": status}, status_code=202)
+"""
+
+
+def test_a_spawn_and_poll_job_api_under_serve(tmp_path: Path) -> None:
+    (tmp_path / "spawner.py").write_text(textwrap.dedent(SPAWN_API))
+    with serve(tmp_path / "spawner.py", tmp_path / "home") as s:
+        call_id = requests.post(s.urls["submit"] + "/?seconds=1.5", timeout=60).json()["call_id"]
+        assert call_id.startswith("fc-")
+        pending = requests.get(s.urls["result"], params={"call_id": call_id}, timeout=60)
+        assert (pending.status_code, pending.json()) == (202, {"status": "PENDING"})
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            r = requests.get(s.urls["result"], params={"call_id": call_id}, timeout=60)
+            if r.status_code == 200:
+                break
+            time.sleep(0.2)
+        assert r.json() == {"result": "slept 1.5", "status": "SUCCESS"}
+        # From another process on this machine, as the guides' clients do.
+        script = f"import sampan; print(sampan.FunctionCall.from_id({call_id!r}).get())"
+        other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                               env={**os.environ, "SAMPAN_HOME": str(tmp_path / "home"), "PYTHONPATH": SRC})
+        assert other.stdout.strip() == "slept 1.5", other.stderr
+        missing = requests.get(s.urls["result"], params={"call_id": "fc-000"}, timeout=60)
+        assert missing.status_code == 500  # NotFoundError inside the handler: FastAPI answers 500
+
+
+LIB = """
+    import modal
+
+    app = modal.App("lib")
+
+    @app.function()
+    def double(x: int) -> int:
+        return 2 * x
+
+    @app.cls()
+    class Model:
+        size: int = modal.parameter(default=1)
+
+        @modal.method()
+        def predict(self, x: int) -> int:
+            return self.size * x
+
+    @app.function()
+    @modal.fastapi_endpoint()
+    def page():
+        return "page"
+"""
+
+CLIENT = """
+    import modal
+
+    app = modal.App("client")
+
+    @app.function()
+    def relay(x: int) -> int:
+        return modal.Function.from_name("lib", "double").remote(x) + 1
+
+    @app.local_entrypoint()
+    def main():
+        print("direct", modal.Function.from_name("lib", "double").remote(21))
+        print("cls", modal.Cls.from_name("lib", "Model")(size=3).predict.remote(5))
+        print("relay", relay.remote(4))
+        try:
+            modal.Function.from_name("lib", "page").remote()
+        except modal.exception.InvalidError as exc:
+            print("web", "cannot be invoked for remote execution" in str(exc))
+        try:
+            modal.Function.from_name("lib", "nope").remote()
+        except modal.exception.NotFoundError as exc:
+            print("missing", exc)
+"""
+
+
+def test_functions_of_a_deployed_app_are_called_by_name_from_other_apps(sampan: Sampan, tmp_path: Path) -> None:  # noqa: F811
+    (tmp_path / "lib.py").write_text(textwrap.dedent(LIB))
+    (tmp_path / "client.py").write_text(textwrap.dedent(CLIENT))
+    sampan.run("deploy", str(tmp_path / "lib.py"))
+    done = sampan.run("run", str(tmp_path / "client.py"))
+    out = _lines(done.stdout)
+    assert out["direct"] == "42"
+    assert out["cls"] == "15"
+    assert out["relay"] == "9", "a container calls another app's function through the server"
+    assert out["web"] == "True"
+    assert out["missing"] == "Function 'nope' not found in app 'lib'."
+    # Another workspace's token cannot call it.
+    other = sampan.json("token", "new", "--workspace", "bob", "--no-activate")
+    assert isinstance(other, dict)
+    bob = {"SAMPAN_TOKEN_ID": other["token_id"], "SAMPAN_TOKEN_SECRET": other["token_secret"]}
+    script = "import sampan; sampan.Function.from_name('lib', 'double').remote(1)"
+    refused = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                             env={**sampan.env, **bob})
+    assert refused.returncode != 0 and "App 'lib' is not running in workspace 'bob'" in refused.stderr
