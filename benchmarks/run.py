@@ -177,6 +177,71 @@ def version():
 """
 
 
+CALLS_APP = """
+import json, statistics, time
+import modal
+
+app = modal.App("calls")
+
+
+@app.function()
+@modal.concurrent(max_inputs=100)
+def noop(x=None):
+    return x
+
+
+@app.local_entrypoint()
+def main(n: int = 300, m: int = 1000):
+    def timed(f, count):
+        out = []
+        for _ in range(count):
+            t = time.perf_counter()
+            f()
+            out.append(time.perf_counter() - t)
+        return sorted(out)
+
+    timed(lambda: noop.remote(1), 20)  # warm: the container is up
+    remote = timed(lambda: noop.remote(1), n)
+    local = timed(lambda: noop.local(1), n)
+    t = time.perf_counter()
+    assert list(noop.map(range(m))) == list(range(m))
+    map_s = time.perf_counter() - t
+    t = time.perf_counter()
+    assert [noop.local(i) for i in range(m)] == list(range(m))
+    local_map_s = time.perf_counter() - t
+    pick = lambda v, p: v[min(len(v) - 1, int(len(v) * p))]
+    print("BENCH " + json.dumps({
+        "remote_p50_ms": statistics.median(remote) * 1000, "remote_p99_ms": pick(remote, 0.99) * 1000,
+        "local_p50_ms": statistics.median(local) * 1000, "local_p99_ms": pick(local, 0.99) * 1000,
+        "map_inputs": m, "map_per_s": m / map_s, "local_loop_per_s": m / local_map_s}))
+"""
+
+
+def scenario_calls(workdir: Path, quick: bool) -> dict[str, Any]:
+    """`.remote()` round trip on a warm no-op function and `.map` over 1,000 inputs, next to `.local()`."""
+    path = workdir / "calls_app.py"
+    path.write_text(CALLS_APP)
+    env = {
+        **os.environ,
+        "SAMPAN_HOME": str(workdir / "home-calls"),
+        "SAMPAN_GATEWAY_PORT": "0",
+        "SAMPAN_ENDPOINT_PORT_BASE": "0",
+    }
+    args = ["--n", "100", "--m", "300"] if quick else []
+    done = subprocess.run(
+        [sys.executable, "-m", "sampan", "run", str(path), *args],
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH ")), None)
+    if line is None:
+        raise RuntimeError("the calls benchmark failed:\n" + done.stdout + done.stderr)
+    return json.loads(line[6:])
+
+
 class Served:
     """`sampan serve FILE` as a subprocess, with its URLs and its control API."""
 
@@ -561,6 +626,16 @@ def markdown(r: dict[str, Any]) -> str:
                 f"| cold start, Sampan with SAMPAN_FORK=0 (spawn path) | {base['p50_ms']:.0f} ms p50 | "
                 f"{sp['p50_ms']:.0f} ms p50, {sp['p95_ms']:.0f} ms p95 | {sp['p50_ms'] / base['p50_ms']:.2f}x | - |"
             )
+    if "calls" in r:
+        c = r["calls"]
+        lines.append(
+            f"| `.remote()` round trip, warm no-op function | {c['local_p50_ms'] * 1000:.1f} µs p50 (`.local()`) | "
+            f"{c['remote_p50_ms']:.2f} ms p50, {c['remote_p99_ms']:.2f} ms p99 | - | - |"
+        )
+        lines.append(
+            f"| `.map` over {c['map_inputs']} inputs | {c['local_loop_per_s']:.0f}/s (`.local()` in a loop) | "
+            f"{c['map_per_s']:.0f} inputs/s | - | - |"
+        )
     if "reload" in r:
         rl = r["reload"]
         s = rl["save_to_new_code"]
@@ -604,7 +679,7 @@ def markdown(r: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer requests, trials and seconds")
-    parser.add_argument("--only", default="warm,throughput,cold,reload,burst")
+    parser.add_argument("--only", default="warm,throughput,cold,reload,burst,calls")
     args = parser.parse_args()
     only = set(args.only.split(","))
     n, seconds, trials, edits = (1000, 3, 8, 4) if args.quick else (3000, 10, 20, 10)
@@ -639,6 +714,9 @@ def main() -> None:
                 finally:
                     spawn.close()
                 print("cold done", flush=True)
+        if "calls" in only:
+            report["calls"] = scenario_calls(workdir, args.quick)
+            print("calls done", flush=True)
         if "reload" in only:
             report["reload"] = scenario_reload(workdir, edits)
             print("reload done", flush=True)
