@@ -14,6 +14,7 @@ from .sdk.app import App, Stub
 from .sdk.calls import FunctionCall, Retries
 from .sdk.functions import Cls, Function
 from .sdk.image import Image
+from .sdk.objects import Dict, Queue
 from .sdk.partial import (
     asgi_app,
     concurrent,
@@ -50,10 +51,12 @@ def current_input_id() -> str | None:
 __all__ = [
     "App",
     "Cls",
+    "Dict",
     "Error",
     "Function",
     "FunctionCall",
     "Image",
+    "Queue",
     "Retries",
     "Secret",
     "Stub",

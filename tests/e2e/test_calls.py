@@ -270,3 +270,58 @@ def test_functions_of_a_deployed_app_are_called_by_name_from_other_apps(sampan: 
     refused = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                              env={**sampan.env, **bob})
     assert refused.returncode != 0 and "App 'lib' is not running in workspace 'bob'" in refused.stderr
+
+
+OBJECTS = """
+    import queue, time
+    import modal
+
+    app = modal.App("objects")
+    cache = modal.Dict.from_name("cache", create_if_missing=True)
+    work = modal.Queue.from_name("work", create_if_missing=True)
+
+    @app.function()
+    def producer(delay: float) -> None:
+        time.sleep(delay)
+        work.put({"job": 1})
+        cache["from-container"] = ("tuple", 2)
+
+    @app.local_entrypoint()
+    def main(step: str = "write"):
+        if step == "write":
+            cache.clear()
+            cache["k"] = {"nested": [1, 2]}
+            cache.update({"n": 5}, m=6)
+            call = producer.spawn(1.0)
+            started = time.monotonic()
+            print("blocked-get", work.get(timeout=30), time.monotonic() - started > 0.5)
+            call.get(timeout=30)
+            try:
+                work.get(timeout=0.2)
+            except queue.Empty:
+                print("empty", True)
+            work.put_many(["x", "y"], partition="p")
+            print("lens", len(cache), work.len(partition="p"), work.len(total=True))
+        else:
+            print("after-restart", cache["k"], cache["from-container"], sorted(cache.keys()),
+                  work.get_many(5, partition="p"))
+            try:
+                modal.Dict.from_name("never-made").get("x")
+            except modal.exception.NotFoundError as exc:
+                print("missing", exc)
+"""
+
+
+def test_dict_and_queue_are_shared_by_containers_and_survive_a_server_restart(sampan: Sampan,  # noqa: F811
+                                                                              tmp_path: Path) -> None:
+    (tmp_path / "objects.py").write_text(textwrap.dedent(OBJECTS))
+    sampan.run("server", "start")
+    first = _lines(sampan.run("run", str(tmp_path / "objects.py")).stdout)
+    assert first["blocked-get"] == "{'job': 1} True", "get waited for a put made by a container"
+    assert first["empty"] == "True"
+    assert first["lens"] == "4 2 2"
+    sampan.run("server", "stop")
+    sampan.run("server", "start")
+    second = _lines(sampan.run("run", str(tmp_path / "objects.py"), "--step", "read").stdout)
+    assert second["after-restart"] == "{'nested': [1, 2]} ('tuple', 2) ['from-container', 'k', 'm', 'n'] ['x', 'y']"
+    assert second["missing"] == "Dict 'never-made' not found in workspace 'alice'."

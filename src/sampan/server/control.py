@@ -16,6 +16,8 @@
                           mode "call" -> {"result"}; "gen" -> NDJSON {"frame"}s; "spawn" -> {"call_id"}
     GET    /v1/calls/{id}?timeout=    {"status", "result"} of a spawned call ("result" null while pending)
     POST   /v1/calls/{id}/cancel
+    POST   /v1/objects/{dict|queue}/{name}   {op, create_if_missing, ...}  a Dict or Queue operation
+    GET    /v1/objects/{dict|queue}          names | DELETE /v1/objects/{kind}/{name}
     POST   /v1/tokens                            a new API token for the caller's workspace
 
 Authentication: `Authorization: Bearer <token id>:<token secret>`, checked against the store, which
@@ -51,6 +53,7 @@ from .gateway import http
 from .gateway.errors import GatewayError, render
 from .images.recipe import ImageBuildError
 from .invoke import Invoker
+from .objects import Objects, check_name
 from .store import Workspace
 
 MAX_BODY = 256 * 1024 * 1024  # a deploy carries the code bundle
@@ -88,6 +91,7 @@ class ControlServer:
         self._deploy_locks: dict[str, asyncio.Lock] = {}
         self.heartbeats: dict[str, float] = {}  # ephemeral app key -> last heartbeat (monotonic)
         self.invoker = Invoker()
+        self.objects: Objects | None = None
         server.call_env = self.call_env
 
     @property
@@ -161,6 +165,47 @@ class ControlServer:
 
     def _app_key(self, workspace: Workspace, name: str) -> str:
         return f"{workspace.name}/{name}"
+
+    # -- Dict and Queue (server/objects.py) ----------------------------------------------------
+    async def _object(self, method: str, ws: Workspace, kind: str, name: str | None, body: Any,
+                      writer: asyncio.StreamWriter) -> None:
+        if self.objects is None:
+            self.objects = Objects(self._needs_store())
+        objects = self.objects
+        if name is None:
+            check_name(kind, "x")
+            writer.write(_json(200, objects.names(ws, kind)))
+            return
+        if method == "DELETE":
+            objects.delete(ws, kind, name)
+            writer.write(_json(200, {"deleted": name}))
+            return
+        body = dict(body or {})
+        oid = objects.lookup(ws, kind, name, create=bool(body.get("create_if_missing")))
+        b64 = base64.b64decode
+        for field_name in ("key", "value"):
+            if body.get(field_name) is not None:
+                body[field_name] = b64(body[field_name])
+        if "items" in body:
+            body["items"] = [(b64(k), b64(v)) for k, v in body["items"]]
+        if "values" in body:
+            body["values"] = [b64(v) for v in body["values"]]
+        op = body.get("op", "")
+        if kind == "dict":
+            result = objects.dict_op(oid, op, body)
+        else:
+            result = await objects.queue_op(oid, op, body)
+
+        def enc(b: bytes) -> str:
+            return base64.b64encode(b).decode()
+
+        if result.get("value") is not None:
+            result["value"] = enc(result["value"])
+        if "values" in result:
+            result["values"] = [enc(v) for v in result["values"]]
+        if "items" in result:
+            result["items"] = [[enc(k), enc(v)] for k, v in result["items"]]
+        writer.write(_json(200, result))
 
     # -- calls (server/invoke.py) -------------------------------------------------------------
     def container_token(self, workspace: str) -> str:
@@ -249,6 +294,8 @@ class ControlServer:
             await self._call(ws, body, writer)
         elif len(parts) >= 3 and parts[:2] == ["v1", "calls"]:
             await self._call_action(method, ws, parts[2:], query, writer)
+        elif len(parts) in (3, 4) and parts[:2] == ["v1", "objects"]:
+            await self._object(method, ws, parts[2], parts[3] if len(parts) == 4 else None, body, writer)
         elif route == ("GET", "v1", "apps"):
             writer.write(_json(200, self._apps(ws)))
         elif route == ("POST", "v1", "deploy"):

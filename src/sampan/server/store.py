@@ -64,6 +64,22 @@ MIGRATIONS: list[str] = [
         subdomain TEXT PRIMARY KEY, app_id TEXT NOT NULL REFERENCES apps(id)
     );
     """,
+    # 2: modal.Dict and modal.Queue (server/objects.py); keys and values are pickles, opaque here
+    """
+    CREATE TABLE objects (
+        id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL REFERENCES workspaces(id), kind TEXT NOT NULL,
+        name TEXT NOT NULL, created_at REAL NOT NULL, UNIQUE (workspace_id, kind, name)
+    );
+    CREATE TABLE dict_items (
+        object_id TEXT NOT NULL REFERENCES objects(id) ON DELETE CASCADE, key BLOB NOT NULL, value BLOB NOT NULL,
+        PRIMARY KEY (object_id, key)
+    );
+    CREATE TABLE queue_items (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, object_id TEXT NOT NULL REFERENCES objects(id) ON DELETE CASCADE,
+        partition TEXT NOT NULL, value BLOB NOT NULL, expires_at REAL NOT NULL
+    );
+    CREATE INDEX queue_items_by_partition ON queue_items (object_id, partition, seq);
+    """,
 ]
 
 APP_NAME_RULE = "Names may contain only alphanumeric characters, dashes, periods, and underscores"
