@@ -28,6 +28,7 @@ from .sdk.partial import (
     wsgi_app,
 )
 from .sdk.secret import Secret
+from .sdk.volume import Volume
 
 __version__ = "0.1.0"
 
@@ -60,6 +61,7 @@ __all__ = [
     "Retries",
     "Secret",
     "Stub",
+    "Volume",
     "__version__",
     "asgi_app",
     "concurrent",

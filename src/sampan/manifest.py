@@ -47,6 +47,7 @@ class FunctionEntry:
     enable_memory_snapshot: bool = False
     is_generator: bool = False
     retries: dict[str, Any] | None = None  # {"max_retries", "backoff_coefficient", "initial_delay", "max_delay"}
+    volumes: tuple[dict[str, Any], ...] = ()  # {"path", "name", "create_if_missing"}
 
     @property
     def function_name(self) -> str:
@@ -75,12 +76,13 @@ class FunctionEntry:
             "enable_memory_snapshot": self.enable_memory_snapshot,
             "is_generator": self.is_generator,
             "retries": self.retries,
+            "volumes": list(self.volumes),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FunctionEntry:
         data = dict(data)
-        for key in ("class_params", "secrets", "image", "ignored"):
+        for key in ("class_params", "secrets", "image", "ignored", "volumes"):
             data[key] = tuple(data.get(key) or ())
         return cls(**data)
 
@@ -176,6 +178,7 @@ def entry_for(app: App, spec: FunctionSpec) -> FunctionEntry:
         enable_memory_snapshot=bool(opts.get("enable_memory_snapshot")),
         is_generator=spec.is_generator,
         retries=retries_json(opts.get("retries")),
+        volumes=volumes_json({**app.volumes, **(opts.get("volumes") or {})}),
     )
 
 
@@ -228,3 +231,18 @@ def entrypoint_json(name: str, f: Any) -> dict[str, Any]:
                        "default": None if p.default is inspect.Parameter.empty else repr(p.default),
                        "required": p.default is inspect.Parameter.empty})
     return {"name": name, "params": params}
+
+
+def volumes_json(volumes: dict[Any, Any]) -> tuple[dict[str, Any], ...]:
+    """`volumes={"/data": Volume}` as plain data; anything that is not a Volume is refused clearly."""
+    from .exception import InvalidError
+    from .sdk.volume import Volume
+
+    out = []
+    for path, volume in volumes.items():
+        if not isinstance(volume, Volume):
+            raise InvalidError(f"volumes={{{path!r}: ...}}: expected a modal.Volume, got {type(volume).__name__}.")
+        if not str(path).startswith("/"):
+            raise InvalidError(f"Volume mount path {path!r} must be an absolute path.")
+        out.append({"path": str(path), **volume.to_json()})
+    return tuple(out)

@@ -325,3 +325,53 @@ def test_dict_and_queue_are_shared_by_containers_and_survive_a_server_restart(sa
     second = _lines(sampan.run("run", str(tmp_path / "objects.py"), "--step", "read").stdout)
     assert second["after-restart"] == "{'nested': [1, 2]} ('tuple', 2) ['from-container', 'k', 'm', 'n'] ['x', 'y']"
     assert second["missing"] == "Dict 'never-made' not found in workspace 'alice'."
+
+
+VOLUMES = """
+    import os
+    import modal
+
+    app = modal.App("volumes")
+    vol = modal.Volume.from_name("models", create_if_missing=True)
+
+    @app.function(volumes={"/data": vol})
+    def write(name: str, text: str) -> int:
+        os.makedirs("data/out", exist_ok=True)  # the mount path, under the working directory (see docs)
+        with open(f"data/out/{name}", "w") as f:
+            f.write(text)
+        vol.commit()
+        return os.getpid()
+
+    @app.function(volumes={"/data": vol})
+    def read(name: str) -> tuple:
+        vol.reload()
+        return open(f"data/out/{name}").read(), os.getpid()
+
+    @app.local_entrypoint()
+    def main():
+        writer_pid = write.remote("a.txt", "hello")
+        text, reader_pid = read.remote("a.txt")
+        print("shared", text, writer_pid != reader_pid)
+        print("listed", [e.path for e in vol.listdir("out")])
+        print("read", b"".join(vol.read_file("out/a.txt")).decode())
+"""
+
+
+def test_a_volume_written_by_one_container_is_read_by_another_and_by_the_cli(sampan: Sampan,  # noqa: F811
+                                                                            tmp_path: Path) -> None:
+    (tmp_path / "volumes.py").write_text(textwrap.dedent(VOLUMES))
+    out = _lines(sampan.run("run", str(tmp_path / "volumes.py")).stdout)
+    assert out["shared"] == "hello True"
+    assert out["listed"] == "['out/a.txt']"
+    assert out["read"] == "hello"
+    (tmp_path / "up.txt").write_text("uploaded")
+    sampan.run("volume", "put", "models", str(tmp_path / "up.txt"), "/in/up.txt")
+    listing = sampan.json("volume", "ls", "models", "/in")
+    assert isinstance(listing, list) and [e["path"] for e in listing] == ["in/up.txt"]
+    assert sampan.run("volume", "get", "models", "/in/up.txt").stdout == "uploaded"
+    escape = sampan.run("volume", "get", "models", "../../secret.key", check=False)
+    assert escape.returncode != 0 and "leads outside the volume" in escape.stderr
+    sampan.run("volume", "rm", "models", "/in", "-r")
+    root = sampan.json("volume", "ls", "models", "/")
+    assert isinstance(root, list) and [(e["path"], e["type"]) for e in root] == [("out", "directory")]
+    assert [v["name"] for v in sampan.json("volume", "list")] == ["models"]  # type: ignore[index, union-attr]

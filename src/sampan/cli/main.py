@@ -13,6 +13,7 @@ from .secret import secret
 from .serve import serve
 from .server import server
 from .token import token
+from .volume import volume
 from .workspace import workspace
 
 
@@ -25,7 +26,7 @@ def cli() -> None:
     """
 
 
-for command in (serve, deploy, run, server, app, secret, token, workspace, container):
+for command in (serve, deploy, run, server, app, secret, token, workspace, container, volume):
     cli.add_command(command)
 
 

@@ -40,7 +40,6 @@ NOT_HONOURED = {
     "cpu": "the local backend does not limit CPU yet",
     "memory": "the local backend does not limit memory yet",
     "ephemeral_disk": "containers share the host's disk",
-    "volumes": "volumes are not implemented yet",
     "network_file_systems": "network file systems are not implemented",
     "proxy": "static-IP egress proxies do not exist on a self-hosted server",
     "cloud": "there is one cloud here: your machine",

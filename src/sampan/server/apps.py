@@ -9,6 +9,7 @@ there (`Pool.drain`), and the old containers stop after that.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import shutil
@@ -37,6 +38,7 @@ from .images.recipe import reroot
 from .logs import LogStore
 from .pool import Pool, PoolContainer, PortRegistry
 from .store import Store
+from .volumes import Volumes
 
 LogFn = Callable[[str, str, str, str], None]  # (function tag, container id, stream, line)
 ErrorFn = Callable[[str, str, str], None]  # (function tag, container id, reason)
@@ -82,7 +84,9 @@ class WebEndpoint:
         self.version = version
         self.entry = entry
         self.image = image
-        self.root = server.container_root(version.bundle, image)
+        mounts = [(v["path"], server.volumes.dir(version.workspace, v["name"], v.get("create_if_missing", False)))
+                  for v in entry.volumes]
+        self.root = server.container_root(version.bundle, image, mounts)
         self.workspace = version.workspace
         self.env = env if env is not None else compose_env(entry, server.secret_resolver(self.workspace))
         self.subdomain = subdomain
@@ -292,6 +296,7 @@ class AppServer:
         self.portbook = PortBook(settings.home / "ports.json")
         self.apps: dict[str, AppVersion] = {}
         self.images = ImageBuilder(settings.images_dir)
+        self.volumes = Volumes(settings.home)
         if store is not None:
             self.gateway.proxy.verify_proxy_token = store.check_proxy_token
         self._draining: dict[WebEndpoint, asyncio.Task[None]] = {}
@@ -431,16 +436,30 @@ class AppServer:
             out.append(built[key])
         return out
 
-    def container_root(self, bundle: Bundle, image: BuiltImage | None) -> Path:
-        """The container's working directory: the code bundle, merged with files baked into the image."""
-        if image is None or not image.has_root or not any(image.root.iterdir()):
+    def container_root(self, bundle: Bundle, image: BuiltImage | None,
+                       mounts: list[tuple[str, Path]] | None = None) -> Path:
+        """The container's working directory: the code bundle, merged with files baked into the image,
+        with a link at each volume's (re-rooted) mount path."""
+        baked = image is not None and image.has_root and any(image.root.iterdir())
+        if not baked and not mounts:
             return bundle.path
-        root = self.settings.home / "roots" / f"{bundle.id}-{image.id}"
+        name = f"{bundle.id}-{image.id if image is not None else 'none'}"
+        if mounts:
+            name += "-" + hashlib.sha256(json.dumps([(p, str(d)) for p, d in mounts]).encode()).hexdigest()[:12]
+        root = self.settings.home / "roots" / name
         if not root.is_dir():
             tmp = root.with_name(root.name + f".{os.getpid()}.tmp")
             shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(image.root, tmp, symlinks=True)
+            if baked:
+                assert image is not None
+                shutil.copytree(image.root, tmp, symlinks=True)
             shutil.copytree(bundle.path, tmp, symlinks=True, dirs_exist_ok=True)
+            for path, directory in mounts or []:
+                link = tmp / reroot(path)
+                link.parent.mkdir(parents=True, exist_ok=True)
+                if link.is_symlink() or link.exists():
+                    raise InvalidError(f"Volume mount path {path} collides with a file of the app.")
+                link.symlink_to(directory.resolve())
             try:
                 os.rename(tmp, root)
             except OSError:

@@ -18,6 +18,8 @@
     POST   /v1/calls/{id}/cancel
     POST   /v1/objects/{dict|queue}/{name}   {op, create_if_missing, ...}  a Dict or Queue operation
     GET    /v1/objects/{dict|queue}          names | DELETE /v1/objects/{kind}/{name}
+    POST   /v1/volumes/{name}  {op: create|listdir|read|upload|remove|copy, ...} (server/volumes.py)
+    GET    /v1/volumes         names | DELETE /v1/volumes/{name}
     POST   /v1/tokens                            a new API token for the caller's workspace
 
 Authentication: `Authorization: Bearer <token id>:<token secret>`, checked against the store, which
@@ -294,6 +296,15 @@ class ControlServer:
             await self._call(ws, body, writer)
         elif len(parts) >= 3 and parts[:2] == ["v1", "calls"]:
             await self._call_action(method, ws, parts[2:], query, writer)
+        elif parts[:2] == ["v1", "volumes"] and len(parts) in (2, 3):
+            volumes = self.server.volumes
+            if len(parts) == 2:
+                writer.write(_json(200, volumes.names(ws.name)))
+            elif method == "DELETE":
+                volumes.delete(ws.name, parts[2])
+                writer.write(_json(200, {"deleted": parts[2]}))
+            else:
+                writer.write(_json(200, volumes.op(ws.name, parts[2], body or {})))
         elif len(parts) in (3, 4) and parts[:2] == ["v1", "objects"]:
             await self._object(method, ws, parts[2], parts[3] if len(parts) == 4 else None, body, writer)
         elif route == ("GET", "v1", "apps"):

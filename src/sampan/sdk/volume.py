@@ -1,0 +1,119 @@
+"""`modal.Volume`: a directory kept by the Sampan server and mounted into containers.
+
+A function declares `volumes={"/data": modal.Volume.from_name("models", create_if_missing=True)}`;
+its containers then find the volume's directory at that path, re-rooted under their working
+directory like every other remote path on the local backend (`/data` is `./data`; see
+docs/architecture.md). All containers of a server share the same directory, so a write is seen
+at once: `commit()` and `reload()` are accepted and do nothing. From outside a container the
+methods below go through the control API.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str
+    type: str  # "file" | "directory"
+    size: int
+    mtime: float
+
+
+def _request(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    from .calls import _request as request
+
+    return request(method, path, body, timeout=300)
+
+
+class Volume:
+    def __init__(self, name: str, create_if_missing: bool = False) -> None:
+        self.name = name
+        self.create_if_missing = create_if_missing
+
+    def __repr__(self) -> str:
+        return f"Volume.from_name({self.name!r})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "create_if_missing": self.create_if_missing}
+
+    @staticmethod
+    def from_name(name: str, *, environment_name: str | None = None, create_if_missing: bool = False,
+                  version: int | None = None, create_options: Any = None, client: Any = None) -> Volume:
+        return Volume(name, create_if_missing)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def ephemeral(client: Any = None, environment_name: str | None = None, version: int | None = None,
+                  create_options: Any = None) -> Iterator[Volume]:
+        volume = Volume(f"ephemeral-{secrets.token_hex(6)}", create_if_missing=True)
+        try:
+            yield volume
+        finally:
+            Volume.delete(volume.name)
+
+    @staticmethod
+    def delete(name: str, *, client: Any = None, environment_name: str | None = None) -> None:
+        with _request("DELETE", f"/v1/volumes/{quote(name)}"):
+            pass
+
+    def _op(self, op: str, **fields: Any) -> Any:
+        body = {"op": op, "create_if_missing": self.create_if_missing, **fields}
+        with _request("POST", f"/v1/volumes/{quote(self.name)}", body) as resp:
+            return json.load(resp)
+
+    # -- inside a container these are no-ops: every container sees the same directory -----------
+    def commit(self) -> None:
+        """Make this container's writes visible to others (they already are: one shared directory)."""
+
+    def reload(self) -> None:
+        """See other containers' committed writes (they already are: one shared directory)."""
+
+    # -- from anywhere --------------------------------------------------------------------------
+    def listdir(self, path: str = "/", *, recursive: bool = False) -> list[FileEntry]:
+        return [FileEntry(**e) for e in self._op("listdir", path=path, recursive=recursive)["entries"]]
+
+    def iterdir(self, path: str = "/", *, recursive: bool = True) -> Iterator[FileEntry]:
+        return iter(self.listdir(path, recursive=recursive))
+
+    def read_file(self, path: str) -> Iterator[bytes]:
+        data = base64.b64decode(self._op("read", path=path)["data"])
+        for i in range(0, len(data), 1 << 20):
+            yield data[i:i + (1 << 20)]
+
+    def remove_file(self, path: str, recursive: bool = False) -> None:
+        self._op("remove", path=path, recursive=recursive)
+
+    def copy_files(self, src_paths: list[str], dst_path: str, recursive: bool = False) -> None:
+        self._op("copy", src_paths=src_paths, dst_path=dst_path, recursive=recursive)
+
+    @contextlib.contextmanager
+    def batch_upload(self, force: bool = False) -> Iterator[_Batch]:
+        batch = _Batch()
+        yield batch
+        files = {remote: base64.b64encode(Path(local).read_bytes()).decode() for local, remote in batch.files}
+        self._op("upload", files=files, force=force)
+
+
+class _Batch:
+    def __init__(self) -> None:
+        self.files: list[tuple[str, str]] = []
+
+    def put_file(self, local_file: str | Path, remote_path: str, mode: int | None = None) -> None:
+        self.files.append((str(local_file), remote_path))
+
+    def put_directory(self, local_path: str | Path, remote_path: str, recursive: bool = True) -> None:
+        local = Path(local_path)
+        pattern = "**/*" if recursive else "*"
+        for file in sorted(p for p in local.glob(pattern) if p.is_file()):
+            self.files.append((str(file), os.path.join(remote_path, file.relative_to(local).as_posix())))
