@@ -375,3 +375,40 @@ def test_a_volume_written_by_one_container_is_read_by_another_and_by_the_cli(sam
     root = sampan.json("volume", "ls", "models", "/")
     assert isinstance(root, list) and [(e["path"], e["type"]) for e in root] == [("out", "directory")]
     assert [v["name"] for v in sampan.json("volume", "list")] == ["models"]  # type: ignore[index, union-attr]
+
+
+GRAPH = """
+    import modal
+
+    app = modal.App("graph")
+
+    @app.function()
+    def leaf(x: int) -> int:
+        if x == 3:
+            raise ValueError("three")
+        return x
+
+    @app.function()
+    def fan(n: int) -> list:
+        spawned = leaf.spawn(0)
+        results = list(leaf.map(range(1, n + 1), return_exceptions=True))
+        return [spawned.get(timeout=30), *[r if isinstance(r, int) else "error" for r in results]]
+
+    @app.local_entrypoint()
+    def main():
+        call = fan.spawn(3)
+        print("result", call.get(timeout=60))
+        root = call.get_call_graph()[0]
+        print("root", root.function_name, root.status.name, len(root.children))
+        print("children", sorted((c.function_name, c.status.name) for c in root.children))
+"""
+
+
+def test_the_call_graph_of_a_spawned_call_shows_the_calls_it_made(tmp_path: Path) -> None:
+    (tmp_path / "graph.py").write_text(textwrap.dedent(GRAPH))
+    done = _run(tmp_path, "graph.py")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = _lines(done.stdout)
+    assert out["result"] == "[0, 1, 2, 'error']"
+    assert out["root"] == "fan SUCCESS 4"
+    assert out["children"] == str(sorted([("leaf", "SUCCESS")] * 3 + [("leaf", "FAILURE")]))

@@ -16,6 +16,7 @@ import asyncio
 import base64
 import builtins
 import concurrent.futures
+import contextvars
 import enum
 import json
 import os
@@ -71,8 +72,11 @@ class CallTarget:
         import cloudpickle
 
         params = {k: (v.decode("latin-1") if isinstance(v, bytes) else v) for k, v in self.params.items()}
+        from ..runtime.context import current_call_id
+
         return {"app": self.app, "app_key": self.app_key, "function": self.tag, "params": params, "mode": mode,
-                "args": base64.b64encode(cloudpickle.dumps((args, kwargs))).decode()}
+                "args": base64.b64encode(cloudpickle.dumps((args, kwargs))).decode(),
+                "parent": current_call_id()}  # inside a container: the call this one is made from
 
 
 def local_target(app: Any, tag: str, params: dict[str, Any] | None = None) -> CallTarget:
@@ -167,7 +171,8 @@ def map_calls(target: CallTarget, inputs: Iterable[tuple[tuple[Any, ...], dict[s
             raise
 
     with concurrent.futures.ThreadPoolExecutor(MAP_CONCURRENCY, thread_name_prefix="sampan-map") as pool:
-        futures = [pool.submit(one, item) for item in inputs]
+        # Each call carries the caller's context (inside a container: the call it is made from).
+        futures = [pool.submit(contextvars.copy_context().run, one, item) for item in inputs]
         ordered = futures if order_outputs else concurrent.futures.as_completed(futures)
         try:
             for fut in ordered:
@@ -272,9 +277,13 @@ class FunctionCall:
             pass
 
     def get_call_graph(self) -> list[InputInfo]:
-        """This call as the root of its graph, with its status (calls it spawned are not tracked yet)."""
-        state = self._state(0)
-        return [InputInfo(self.object_id, InputStatus[state["status"]], state.get("function", ""), [])]
+        """This call and the calls made while it ran (`.remote()`, `.spawn()`, `.map()`), with their status."""
+
+        def info(node: dict[str, Any]) -> InputInfo:
+            return InputInfo(node["function_call_id"], InputStatus[node["status"]], node["function"],
+                             [info(c) for c in node["children"]])
+
+        return [info(self._state(0)["graph"])]
 
 
 class InputStatus(enum.IntEnum):

@@ -251,7 +251,8 @@ class ControlServer:
 
         mode = body.get("mode") or "call"
         if mode == "spawn":
-            call_id = self.invoker.spawn(ws.name, endpoint.tag, pool_for, payload, endpoint.entry.retries)
+            call_id = self.invoker.spawn(ws.name, endpoint.tag, pool_for, payload, endpoint.entry.retries,
+                                         body.get("parent"))
             writer.write(_json(200, {"call_id": call_id}))
         elif mode == "gen":
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n"
@@ -261,7 +262,8 @@ class ControlServer:
                 await writer.drain()
             writer.write(b"0\r\n\r\n")
         else:
-            outcome = await self.invoker.run(pool_for, payload, endpoint.entry.retries)
+            record = self.invoker.child(body.get("parent"), ws.name, endpoint.tag)
+            outcome = await self.invoker.run(pool_for, payload, endpoint.entry.retries, record=record)
             writer.write(_json(200, {"result": base64.b64encode(outcome).decode()}))
 
     async def _call_action(self, method: str, ws: Workspace, parts: list[str], query: dict[str, str],
@@ -278,7 +280,8 @@ class ControlServer:
         timeout = float(query["timeout"]) if query.get("timeout") not in (None, "", "none") else None
         await self.invoker.get(call.id, timeout)
         result = base64.b64encode(call.outcome).decode() if call.outcome is not None else None
-        writer.write(_json(200, {"status": call.status, "result": result, "function": call.function}))
+        writer.write(_json(200, {"status": call.status, "result": result, "function": call.function,
+                                 "graph": call.graph()}))
 
     def _needs_store(self) -> Any:
         if self.store is None:

@@ -56,6 +56,11 @@ class SpawnedCall:
     status: str = "PENDING"  # PENDING, SUCCESS, FAILURE, INIT_FAILURE, TERMINATED, TIMEOUT
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    children: list[SpawnedCall] = field(default_factory=list)  # calls made while this one ran
+
+    def graph(self) -> dict[str, Any]:
+        return {"function_call_id": self.id, "function": self.function, "status": self.status,
+                "children": [c.graph() for c in self.children]}
 
 
 def new_call_id() -> str:
@@ -106,9 +111,28 @@ class Invoker:
         return data
 
     # -- calls --------------------------------------------------------------------------------
+    def child(self, parent_id: str | None, workspace: str, function: str) -> SpawnedCall | None:
+        """A record of a call made from inside a spawned call, for its call graph."""
+        parent = self.calls.get(parent_id or "")
+        if parent is None:
+            return None
+        record = SpawnedCall(new_call_id(), workspace, function)
+        parent.children.append(record)
+        self.calls[record.id] = record
+        return record
+
     async def run(self, pool_for: Any, payload: bytes, retries: dict[str, Any] | None,
-                  call_id: str | None = None) -> bytes:
+                  call_id: str | None = None, record: SpawnedCall | None = None) -> bytes:
         """One call with its retries. `pool_for()` returns the pool (looked up again after a reload)."""
+        if record is not None:
+            try:
+                record.outcome = await self.run(pool_for, payload, retries, record.id)
+            except asyncio.CancelledError:
+                record.status = "TERMINATED"
+                raise
+            record.status = _status(record.outcome)
+            record.done.set()
+            return record.outcome
         call_id = call_id or new_call_id()
         attempts = 1 + int((retries or {}).get("max_retries", 0))
         delay = float((retries or {}).get("initial_delay", 1.0))
@@ -175,8 +199,8 @@ class Invoker:
 
     # -- spawned calls ------------------------------------------------------------------------
     def spawn(self, workspace: str, function: str, pool_for: Any, payload: bytes,
-              retries: dict[str, Any] | None) -> str:
-        call = SpawnedCall(new_call_id(), workspace, function)
+              retries: dict[str, Any] | None, parent: str | None = None) -> str:
+        call = self.child(parent, workspace, function) or SpawnedCall(new_call_id(), workspace, function)
         self.calls[call.id] = call
         while len(self.calls) > MAX_KEPT_CALLS:
             self.calls.popitem(last=False)
