@@ -67,9 +67,25 @@ JOBS = """
     def web(x: int = 2):
         return {"square": square.remote(x), "items": list(count.remote_gen(3))}
 
+    @app.function()
+    @modal.fastapi_endpoint()
+    def stream(n: int = 3):
+        from fastapi.responses import StreamingResponse
+        return StreamingResponse(f"{i}\\n" for i in count.remote_gen(n))
+
+    @app.function()
+    @modal.fastapi_endpoint()
+    def fanout():
+        started = time.monotonic()
+        naps = list(nap.map([0.2 * i for i in range(1, 11)]))
+        return {"sum": round(sum(naps), 1), "elapsed": time.monotonic() - started}
+
     @app.local_entrypoint()
     def main(n: int = 3, loud: bool = False, tmp: str = "/tmp"):
-        import urllib.request
+        import json, urllib.request
+        print("stream", urllib.request.urlopen(stream.get_web_url() + "/?n=4").read().decode().split())
+        fan = json.loads(urllib.request.urlopen(fanout.get_web_url()).read())
+        print("fanout", fan["sum"], fan["elapsed"] < 5)
         print("remote", square.remote(n))
         print("map", list(square.map(range(5))))
         started = time.monotonic()
@@ -116,6 +132,8 @@ def test_sampan_run_calls_functions_every_way_through_the_server(tmp_path: Path)
     done = _run(tmp_path, "jobs.py", "--n", "4", "--loud", "--tmp", str(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
     out = _lines(done.stdout)
+    assert out["stream"] == "['0', '1', '2', '3']", "a web handler streams what remote_gen yields"
+    assert out["fanout"] == "11.0 True", "a web handler's .map ran 11 s of naps in parallel"
     assert out["remote"] == "16"
     assert out["map"] == "[0, 1, 4, 9, 16]"
     values, elapsed = out["parallel"].rsplit(" ", 1)
