@@ -46,9 +46,9 @@ class RunSession(ServeSession):
         return env
 
     async def _serve_until_stopped(self, banner: str) -> None:
-        if self.detach and self.remote is None:
-            output.console.print("[yellow]⚠[/yellow] `--detach` needs a running server (`sampan server start`); "
-                                 "without one the app stops with this command.")
+        if self.detach:
+            output.console.print("[yellow]⚠[/yellow] `--detach` is accepted but has no effect yet: the app stops "
+                                 "when this command ends.")
         args = [sys.executable, "-m", "sampan.cli.runner", *(["-m"] if self.module_mode else []), self.ref,
                 self.entry_name or "", "--", *self.args]
         self.child = await asyncio.create_subprocess_exec(*args, env={**os.environ, **self._call_env()})
@@ -78,7 +78,7 @@ class RunSession(ServeSession):
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("func_ref")
 @click.option("-m", "module_mode", is_flag=True, help="Interpret FUNC_REF as a Python module path (package.module).")
-@click.option("-d", "--detach", is_flag=True, help="Keep the app running if the CLI goes away (needs a server).")
+@click.option("-d", "--detach", is_flag=True, help="Accepted for Modal compatibility; no effect yet.")
 @click.option("-n", "--name", default=None, help="A name for this run of the app.")
 @click.option("-q", "--quiet", is_flag=True, help="Accepted for Modal compatibility.")
 @click.option("-e", "--env", "environment", default=None,
