@@ -430,3 +430,24 @@ def test_the_call_graph_of_a_spawned_call_shows_the_calls_it_made(tmp_path: Path
     assert out["result"] == "[0, 1, 2, 'error']"
     assert out["root"] == "fan SUCCESS 4"
     assert out["children"] == str(sorted([("leaf", "SUCCESS")] * 3 + [("leaf", "FAILURE")]))
+
+
+def test_run_takes_a_module_and_gives_every_option_after_it_to_the_entrypoint(tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "tasks.py").write_text(textwrap.dedent("""
+        import modal
+        app = modal.App("modrun")
+
+        @app.function()
+        def hello(name: str) -> str:
+            return f"hi {name}"
+
+        @app.local_entrypoint()
+        def main(name: str = "x"):
+            print("got", hello.remote(name))
+    """))
+    done = _run(tmp_path, "-n", "custom", "-m", "pkg.tasks", "--name", "bob")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "App custom (ephemeral)" in done.stdout  # -n before FUNC_REF is run's own option
+    assert _lines(done.stdout)["got"] == "hi bob"  # --name after it is the entrypoint's

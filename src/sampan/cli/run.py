@@ -75,7 +75,8 @@ class RunSession(ServeSession):
         return code or self.exit_code
 
 
-@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                 "allow_interspersed_args": False})  # after FUNC_REF: the entrypoint's
 @click.argument("func_ref")
 @click.option("-m", "module_mode", is_flag=True, help="Interpret FUNC_REF as a Python module path (package.module).")
 @click.option("-d", "--detach", is_flag=True, help="Accepted for Modal compatibility; no effect yet.")
