@@ -73,6 +73,7 @@ PRELOAD = (
     "fastapi.openapi.utils",
     "a2wsgi",
     "flask",
+    "cloudpickle",
 )
 MAX_MESSAGE = 1 << 20
 MAX_FDS = 3
