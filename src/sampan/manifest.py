@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .resources import Resources
 from .sdk.app import NOT_HONOURED, App
 from .sdk.functions import FunctionSpec
 from .sdk.image import Image
@@ -48,6 +49,7 @@ class FunctionEntry:
     is_generator: bool = False
     retries: dict[str, Any] | None = None  # {"max_retries", "backoff_coefficient", "initial_delay", "max_delay"}
     volumes: tuple[dict[str, Any], ...] = ()  # {"path", "name", "create_if_missing"}
+    resources: dict[str, Any] | None = None  # resources.Resources.to_json(): cpu, memory, gpu
 
     @property
     def function_name(self) -> str:
@@ -77,6 +79,7 @@ class FunctionEntry:
             "is_generator": self.is_generator,
             "retries": self.retries,
             "volumes": list(self.volumes),
+            "resources": self.resources,
         }
 
     @classmethod
@@ -179,6 +182,7 @@ def entry_for(app: App, spec: FunctionSpec) -> FunctionEntry:
         is_generator=spec.is_generator,
         retries=retries_json(opts.get("retries")),
         volumes=volumes_json({**app.volumes, **(opts.get("volumes") or {})}),
+        resources=Resources.parse(opts.get("cpu"), opts.get("memory"), opts.get("gpu")).to_json(),
     )
 
 
