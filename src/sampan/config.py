@@ -19,6 +19,9 @@
 | SAMPAN_HEAD_TIMEOUT_S      | 60             | a request head must arrive within (also keep-alive idle) |
 | SAMPAN_BODY_TIMEOUT_S      | 60             | longest pause while reading a request body            |
 | SAMPAN_FORK                | 1              | 0: spawn containers instead of forking templates     |
+| SAMPAN_BACKEND             | local          | where `sampan server` runs containers: local or ray   |
+| SAMPAN_RAY_ADDRESS         | auto           | the Ray cluster to join (ray backend)                 |
+| SAMPAN_NODE_HOME           | $TMPDIR/sampan-node-<uid> | a Ray node's bundles and templates (on the node) |
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ class ContainerSpec:
     workdir: Path | None = None  # the container's working directory (default: bundle_dir)
     path_prepend: tuple[str, ...] = ()  # directories put first on PATH (the image's bin)
     unix_socket: str | None = None  # serve on this Unix socket instead of a TCP port (set by the backend)
+    listen_host: str | None = None  # the address to serve on when not a Unix socket (default 127.0.0.1)
 
 
 Address = tuple[str, int] | str  # (host, port), or the path of a Unix socket on this machine
@@ -83,7 +84,7 @@ class Backend(abc.ABC):
         return None
 
 
-_BACKENDS = {"local": "sampan.backends.local:LocalBackend"}
+_BACKENDS = {"local": "sampan.backends.local:LocalBackend", "ray": "sampan.backends.ray:RayBackend"}
 
 
 def get_backend(name: str, **options: Any) -> Backend:

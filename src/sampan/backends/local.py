@@ -63,6 +63,7 @@ def runtime_spec(spec: ContainerSpec) -> dict[str, Any]:
         "class_params": spec.class_params,
         "web_urls": spec.web_urls,
         "unix_socket": spec.unix_socket,
+        "listen_host": spec.listen_host,
     }
 
 
@@ -243,7 +244,7 @@ class LocalBackend(Backend):
     def _with_socket(self, spec: ContainerSpec) -> ContainerSpec:
         """Local containers serve on a Unix socket (cheaper than loopback TCP), except `web_server`
         functions, whose own server binds its port; and where the path would be too long for one."""
-        if spec.entry.get("kind") == "web_server" or spec.unix_socket:
+        if spec.entry.get("kind") == "web_server" or spec.unix_socket or spec.listen_host:
             return spec
         path = self.sockets / f"{spec.container_id}.sock"
         if len(str(path)) > 100:  # sun_path holds 108 bytes

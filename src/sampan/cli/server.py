@@ -23,9 +23,18 @@ def server() -> None:
 @server.command("start")
 @click.option("--foreground", is_flag=True, help="Run in this process (for systemd, containers, debugging).")
 @click.option("--control-port", type=int, default=None, help="Port of the control API (default 8486, else any).")
-def start(foreground: bool, control_port: int | None) -> None:
+@click.option("--backend", type=click.Choice(["local", "ray"]), default=None,
+              help="Where containers run: local processes (default) or a Ray cluster (also SAMPAN_BACKEND).")
+@click.option("--ray-address", default=None, help="The Ray cluster to join, as `ray start` prints it "
+              "(also SAMPAN_RAY_ADDRESS; default: auto).")
+def start(foreground: bool, control_port: int | None, backend: str | None, ray_address: str | None) -> None:
     """Start the server: as a daemon that returns once ready, logging to $SAMPAN_HOME/server.log."""
     from ..server.daemon import DEFAULT_CONTROL_PORT, main
+
+    if backend:
+        os.environ["SAMPAN_BACKEND"] = backend
+    if ray_address:
+        os.environ["SAMPAN_RAY_ADDRESS"] = ray_address
 
     settings = Settings.from_env()
     existing = [s for s in running_servers(settings.home) if s.kind == "server"]

@@ -173,8 +173,9 @@ class Runtime:
         raise ValueError(f"unknown web function kind {kind!r}")
 
 
-def _listen(unix_path: str | None) -> socket.socket:
-    """The socket the gateway connects to: the backend's Unix socket path, else a loopback port."""
+def _listen(unix_path: str | None, host: str = "127.0.0.1") -> socket.socket:
+    """The socket the gateway connects to: the backend's Unix socket path, else a port on `host`
+    (loopback, or the node's address on a Ray node)."""
     if unix_path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(unix_path)
@@ -184,15 +185,15 @@ def _listen(unix_path: str | None) -> socket.socket:
     else:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
     sock.listen(2048)
     return sock
 
 
-async def _serve_asgi(app: Any, status: StatusPipe, unix_path: str | None = None) -> int:
+async def _serve_asgi(app: Any, status: StatusPipe, unix_path: str | None = None, host: str = "127.0.0.1") -> int:
     import uvicorn
 
-    sock = _listen(unix_path)
+    sock = _listen(unix_path, host)
     sock.setblocking(False)
     config = uvicorn.Config(
         CallIdMiddleware(app),
@@ -270,7 +271,7 @@ async def run(spec: dict[str, Any], status: StatusPipe, snapshot: Runtime | None
             code = await _serve_web_server(runtime, target, status)
         else:
             app = runtime.build_app(target)
-            code = await _serve_asgi(app, status, spec.get("unix_socket"))
+            code = await _serve_asgi(app, status, spec.get("unix_socket"), spec.get("listen_host") or "127.0.0.1")
     except BaseException as exc:  # noqa: BLE001 - every failure is reported to the server
         if isinstance(exc, (KeyboardInterrupt, SystemExit)) and status.fd is None:
             raise

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..backends.base import get_backend
+from ..backends.base import ContainerStartError, get_backend
 from ..config import Settings, write_token_config
 from ..manifest import Manifest
 from .apps import AppServer
@@ -51,7 +51,16 @@ async def run(settings: Settings, control_port: int = DEFAULT_CONTROL_PORT) -> i
     def start_error(tag: str, cid: str, reason: str) -> None:
         _log(f"{tag} {cid} failed to start: {reason}")
 
-    server = AppServer(settings, get_backend("local", home=settings.home), log_line, start_error, warn=_log,
+    backend_name = os.environ.get("SAMPAN_BACKEND") or "local"
+    try:
+        backend = get_backend(backend_name, home=settings.home)
+        if hasattr(backend, "connect"):  # a cluster backend: fail now, clearly, when it is unreachable
+            await asyncio.to_thread(backend.connect)
+    except (ValueError, ContainerStartError) as exc:
+        _log(f"cannot start the {backend_name} backend: {exc}")
+        return 1
+    _log(f"backend: {backend_name}")
+    server = AppServer(settings, backend, log_line, start_error, warn=_log,
                        store=store)
     await server.start()
     control = ControlServer(server, port=control_port)
