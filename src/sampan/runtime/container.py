@@ -183,7 +183,7 @@ def _listen(unix_path: str | None, host: str = "127.0.0.1") -> socket.socket:
         sock.bind(unix_path)
         os.chmod(unix_path, 0o600)
     else:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY (listener.py)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, 0))
     sock.listen(2048)
