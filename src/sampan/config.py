@@ -22,6 +22,7 @@
 | SAMPAN_BACKEND             | local          | where `sampan server` runs containers: local or ray   |
 | SAMPAN_RAY_ADDRESS         | auto           | the Ray cluster to join (ray backend)                 |
 | SAMPAN_NODE_HOME           | $TMPDIR/sampan-node-<uid> | a Ray node's bundles and templates (on the node) |
+| SAMPAN_GPUS                | nvidia-smi -L  | GPUs the local backend hands out as CUDA_VISIBLE_DEVICES |
 """
 
 from __future__ import annotations

@@ -229,3 +229,36 @@ def test_killing_the_server_ends_its_templates_and_forked_containers(tmp_path: P
         wait_until(lambda: all(not Path(f"/proc/{p}").exists() or _is_zombie(p) for p in pids), timeout=10)
     finally:
         s.kill()
+
+
+def test_cpu_and_memory_limits_and_gpus_are_enforced_where_the_machine_can(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAMPAN_GPUS", "2")  # as if `nvidia-smi -L` listed two GPUs
+
+    async def main() -> None:
+        server, version, logs, _, _ = await running(tmp_path, """
+            import os, resource
+            import modal
+
+            app = modal.App("limits")
+
+            @app.function(cpu=(0.5, 1), memory=(256, 4096), gpu="any")
+            @modal.fastapi_endpoint()
+            def probe():
+                soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+                try:
+                    bytearray(5 * 1024 ** 3)
+                    too_much = "allocated"
+                except MemoryError:
+                    too_much = "MemoryError"
+                return {"cores": len(os.sched_getaffinity(0)), "as_mib": soft // 2 ** 20, "too_much": too_much,
+                        "gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}
+        """)
+        try:
+            async with httpx.AsyncClient(timeout=30) as client:
+                probe = (await client.get(_urls(version)["probe"])).json()
+            assert probe == {"cores": 1, "as_mib": 4096, "too_much": "MemoryError", "gpus": "0"}
+        finally:
+            await server.close()
+
+    asyncio.run(main())

@@ -40,6 +40,7 @@ class ContainerSpec:
     path_prepend: tuple[str, ...] = ()  # directories put first on PATH (the image's bin)
     unix_socket: str | None = None  # serve on this Unix socket instead of a TCP port (set by the backend)
     listen_host: str | None = None  # the address to serve on when not a Unix socket (default 127.0.0.1)
+    limits: dict[str, Any] | None = None  # {"cpus": [...], "memory_bytes": N}: set by the local backend
 
 
 Address = tuple[str, int] | str  # (host, port), or the path of a Unix socket on this machine

@@ -13,15 +13,18 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from ..resources import MIB, Resources
 from .base import Backend, Container, ContainerSpec, ContainerStartError, LogSink
 from .templates import ForkedProcess, TemplateKey, Templates, TemplateUnavailable, fork_supported
 
@@ -64,6 +67,7 @@ def runtime_spec(spec: ContainerSpec) -> dict[str, Any]:
         "web_urls": spec.web_urls,
         "unix_socket": spec.unix_socket,
         "listen_host": spec.listen_host,
+        "limits": spec.limits,
     }
 
 
@@ -173,6 +177,9 @@ class LocalBackend(Backend):
         self.templates = Templates(home)
         self.sockets = Path(tempfile.gettempdir()) / f"sampan-{os.getuid()}-sockets"
         self.no_fork = fork_supported() if fork else "fork disabled for this backend"
+        self._next_core = 0
+        self._next_gpu = 0
+        self._gpus: int | None = None
 
     async def start(self, spec: ContainerSpec, log: LogSink) -> Container:
         """Start with a start slot held until ready, or at most START_SLOT_HOLD_S (a slow @enter hook
@@ -252,8 +259,52 @@ class LocalBackend(Backend):
         self.sockets.mkdir(mode=0o700, parents=True, exist_ok=True)
         return dataclasses.replace(spec, unix_socket=str(path))
 
+    def _with_limits(self, spec: ContainerSpec, log: LogSink) -> ContainerSpec:
+        """What this machine can enforce of the function's resources: a CPU limit as that many cores
+        (affinity, rotated so containers share the machine), a memory limit as an address-space cap,
+        GPUs as CUDA_VISIBLE_DEVICES (round robin over the machine's GPUs). What it cannot, it says."""
+        resources = Resources.from_json(spec.entry.get("resources"))
+        limits: dict[str, Any] = {}
+        env = dict(spec.env)
+        if resources.cpu_limit:
+            cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+            if cores:
+                n = min(len(cores), max(1, math.ceil(resources.cpu_limit)))
+                self._next_core = (self._next_core + n) % len(cores)
+                limits["cpus"] = [cores[(self._next_core + i) % len(cores)] for i in range(n)]
+        if resources.memory_limit_mib:
+            limits["memory_bytes"] = resources.memory_limit_mib * MIB
+        if resources.gpus:
+            count = self.gpu_count()
+            want = resources.gpus[0].count
+            if count == 0:
+                log(spec.container_id, "system", "this machine has no GPU: the container runs without one")
+            else:
+                first = self._next_gpu
+                self._next_gpu = (first + want) % count
+                env["CUDA_VISIBLE_DEVICES"] = ",".join(str((first + i) % count) for i in range(min(want, count)))
+        if not limits and env == spec.env:
+            return spec
+        return dataclasses.replace(spec, limits=limits or None, env=env)
+
+    def gpu_count(self) -> int:
+        """GPUs of this machine: SAMPAN_GPUS, else what `nvidia-smi -L` lists, else 0."""
+        if self._gpus is None:
+            configured = os.environ.get("SAMPAN_GPUS")
+            if configured is not None and configured.isdigit():
+                self._gpus = int(configured)
+            elif shutil.which("nvidia-smi"):
+                try:
+                    out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+                    self._gpus = sum(1 for line in out.splitlines() if line.startswith("GPU "))
+                except (OSError, subprocess.SubprocessError):
+                    self._gpus = 0
+            else:
+                self._gpus = 0
+        return self._gpus
+
     async def _start(self, spec: ContainerSpec, log: LogSink) -> Container:
-        spec = self._with_socket(spec)
+        spec = self._with_limits(self._with_socket(spec), log)
         started = time.perf_counter()
         launched: tuple[Any, asyncio.StreamReader, asyncio.StreamReader, int] | None = None
         how = f"spawn ({self.no_fork})" if self.no_fork else "spawn"

@@ -300,7 +300,25 @@ def main_forked(spec: dict[str, Any], status_fd: int, snapshot: Runtime | None =
     return _main(spec, StatusPipe(status_fd), snapshot)
 
 
+def apply_limits(limits: dict[str, Any] | None) -> None:
+    """The local backend's enforcement of `cpu=(request, limit)` and `memory=(request, limit)`:
+    the container may run on that many cores (CPU affinity), and its address space is capped (an
+    allocation past it raises MemoryError). Applied before the user's code runs, on either path."""
+    if not limits:
+        return
+    import resource
+
+    if limits.get("cpus"):
+        with contextlib.suppress(OSError, AttributeError):
+            os.sched_setaffinity(0, set(limits["cpus"]))
+    if limits.get("memory_bytes"):
+        cap = int(limits["memory_bytes"])
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+
 def _main(spec: dict[str, Any], status: StatusPipe, snapshot: Runtime | None = None) -> int:
+    apply_limits(spec.get("limits"))
     _watch_server()
     # uvicorn re-raises a captured SIGTERM after its graceful shutdown; a no-op handler keeps us
     # alive long enough to run @exit hooks.

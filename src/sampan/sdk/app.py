@@ -36,9 +36,6 @@ _UNSET: Any = object()
 # manifest, and reported once by the CLI. The value says why.
 NOT_HONOURED = {
     "schedule": "schedules run with `sampan deploy` only (not implemented yet)",
-    "gpu": "the local backend does not assign GPUs yet",
-    "cpu": "the local backend does not limit CPU yet",
-    "memory": "the local backend does not limit memory yet",
     "ephemeral_disk": "containers share the host's disk",
     "network_file_systems": "network file systems are not implemented",
     "proxy": "static-IP egress proxies do not exist on a self-hosted server",
