@@ -327,6 +327,13 @@ OBJECTS = """
                 modal.Dict.from_name("never-made").get("x")
             except modal.exception.NotFoundError as exc:
                 print("missing", exc)
+            with modal.Dict.ephemeral() as scratch, modal.Volume.ephemeral() as vol:
+                scratch["x"] = 1
+                print("ephemeral", scratch["x"], vol.listdir("/"))
+            try:
+                modal.Dict.from_name(scratch.name).get("x")
+            except modal.exception.NotFoundError:
+                print("ephemeral-gone", True)
 """
 
 
@@ -343,6 +350,7 @@ def test_dict_and_queue_are_shared_by_containers_and_survive_a_server_restart(sa
     second = _lines(sampan.run("run", str(tmp_path / "objects.py"), "--step", "read").stdout)
     assert second["after-restart"] == "{'nested': [1, 2]} ('tuple', 2) ['from-container', 'k', 'm', 'n'] ['x', 'y']"
     assert second["missing"] == "Dict 'never-made' not found in workspace 'alice'."
+    assert second["ephemeral"] == "1 []" and second["ephemeral-gone"] == "True"
 
 
 VOLUMES = """

@@ -14,16 +14,27 @@ import contextlib
 import json
 import queue as _queue
 import secrets
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 _KEY_PROTOCOL = 4
+T = TypeVar("T")
 
 
 def _dump(value: Any, protocol: int | None = None) -> str:
     import cloudpickle
 
     return base64.b64encode(cloudpickle.dumps(value, protocol=protocol)).decode()
+
+
+@contextlib.contextmanager
+def ephemeral(make: Callable[[str, bool], T], delete: Callable[[str], None]) -> Iterator[T]:
+    """A named object with a random name, deleted when the `with` block ends (Dict, Queue, Volume)."""
+    obj = make(f"ephemeral-{secrets.token_hex(6)}", True)
+    try:
+        yield obj
+    finally:
+        delete(obj.name)  # type: ignore[attr-defined]
 
 
 def _load(data: str) -> Any:
@@ -55,13 +66,9 @@ class _Object:
         return cls(name, create_if_missing)
 
     @classmethod
-    @contextlib.contextmanager
-    def ephemeral(cls, client: Any = None, environment_name: str | None = None) -> Iterator[Any]:
-        obj = cls(f"ephemeral-{secrets.token_hex(6)}", create_if_missing=True)
-        try:
-            yield obj
-        finally:
-            cls.delete(obj.name)
+    def ephemeral(cls, client: Any = None,
+                  environment_name: str | None = None) -> contextlib.AbstractContextManager[Any]:
+        return ephemeral(cls, cls.delete)
 
     @classmethod
     def delete(cls, name: str, *, client: Any = None, environment_name: str | None = None) -> None:

@@ -14,7 +14,6 @@ import base64
 import contextlib
 import json
 import os
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,14 +52,11 @@ class Volume:
         return Volume(name, create_if_missing)
 
     @staticmethod
-    @contextlib.contextmanager
     def ephemeral(client: Any = None, environment_name: str | None = None, version: int | None = None,
-                  create_options: Any = None) -> Iterator[Volume]:
-        volume = Volume(f"ephemeral-{secrets.token_hex(6)}", create_if_missing=True)
-        try:
-            yield volume
-        finally:
-            Volume.delete(volume.name)
+                  create_options: Any = None) -> contextlib.AbstractContextManager[Volume]:
+        from .objects import ephemeral
+
+        return ephemeral(Volume, Volume.delete)
 
     @staticmethod
     def delete(name: str, *, client: Any = None, environment_name: str | None = None) -> None:

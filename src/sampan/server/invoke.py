@@ -63,6 +63,13 @@ class SpawnedCall:
                 "children": [c.graph() for c in self.children]}
 
 
+def _post(payload: bytes, call_id: str) -> bytes:
+    """The request a container's call app takes (runtime/kinds.py `call_app`)."""
+    return (b"POST / HTTP/1.1\r\nhost: sampan\r\ncontent-type: application/x-sampan-pickle\r\n"
+            b"modal-function-call-id: " + call_id.encode() + b"\r\n"
+            b"content-length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+
+
 def new_call_id() -> str:
     return "fc-" + secrets.token_hex(12)
 
@@ -93,9 +100,7 @@ class Invoker:
     async def _exchange(pc: Any, payload: bytes, call_id: str) -> bytes:
         upstream = Upstream(pc)
         await upstream.open()
-        upstream.writer.write(b"POST / HTTP/1.1\r\nhost: sampan\r\ncontent-type: application/x-sampan-pickle\r\n"
-                              b"modal-function-call-id: " + call_id.encode() + b"\r\n"
-                              b"content-length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+        upstream.writer.write(_post(payload, call_id))
         try:
             response = await _response_head(upstream, b"POST")
             if response.framing != http.LENGTH or response.length > MAX_RESULT:
@@ -165,8 +170,7 @@ class Invoker:
         ended = False
         try:
             await upstream.open()
-            upstream.writer.write(b"POST / HTTP/1.1\r\nhost: sampan\r\nmodal-function-call-id: " + call_id.encode()
-                                  + b"\r\ncontent-length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+            upstream.writer.write(_post(payload, call_id))
             response = await within(_response_head(upstream, b"POST"), pool.timeout)
             if response.framing != http.CHUNKED:
                 raise UpstreamFailed("unexpected response framing")
