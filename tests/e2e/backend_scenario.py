@@ -37,7 +37,7 @@ PLACED = """
 
     app = modal.App("placed")
 
-    @app.function()
+    @app.function(min_containers=4)
     @modal.fastapi_endpoint()
     def where():
         time.sleep(0.3)
@@ -75,6 +75,14 @@ async def seeds(server: AppServer, client: Any, out: dict[str, Any]) -> None:
 async def spread_and_placement(server: AppServer, client: Any, out: dict[str, Any], tmp: Path) -> None:
     (tmp / "placed.py").write_text(textwrap.dedent(PLACED))
     urls = await publish(server, tmp / "placed.py", "placed")
+    # Four warm containers (min_containers), placed with Ray's SPREAD strategy: wait for them, so
+    # that what is checked is placement and routing, not how fast actors happen to start.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready = [c for c in server.describe_containers() if c["function"] == "where" and c["state"] == "ready"]
+        if len(ready) >= 4:
+            break
+        await asyncio.sleep(0.2)
     answers = [r.json() for r in await asyncio.gather(*(client.get(urls["where"]) for _ in range(6)))]
     out["where_containers"] = len({a["pid"] for a in answers})
     out["where_nodes"] = len({a["node"] for a in answers})

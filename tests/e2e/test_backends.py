@@ -59,7 +59,7 @@ def test_the_seed_scenario_on_each_backend(backend: str, tmp_path: Path) -> None
     assert result["hello"] == {"message": "Hello, Ray!"}
     assert result["stream"] == "data: a\n\ndata: b\n\n"
     if backend == "ray":
-        assert result["where_containers"] >= 4, "concurrent requests scale out (a fast container may serve two)"
+        assert result["where_containers"] >= 4, "six concurrent requests use all four warm containers"
         assert result["where_nodes"] == 2, "containers spread over both nodes"
         assert result["big_node"] == result["big_node_expected"], "cpu=1.5 fits only the 2-CPU node"
         status, text = result["huge"]
