@@ -41,6 +41,10 @@ class ContainerSpec:
     unix_socket: str | None = None  # serve on this Unix socket instead of a TCP port (set by the backend)
     listen_host: str | None = None  # the address to serve on when not a Unix socket (default 127.0.0.1)
     limits: dict[str, Any] | None = None  # {"cpus": [...], "memory_bytes": N}: set by the local backend
+    # What a sandboxed container's filesystem is made of, besides the bundle at /root: trees of files at
+    # their absolute paths (the image's baked files), and Volumes as (mount path, host directory).
+    layers: tuple[str, ...] = ()
+    volumes: tuple[tuple[str, str], ...] = ()
 
 
 Address = tuple[str, int] | str  # (host, port), or the path of a Unix socket on this machine

@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from ..resources import MIB, Resources
+from ..runtime.sandbox import SOCKET_DIR
 from .base import Backend, Container, ContainerSpec, ContainerStartError, LogSink
-from .templates import ForkedProcess, TemplateKey, Templates, TemplateUnavailable, fork_supported
+from .isolation import CONTAINER_PATH, Handover, Isolation
+from .templates import ForkedProcess, TemplateKey, Templates, TemplateUnavailable, extra_paths, fork_supported
 
 # Variables a container inherits from the host; everything else comes from the image and secrets.
 _PASSTHROUGH = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "TERM")
@@ -71,10 +73,15 @@ def runtime_spec(spec: ContainerSpec) -> dict[str, Any]:
     }
 
 
-def container_env(spec: ContainerSpec, status_fd: int | None, shims: Path | None = None) -> dict[str, str]:
+def container_env(spec: ContainerSpec, status_fd: int | None, shims: Path | None = None,
+                  sandboxed: bool = False) -> dict[str, str]:
     """The container's whole environment. Without `status_fd` (a forked container), the spec and the
-    status pipe travel in the fork request instead of the environment."""
+    status pipe travel in the fork request instead of the environment. A sandboxed container gets
+    Modal's HOME and a plain PATH, nothing of the host's."""
     env = {k: os.environ[k] for k in _PASSTHROUGH if k in os.environ}
+    if sandboxed:
+        env.pop("TMPDIR", None)
+        env.update({"HOME": "/root", "PATH": CONTAINER_PATH, "USER": "root", "LOGNAME": "root"})
     first = [*spec.path_prepend, *([str(shims)] if shims is not None and spec.python is None else [])]
     if first:
         env["PATH"] = os.pathsep.join([*first, env.get("PATH", os.defpath)])
@@ -107,8 +114,10 @@ class LocalContainer(Container):
     template (`ForkedProcess`); both give a pid, a returncode and `wait()`."""
 
     def __init__(self, container_id: str, proc: asyncio.subprocess.Process | ForkedProcess,
-                 address: tuple[str, int], pumps: list[asyncio.Task[None]], how: str = "spawn") -> None:
+                 address: tuple[str, int], pumps: list[asyncio.Task[None]], how: str = "spawn",
+                 isolation: Isolation | None = None) -> None:
         self.id = container_id
+        self.isolation = isolation
         self.proc = proc
         self.address = address
         self._pumps = pumps
@@ -145,6 +154,8 @@ class LocalContainer(Container):
         if isinstance(self.address, str):  # a killed container cannot remove its socket itself
             with contextlib.suppress(OSError):
                 os.unlink(self.address)
+        if self.isolation is not None:
+            self.isolation.release(self.id)
         return code
 
 
@@ -166,7 +177,7 @@ class LocalBackend(Backend):
     name = "local"
 
     def __init__(self, home: Path | None = None, python: str | None = None, start_slots: int | None = None,
-                 fork: bool = True) -> None:
+                 fork: bool = True, runtime: str | None = None) -> None:
         self.python = python or sys.executable
         self.shims = python_shims(home, self.python) if home is not None else None
         # Starting a container is CPU-bound (a Python interpreter importing a web framework). Starting
@@ -174,8 +185,10 @@ class LocalBackend(Backend):
         # serves the burst sooner when starts are paced to the cores.
         self._start_slots = asyncio.Semaphore(start_slots or max(2, os.cpu_count() or 2))
         home = home or Path(tempfile.gettempdir()) / f"sampan-{os.getuid()}"
-        self.templates = Templates(home)
-        self.sockets = Path(tempfile.gettempdir()) / f"sampan-{os.getuid()}-sockets"
+        self.isolation = Isolation.detect(runtime)
+        self.templates = Templates(home, self.isolation)
+        assert self.isolation.sockets is not None
+        self.sockets = self.isolation.sockets
         self.no_fork = fork_supported() if fork else "fork disabled for this backend"
         self._next_core = 0
         self._next_gpu = 0
@@ -200,14 +213,25 @@ class LocalBackend(Backend):
             timer.cancel()
             release()
 
+    @property
+    def sandboxed(self) -> bool:
+        return self.isolation.enabled
+
+    @property
+    def runtime_description(self) -> str:
+        return self.isolation.describe()
+
     def max_containers_for(self, entry: dict[str, Any]) -> int | None:
-        # Containers here share the host's network: two servers cannot both listen on a
-        # web_server function's port, so such a pool runs one container at a time.
-        return 1 if entry.get("kind") == "web_server" else None
+        # Without the sandbox, containers share the host's network: two servers cannot both listen
+        # on a web_server function's port, so such a pool runs one container at a time.
+        return 1 if entry.get("kind") == "web_server" and not self.sandboxed else None
+
+    def _env(self, spec: ContainerSpec, status_fd: int | None) -> dict[str, str]:
+        return container_env(spec, status_fd, self.shims, self.sandboxed)
 
     def _template_key(self, spec: ContainerSpec) -> TemplateKey:
         snapshot = runtime_spec(spec) if spec.entry.get("enable_memory_snapshot") else None
-        return self.templates.key(spec.python or self.python, container_env(spec, None, self.shims),
+        return self.templates.key(spec.python or self.python, self._env(spec, None),
                                   str(spec.workdir or spec.bundle_dir), snapshot)
 
     async def prepare(self, specs: list[ContainerSpec]) -> None:
@@ -219,25 +243,39 @@ class LocalBackend(Backend):
                                                         asyncio.StreamReader, int, str]:
         key = self._template_key(spec)
         template = await self.templates.get(key)
-        env = container_env(spec, None, self.shims)
+        env = self._env(spec, None)
         cwd = str(spec.workdir or spec.bundle_dir)
-        proc, out, err, status = await template.fork(spec.container_id, runtime_spec(spec), env, cwd)
+        box = self.isolation.plan(spec, spec.python or self.python, extra_paths(env)) if self.sandboxed else None
+        proc, out, err, status = await template.fork(spec.container_id, runtime_spec(spec), env, cwd, box)
         how = f"fork of template {template.id}" + (" (memory snapshot)" if key.snapshot else "")
         return proc, await _pipe_reader(out), await _pipe_reader(err), status, how
 
     async def _spawn(self, spec: ContainerSpec) -> tuple[asyncio.subprocess.Process, asyncio.StreamReader,
                                                          asyncio.StreamReader, int]:
+        python = spec.python or self.python
+        cwd = str(spec.workdir or spec.bundle_dir)
+        handovers: list[Handover] = []
         read_fd, write_fd = os.pipe()
         try:
+            env = self._env(spec, write_fd)
+            if self.sandboxed:  # the runtime enters the base, then the container's own namespaces
+                base, base_fds = self.isolation.base(python, extra_paths(env))
+                handovers.append(base_fds)
+                plan, plan_fds = self.isolation.plan(spec, python, extra_paths(env))
+                handovers.append(plan_fds)
+                env["SAMPAN_SANDBOX"] = json.dumps({
+                    "base": base, "base_fds": dict(zip(base_fds.names, base_fds.fds, strict=False)),
+                    "plan": plan, "plan_fds": dict(zip(plan_fds.names, plan_fds.fds, strict=False))})
+                cwd = "/"
             proc = await asyncio.create_subprocess_exec(
-                spec.python or self.python, "-m", "sampan.runtime",
+                python, "-m", "sampan.runtime",
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                pass_fds=(write_fd,),
+                pass_fds=(write_fd, *(fd for h in handovers for fd in h.fds)),
                 start_new_session=True,
-                cwd=str(spec.workdir or spec.bundle_dir),
-                env=container_env(spec, write_fd, self.shims),
+                cwd=cwd,
+                env=env,
                 limit=1 << 20,
             )
         except BaseException:
@@ -245,13 +283,21 @@ class LocalBackend(Backend):
             raise
         finally:
             os.close(write_fd)
+            for handover in handovers:
+                handover.close()
         assert proc.stdout is not None and proc.stderr is not None
         return proc, proc.stdout, proc.stderr, read_fd
 
     def _with_socket(self, spec: ContainerSpec) -> ContainerSpec:
-        """Local containers serve on a Unix socket (cheaper than loopback TCP), except `web_server`
-        functions, whose own server binds its port; and where the path would be too long for one."""
-        if spec.entry.get("kind") == "web_server" or spec.unix_socket or spec.listen_host:
+        """Local containers serve on a Unix socket (cheaper than loopback TCP). A sandboxed one makes it in
+        its own socket directory, /run/sampan (a `web_server` container relays it to its port); without
+        the sandbox, `web_server` functions serve on their own port, and a path too long for a socket
+        falls back to loopback TCP."""
+        if spec.unix_socket or spec.listen_host:
+            return spec
+        if self.sandboxed:
+            return dataclasses.replace(spec, unix_socket=f"{SOCKET_DIR}/web.sock")
+        if spec.entry.get("kind") == "web_server":
             return spec
         path = self.sockets / f"{spec.container_id}.sock"
         if len(str(path)) > 100:  # sun_path holds 108 bytes
@@ -322,7 +368,8 @@ class LocalBackend(Backend):
             asyncio.create_task(_pump(stdout, spec.container_id, "stdout", log, tail)),
             asyncio.create_task(_pump(stderr, spec.container_id, "stderr", log, tail)),
         ]
-        container = LocalContainer(spec.container_id, proc, ("", 0), pumps, how)
+        container = LocalContainer(spec.container_id, proc, ("", 0), pumps, how,
+                                   self.isolation if self.sandboxed else None)
         try:
             status = await asyncio.wait_for(_read_status(read_fd), spec.startup_timeout)
         except asyncio.TimeoutError:
@@ -339,11 +386,14 @@ class LocalBackend(Backend):
             raise ContainerStartError(reason)
         ready = status["ready"]
         container.address = ready["unix"] if "unix" in ready else (ready["host"], int(ready["port"]))
+        if self.sandboxed and isinstance(container.address, str):
+            container.address = self.isolation.host_socket(spec.container_id, container.address)
         log(spec.container_id, "system", f"started by {how}, ready in {(time.perf_counter() - started) * 1000:.0f} ms")
         return container
 
     async def close(self) -> None:
         await self.templates.close()
+        self.isolation.close()
 
 
 async def _pipe_reader(fd: int) -> asyncio.StreamReader:

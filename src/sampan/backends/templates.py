@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .isolation import Handover, Isolation
+
 READY_TIMEOUT_S = 60.0
 FORK_TIMEOUT_S = 10.0
 EXIT_REPORT_WAIT_S = 2.0
@@ -31,6 +33,11 @@ _PER_CONTAINER = ("SAMPAN_CONTAINER", "SAMPAN_STATUS_FD", "MODAL_TASK_ID")
 # Kept in a template's own environment: PATH, and what marks a process as this server's (a forked
 # child's /proc/PID/environ is the template's, and tests and operators find processes by it).
 _PER_SERVER = ("PATH", "SAMPAN_SERVER_PID", "SAMPAN_LABEL_SERVER")
+
+
+def extra_paths(env: dict[str, str]) -> tuple[str, ...]:
+    """Directories on a sandboxed container's PATH that its base must hold (the image's bin, shims)."""
+    return tuple(p for p in env.get("PATH", "").split(os.pathsep) if p and not p.startswith(("/usr", "/bin", "/sbin")))
 
 
 class TemplateUnavailable(Exception):
@@ -105,8 +112,9 @@ class ForkedProcess:
 class TemplateProcess:
     """One running template and its control socket."""
 
-    def __init__(self, key: TemplateKey) -> None:
+    def __init__(self, key: TemplateKey, isolation: Isolation | None = None) -> None:
         self.key = key
+        self.isolation = isolation if isolation is not None and isolation.enabled else None
         self.id = "tp-" + secrets.token_hex(4)
         self.proc: asyncio.subprocess.Process | None = None
         self.sock: socket.socket | None = None
@@ -128,15 +136,21 @@ class TemplateProcess:
         env.update({"SAMPAN_TEMPLATE_FD": str(theirs.fileno()), "PYTHONUNBUFFERED": "1"})
         if self.key.snapshot is not None:
             env["SAMPAN_TEMPLATE_SNAPSHOT"] = self.key.snapshot
+        handover = Handover()
+        if self.isolation is not None:  # the template lives in its image's sandbox (runtime/sandbox.py)
+            base, handover = self.isolation.base(self.key.python, extra_paths(env))
+            fds = dict(zip(handover.names, handover.fds, strict=True))
+            env["SAMPAN_SANDBOX_BASE"] = json.dumps({"base": base, "fds": fds})
         Path(self.key.cwd).mkdir(parents=True, exist_ok=True)
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 self.key.python, "-m", "sampan.runtime.template",
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                pass_fds=(theirs.fileno(),), start_new_session=True, cwd=self.key.cwd, env=env,
+                pass_fds=(theirs.fileno(), *handover.fds), start_new_session=True, cwd=self.key.cwd, env=env,
             )
         finally:
             theirs.close()
+            handover.close()
         self.sock = ours
         ours.setblocking(False)
         self._ready = loop.create_future()
@@ -202,24 +216,32 @@ class TemplateProcess:
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(TemplateUnavailable(self._why("the template process exited during start-up")))
 
-    async def fork(self, container_id: str, spec: dict[str, Any], env: dict[str, str],
-                   cwd: str) -> tuple[ForkedProcess, int, int, int]:
-        """Fork a container. Returns the process and the read ends of its stdout, stderr and status pipe."""
+    async def fork(self, container_id: str, spec: dict[str, Any], env: dict[str, str], cwd: str,
+                   sandbox: tuple[dict[str, Any], Handover] | None = None) -> tuple[ForkedProcess, int, int, int]:
+        """Fork a container (into its sandbox: a plan and the descriptors it names, closed here once sent).
+        Returns the process and the read ends of its stdout, stderr and status pipe."""
+        handover = sandbox[1] if sandbox is not None else Handover()
         if not self.alive:
+            handover.close()
             raise TemplateUnavailable("the template process is not running")
         assert self.sock is not None
         pipes = [os.pipe() for _ in range(3)]
-        message = json.dumps({"fork": container_id, "spec": spec, "env": env, "cwd": cwd}).encode()
+        request: dict[str, Any] = {"fork": container_id, "spec": spec, "env": env, "cwd": cwd}
+        if sandbox is not None:
+            request["sandbox"] = {"plan": sandbox[0], "fds": handover.names}
+        message = json.dumps(request).encode()
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._forks[container_id] = fut
         try:
-            socket.send_fds(self.sock, [message], [w for _, w in pipes])
+            socket.send_fds(self.sock, [message], [*(w for _, w in pipes), *handover.fds])
         except OSError as exc:
+            handover.close()
             self._forks.pop(container_id, None)
             for r, w in pipes:
                 os.close(r)
                 os.close(w)
             raise TemplateUnavailable(f"could not reach the template: {exc}") from None
+        handover.close()
         for _, w in pipes:
             os.close(w)
         try:
@@ -252,8 +274,9 @@ class TemplateProcess:
 class Templates:
     """The templates of one backend, at most one per key, started on first need."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, isolation: Isolation | None = None) -> None:
         self.home = home
+        self.isolation = isolation
         self.neutral_cwd = str(home / "templates")
         self._by_key: dict[TemplateKey, asyncio.Task[TemplateProcess]] = {}
 
@@ -277,7 +300,7 @@ class Templates:
             raise TemplateUnavailable(f"the template did not start: {type(exc).__name__}: {exc}") from None
 
     async def _start(self, key: TemplateKey) -> TemplateProcess:
-        template = TemplateProcess(key)
+        template = TemplateProcess(key, self.isolation)
         await template.start()
         return template
 

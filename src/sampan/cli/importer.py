@@ -148,7 +148,7 @@ def _expand(local: Path, target: str, only_python: bool = False) -> list[tuple[s
 
 def mounts(manifest: Any) -> list[tuple[str, str]]:
     """Files that `add_local_*(copy=False)` put in containers at start: (local path, path in the bundle)."""
-    from ..server.images.recipe import reroot
+    from ..server.images.recipe import bundle_path
 
     found: dict[str, str] = {}
     for entry in manifest.functions:
@@ -171,7 +171,7 @@ def mounts(manifest: Any) -> list[tuple[str, str]]:
             local = Path(args["local_path"])
             if not local.exists():
                 raise LoadError(f"{op}: local path {str(local)!r} does not exist.", EXIT_IMPORT_ERROR)
-            target = reroot(args["remote_path"])
+            target = bundle_path(args["remote_path"])
             if op == "add_local_file" and args["remote_path"].endswith("/"):
                 target = f"{target}/{local.name}" if target else local.name
             found.update(_expand(local, target))

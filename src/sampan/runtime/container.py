@@ -250,9 +250,48 @@ async def _serve_web_server(runtime: Runtime, target: Any, status: StatusPipe) -
         traceback.print_exc()
         status.send({"error": f"TimeoutError: {exc}"})
         return 1
-    status.send({"ready": {"host": "127.0.0.1", "port": port}})
-    await stop.wait()
+    unix_path = runtime.spec.get("unix_socket")
+    if not unix_path:
+        status.send({"ready": {"host": "127.0.0.1", "port": port}})
+        await stop.wait()
+        return 0
+    # A sandboxed container has a network namespace of its own: its port is reachable only from
+    # inside, and the gateway reaches it through this relay on the container's socket.
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(unix_path)
+    relay = await asyncio.start_unix_server(lambda r, w: _relay(r, w, port), unix_path)
+    os.chmod(unix_path, 0o600)
+    status.send({"ready": {"unix": unix_path}})
+    try:
+        await stop.wait()
+    finally:
+        relay.close()
     return 0
+
+
+async def _relay(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, port: int) -> None:
+    """Copy one gateway connection to the app's port and back, half-closes included."""
+    try:
+        app_r, app_w = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        client_w.close()
+        return
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+            if writer.can_write_eof():
+                writer.write_eof()
+        except (ConnectionError, OSError):
+            writer.close()
+
+    try:
+        await asyncio.gather(pipe(client_r, app_w), pipe(app_r, client_w))
+    finally:
+        app_w.close()
+        client_w.close()
 
 
 async def run(spec: dict[str, Any], status: StatusPipe, snapshot: Runtime | None = None) -> int:
@@ -289,6 +328,14 @@ def main() -> None:
     """A spawned container: `python -m sampan.runtime` with its spec in the environment."""
     spec = json.loads(os.environ.pop("SAMPAN_CONTAINER"))
     fd = os.environ.pop("SAMPAN_STATUS_FD", None)
+    box = os.environ.pop("SAMPAN_SANDBOX", None)
+    if box is not None:  # a spawned sandboxed container: the base, then its own namespaces (sandbox.py)
+        from . import sandbox
+
+        parts = json.loads(box)
+        sandbox.enter_base(parts["base"], parts["base_fds"])
+        sandbox.enter_container(parts["plan"], parts["plan_fds"])
+        sys.path[0] = os.getcwd()
     modal_alias.install()
     os._exit(_main(spec, StatusPipe(int(fd) if fd else None)))
 

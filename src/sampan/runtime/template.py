@@ -24,7 +24,8 @@ What makes a fork safe, and how this file keeps it so:
 Protocol, over a SOCK_SEQPACKET socket from the server (one message each way per event):
 
     template -> server  {"ready": {"pid", "preloaded", "rss_kb", "seconds"}} | {"unsafe": reason}
-    server -> template  {"fork": container id, "spec", "env", "cwd"} with fds [stdout, stderr, status]
+    server -> template  {"fork": container id, "spec", "env", "cwd", "sandbox"?: {"plan", "fds": names}}
+                        with fds [stdout, stderr, status, *the plan's mounts]
     template -> server  {"forked": container id, "pid"} | {"forked": container id, "error"}
     template -> server  {"exit": pid, "code"} when a child ends
 """
@@ -76,7 +77,7 @@ PRELOAD = (
     "cloudpickle",
 )
 MAX_MESSAGE = 1 << 20
-MAX_FDS = 3
+MAX_FDS = 64  # stdout, stderr, status, and the mounts of a sandboxed container (sandbox.py)
 
 
 def preload(names: tuple[str, ...] = PRELOAD) -> list[str]:
@@ -176,7 +177,8 @@ class Template:
     def handle(self, message: dict[str, Any], fds: list[int]) -> None:
         cid = message.get("fork")
         unsafe = self.unsafe()
-        if cid is None or len(fds) != 3 or unsafe:
+        expected = 3 + len((message.get("sandbox") or {}).get("fds") or [])
+        if cid is None or len(fds) != expected or unsafe:
             for fd in fds:
                 os.close(fd)
             self.send({"forked": cid, "error": unsafe or "bad fork request"})
@@ -194,12 +196,12 @@ class Template:
     def child(self, message: dict[str, Any], fds: list[int]) -> None:
         code = 1
         try:
-            out, err, status = fds
+            out, err, status, *mounts = fds
             os.setsid()
             _set_process_name(message["fork"])
             os.dup2(out, 1)
             os.dup2(err, 2)
-            keep = {0, 1, 2, status}
+            keep = {0, 1, 2, status, *mounts}
             signal.set_wakeup_fd(-1)
             for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
                 signal.signal(sig, signal.SIG_DFL if sig != signal.SIGPIPE else signal.SIG_IGN)
@@ -211,8 +213,14 @@ class Template:
             _close_inherited(keep)
             os.environ.clear()
             os.environ.update(message["env"])
-            os.chdir(message["cwd"])
-            sys.path[0] = message["cwd"]  # as `python -m` would have set it
+            box = message.get("sandbox")
+            if box is not None:  # the supervisor stays here; the container returns, isolated and in its workdir
+                from . import sandbox
+
+                sandbox.enter_container(box["plan"], dict(zip(box["fds"], mounts, strict=False)))
+            else:
+                os.chdir(message["cwd"])
+            sys.path[0] = os.getcwd()  # as `python -m` would have set it
             sys.argv = [sys.argv[0]]
             random.seed()
             from . import container
@@ -261,6 +269,12 @@ def _take_snapshot(spec: dict[str, Any]) -> Any:
 def main() -> None:
     sock = socket.socket(fileno=int(os.environ.pop("SAMPAN_TEMPLATE_FD")))
     snapshot = os.environ.pop("SAMPAN_TEMPLATE_SNAPSHOT", None)
+    base = os.environ.pop("SAMPAN_SANDBOX_BASE", None)
+    if base is not None:  # before anything of the image is imported (and before PDEATHSIG: a uid change clears it)
+        from . import sandbox
+
+        spec = json.loads(base)
+        sandbox.enter_base(spec["base"], spec["fds"])
     _watch_server()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server; it stops us in order
     from .. import modal_alias

@@ -34,7 +34,7 @@ from .gateway.errors import GatewayError
 from .gateway.listener import Gateway
 from .gateway.routing import RouteTable
 from .images.builder import BuiltImage, ImageBuilder
-from .images.recipe import reroot
+from .images.recipe import FS_DIR, reroot
 from .logs import LogStore
 from .pool import Pool, PoolContainer, PortRegistry
 from .store import Store
@@ -75,6 +75,19 @@ def _class_params(entry: FunctionEntry) -> tuple[ClassParam, ...]:
     return tuple(out)
 
 
+def _copy_rerooted(tree: Path, root: Path) -> None:
+    """Copy an absolute-layout tree (`root/x` is `/root/x`, `a/b` is `/a/b`) into a process-runtime
+    working directory, where `/root/x` becomes `x` and `/a/b` becomes `a/b` (recipe.reroot)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for child in tree.iterdir():
+        target = root / reroot("/" + child.name)
+        if child.is_dir() and not child.is_symlink():
+            shutil.copytree(child, target, symlinks=True, dirs_exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(child, target, follow_symlinks=False)
+
+
 class WebEndpoint:
     """One web function of one app version: its pools (one per class-parameter values)."""
 
@@ -86,7 +99,11 @@ class WebEndpoint:
         self.image = image
         mounts = [(v["path"], server.volumes.dir(version.workspace, v["name"], v.get("create_if_missing", False)))
                   for v in entry.volumes]
-        self.root = server.container_root(version.bundle, image, mounts)
+        self.volume_mounts = mounts
+        self.sandboxed = bool(getattr(server.backend, "sandboxed", False))
+        # In a sandbox the backend assembles the container's filesystem from the bundle, the image's
+        # files and the Volumes; the process runtime needs them merged into one working directory.
+        self.root = version.bundle.path if self.sandboxed else server.container_root(version.bundle, image, mounts)
         self.workspace = version.workspace
         self.env = env if env is not None else compose_env(entry, server.secret_resolver(self.workspace))
         self.subdomain = subdomain
@@ -126,8 +143,10 @@ class WebEndpoint:
             return {}
         env = {**image.env, **self.env, "MODAL_IMAGE_ID": image.id,
                "SAMPAN_IMAGE_RECIPE": recipe_hash(list(self.entry.image))}
-        workdir = self.root
-        if image.workdir:
+        workdir: Path | None = self.root
+        if self.sandboxed:
+            workdir = Path(image.workdir) if image.workdir else None
+        elif image.workdir:
             workdir = self.root / reroot(image.workdir)
             workdir.mkdir(parents=True, exist_ok=True)
         return {"python": image.python, "env": env, "workdir": workdir,
@@ -175,6 +194,8 @@ class WebEndpoint:
             startup_timeout=float(self.entry.startup_timeout or self.entry.timeout),
             labels={"app": self.version.manifest.app_name or "", "function": self.tag,
                     "server": self.server.settings.server_id},
+            layers=(str(self.image.root),) if self.image is not None and self.image.has_root else (),
+            volumes=tuple((path, str(directory)) for path, directory in self.volume_mounts),
         )
         fields.update(self._image_fields())
         return ContainerSpec(**fields)
@@ -452,8 +473,11 @@ class AppServer:
             shutil.rmtree(tmp, ignore_errors=True)
             if baked:
                 assert image is not None
-                shutil.copytree(image.root, tmp, symlinks=True)
-            shutil.copytree(bundle.path, tmp, symlinks=True, dirs_exist_ok=True)
+                _copy_rerooted(image.root, tmp)
+            shutil.copytree(bundle.path, tmp, symlinks=True, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns(FS_DIR))
+            if (bundle.path / FS_DIR).is_dir():
+                _copy_rerooted(bundle.path / FS_DIR, tmp)
             for path, directory in mounts or []:
                 link = tmp / reroot(path)
                 link.parent.mkdir(parents=True, exist_ok=True)

@@ -46,6 +46,7 @@ def write_bundle(home: Path, files: dict[str, bytes]) -> Bundle:
             target = tmp / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
+        os.chmod(tmp, 0o755)  # readable by a sandboxed container's unprivileged uid ($SAMPAN_HOME is not)
         os.rename(tmp, dest)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)

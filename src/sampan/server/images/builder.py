@@ -1,7 +1,8 @@
 """The image builder: turns a recipe (recipe.py) into a uv virtual environment, once.
 
     $SAMPAN_IMAGES/im-<id>/venv/        the environment (relocatable, so it can seed another image)
-    $SAMPAN_IMAGES/im-<id>/root/        files baked in with `add_local_*(copy=True)`
+    $SAMPAN_IMAGES/im-<id>/fs/          files baked in (`add_local_*(copy=True)`, `run_commands`) at their
+                                        absolute container paths: `fs/root/x` is `/root/x`
     $SAMPAN_IMAGES/im-<id>/meta.json    chain keys, env, workdir, python: written last
     $SAMPAN_IMAGES/runtime/<py>-<key>/  Sampan's runtime layer for that Python (see below)
 
@@ -37,7 +38,7 @@ from typing import Any
 from ... import __version__
 from ..._proc import pid_alive
 from .pythons import default_version, find_python
-from .recipe import ImageBuildError, Step, image_id, pip_args, plan, reroot, step_env
+from .recipe import ImageBuildError, Step, image_id, pip_args, plan, step_env
 
 Log = Callable[[str], None]
 RUNTIME_REQUIREMENTS = ("uvicorn>=0.29", "httptools>=0.6", "uvloop>=0.19", "websockets>=12", "a2wsgi>=1.10",
@@ -75,7 +76,7 @@ class BuiltImage:
 
     @property
     def root(self) -> Path:
-        return self.path / "root"
+        return self.path / "fs"
 
 
 def _hash_paths(paths: list[Path]) -> str:
@@ -134,7 +135,7 @@ class ImageBuilder:
             return None
         path = self.dir / iid
         return BuiltImage(iid, path, str(path / "venv" / "bin" / "python"), data["python_version"], data["env"],
-                          data.get("workdir"), (path / "root").is_dir())
+                          data.get("workdir"), (path / "fs").is_dir())
 
     # -- building -----------------------------------------------------------------------------
     async def build(self, steps: list[dict[str, Any]], *, force: bool = False, log: Log | None = None,
@@ -211,8 +212,8 @@ class ImageBuilder:
             if source is not None and reuse >= 1:
                 progress(f"Reusing {reuse} of {len(chain)} steps from {source.name}")
                 await asyncio.to_thread(_copy_tree, source / "venv", tmp / "venv")
-                if (source / "root").is_dir():
-                    await asyncio.to_thread(_copy_tree, source / "root", tmp / "root")
+                if (source / "fs").is_dir():
+                    await asyncio.to_thread(_copy_tree, source / "fs", tmp / "fs")
                 env, workdir = self._settings(chain[:reuse])
             else:
                 reuse = 1
@@ -232,6 +233,7 @@ class ImageBuilder:
             final = self.dir / iid
             if final.exists():  # force_build: replace
                 shutil.rmtree(final, ignore_errors=True)
+            os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide it from the container's unprivileged uid
             os.rename(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -294,8 +296,8 @@ class ImageBuilder:
                              *extras], env=build_env, log=log, step=step, cwd=tmp)
             return env, workdir
         if op == "run_commands":
-            root = tmp / "root"
-            root.mkdir(exist_ok=True)
+            root = tmp / "fs" / "root"  # the container's /root (its working directory)
+            root.mkdir(parents=True, exist_ok=True)
             shell_env = {**build_env, "VIRTUAL_ENV": str(venv),
                          "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', os.defpath)}"}
             for command in args.get("commands") or []:
@@ -304,7 +306,7 @@ class ImageBuilder:
                                 inherit_path=False)
             return env, workdir
         if op in ("add_local_dir", "add_local_file"):
-            target = tmp / "root" / reroot(args["remote_path"])
+            target = tmp / "fs" / args["remote_path"].lstrip("/")  # the absolute path in the container
             source = Path(args["local_path"])
             if op == "add_local_file" and args["remote_path"].endswith("/"):
                 target = target / source.name
@@ -369,6 +371,7 @@ class ImageBuilder:
                 (tmp / ".complete").write_text("")
                 if layer.exists():
                     shutil.rmtree(layer, ignore_errors=True)
+                os.chmod(tmp, 0o755)
                 os.rename(tmp, layer)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -43,6 +43,9 @@ UNSUPPORTED = {
     "run_function": "runs a function during the build",
 }
 CHECKED_ON_HOST = {"apt_install"}
+# Built images keep baked files at their absolute container paths (`fs/assets/x` for `/assets/x`);
+# the layout is part of every key, so images of an older layout are never reused.
+LAYOUT = "fs-absolute-1"
 _VERSION = re.compile(r"^3\.\d{1,2}(\.\d+)?$")
 
 
@@ -82,6 +85,7 @@ def _step_key(previous: str, op: str, args: dict[str, Any], salt: str = "") -> s
     digest.update(previous.encode())
     digest.update(_canonical(op, args).encode())
     digest.update(salt.encode())
+    digest.update(LAYOUT.encode())
     return digest.hexdigest()
 
 
@@ -147,10 +151,23 @@ def step_env(args: dict[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in (args.get("env") or {}).items() if v is not None}
 
 
+FS_DIR = ".sampan-fs"  # in a code bundle: files of `add_local_*(copy=False)` outside /root, by absolute path
+
+
+def bundle_path(remote_path: str) -> str:
+    """Where a file mounted at `remote_path` is kept in the code bundle, which becomes /root: `/root/x`
+    is `x`; any other absolute path `/a/b` is `.sampan-fs/a/b`, placed at `/a/b` when the container starts."""
+    if not remote_path.startswith("/"):
+        raise InvalidError(f"remote_path must be absolute, got {remote_path!r}")
+    if remote_path == "/root" or remote_path.startswith("/root/"):
+        return remote_path[len("/root"):].strip("/")
+    return f"{FS_DIR}/{remote_path.strip('/')}".rstrip("/")
+
+
 def reroot(remote_path: str) -> str:
     """Where an absolute container path lands in the container's working directory.
 
-    The local backend has no private filesystem per container: `/root/x` (Modal's working
+    Only for the process runtime (no sandbox), which has no private filesystem: `/root/x` (Modal's working
     directory) becomes `x`, any other absolute path `/a/b` becomes `a/b`, relative to the container's
     working directory.
     """

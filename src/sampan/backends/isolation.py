@@ -1,0 +1,214 @@
+"""The server's side of the container sandbox (runtime/sandbox.py): which runtime this machine
+gets, and what each template and container is made of.
+
+`Isolation.detect()` chooses once, at start: the sandbox where the kernel allows it, else the
+process runtime with the reason (said loudly by `sampan serve`, `sampan server start` and
+`sampan server status`); `SAMPAN_RUNTIME=process` chooses the process runtime on purpose.
+
+A template's base is the host's `/usr` and `/etc` (read-only) and whatever the image's interpreter
+needs: the image directory, its runtime layer, the interpreter's prefix, Sampan's source. A
+container's plan adds the code bundle (`/root`), the image's baked files, the Volumes and a socket
+directory of its own. A root server hands each non-system path over as a detached mount
+(`open_tree`), since the container's uid cannot walk `$SAMPAN_HOME`; any other server hands over
+paths, reachable because its containers' user namespace maps the server's own uid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..runtime import sandbox
+from .base import ContainerSpec
+
+SYSTEM = ("/usr", "/etc")
+CONTAINER_UID = 100000  # container root on the host when the server is root (never host root)
+CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_SAMPAN_SRC = str(Path(__file__).resolve().parents[2])
+
+
+@dataclass
+class Handover:
+    """Descriptors that travel with a template start or a fork request, by the names a plan uses."""
+
+    names: list[str] = field(default_factory=list)
+    fds: list[int] = field(default_factory=list)
+
+    def add(self, fd: int) -> str:
+        name = f"f{len(self.fds)}"
+        self.names.append(name)
+        self.fds.append(fd)
+        return name
+
+    def close(self) -> None:
+        for fd in self.fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.fds.clear()
+
+
+def _under(path: str, roots: list[str] | tuple[str, ...]) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def interpreter_paths(python: str) -> list[str]:
+    """The host directories an interpreter (a venv's, or Sampan's own) needs to run, outermost only."""
+    found: list[str] = []
+    exe = Path(python)
+    venv = exe.parent.parent
+    cfg = venv / "pyvenv.cfg"
+    if cfg.is_file():
+        found.append(str(venv.resolve()) if not venv.is_symlink() else str(venv))
+        for line in cfg.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "home" and value.strip():
+                found.append(str(Path(value.strip()).resolve().parent))
+        for pth in venv.glob("lib/python*/site-packages/*.pth"):
+            for line in pth.read_text().splitlines():
+                line = line.strip()
+                if line.startswith("/") and os.path.isdir(line):
+                    found.append(line)
+                    package = Path(line) / "sampan"
+                    if package.is_symlink():
+                        found.append(str(package.resolve().parent))
+    else:
+        found.append(str(exe.resolve().parent.parent))
+    if python == sys.executable:
+        found += [sys.prefix, sys.base_prefix, _SAMPAN_SRC]
+    out: list[str] = []
+    for path in sorted({str(Path(p)) for p in found}, key=len):
+        if not _under(path, SYSTEM) and not _under(path, out) and os.path.exists(path):
+            out.append(path)
+    return out
+
+
+@dataclass
+class Isolation:
+    """The sandbox of one backend: its mode, the uid its containers' root is, its socket directory."""
+
+    reason: str | None  # None: containers are sandboxed; else why they run as plain processes
+    uid: int = 0
+    privileged: bool = False  # a root server: hands paths over as detached mounts
+    sockets: Path | None = None
+    _bases: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def detect(cls, runtime: str | None = None) -> Isolation:
+        runtime = (runtime if runtime is not None else os.environ.get("SAMPAN_RUNTIME", "")).strip().lower()
+        sockets = Path(tempfile.mkdtemp(prefix="sampan-sockets-"))  # 0700, never a directory found in place
+        if runtime == "process":
+            return cls("SAMPAN_RUNTIME=process", sockets=sockets)
+        if runtime not in ("", "sandbox", "auto"):
+            raise ValueError(f"SAMPAN_RUNTIME must be 'sandbox' or 'process', not {runtime!r}")
+        reason = sandbox.probe()
+        if reason is not None:
+            if runtime == "sandbox":
+                raise RuntimeError(f"SAMPAN_RUNTIME=sandbox, but this machine cannot sandbox containers: {reason}")
+            return cls(reason, sockets=sockets)
+        privileged = os.geteuid() == 0
+        uid = int(os.environ.get("SAMPAN_CONTAINER_UID") or CONTAINER_UID) if privileged else os.getuid()
+        if privileged and uid == 0:
+            raise ValueError("SAMPAN_CONTAINER_UID must not be 0: container root is never host root")
+        return cls(None, uid, privileged, sockets)
+
+    @property
+    def enabled(self) -> bool:
+        return self.reason is None
+
+    def describe(self) -> str:
+        if self.enabled:
+            return f"sandbox (namespaces; container root is host uid {self.uid})"
+        return f"process (NOT isolated: {self.reason})"
+
+    def _source(self, path: str, handover: Handover) -> dict[str, Any]:
+        if self.privileged:
+            return {"fd": handover.add(sandbox.open_tree(path))}
+        return {"src": path}
+
+    def base_binds(self, python: str) -> list[str]:
+        return interpreter_paths(python)
+
+    def base(self, python: str, extra: tuple[str, ...] = ()) -> tuple[dict[str, Any], Handover]:
+        """A template's (or spawned container's) base, with the descriptors it needs."""
+        handover = Handover()
+        binds: list[dict[str, Any]] = [{"dst": p, "src": p} for p in SYSTEM if os.path.isdir(p)]
+        links = []
+        for name in sorted(os.listdir("/")):
+            path = f"/{name}"
+            if os.path.islink(path):
+                links.append([path, os.readlink(path)])
+        try:
+            for path in [*self.base_binds(python), *(p for p in extra if os.path.isdir(p))]:
+                if _under(path, [b["dst"] for b in binds]):
+                    continue
+                binds.append({"dst": path, **self._source(path, handover)})
+        except BaseException:
+            handover.close()
+            raise
+        return {"uid": self.uid, "binds": binds, "links": links, "keep_host": not self.privileged}, handover
+
+    def container_dir(self, container_id: str) -> Path:
+        """The container's socket directory on the host (its /run/sampan): mode 0700, owned by its root."""
+        assert self.sockets is not None
+        path = self.sockets / container_id
+        path.mkdir(mode=0o700, exist_ok=True)
+        if self.privileged:
+            os.chown(path, self.uid, self.uid)
+        return path
+
+    def plan(self, spec: ContainerSpec, python: str, extra: tuple[str, ...] = ()) -> tuple[dict[str, Any], Handover]:
+        """What `spec`'s container is made of, with the descriptors it needs (module docstring)."""
+        handover = Handover()
+        try:
+            layers = [self._source(p, handover) for p in spec.layers if os.path.isdir(p)]
+            fs = spec.bundle_dir / ".sampan-fs"
+            if fs.is_dir():
+                layers.append(self._source(str(fs), handover))
+            volumes = []
+            for dst, host in spec.volumes:
+                self.own(Path(host))
+                volumes.append({"dst": dst, **self._source(host, handover)})
+            plan = {
+                "code": self._source(str(spec.bundle_dir), handover),
+                "layers": layers,
+                "volumes": volumes,
+                "sockets": self._source(str(self.container_dir(spec.container_id)), handover),
+                "nested": [p for p in [*self.base_binds(python), *extra] if not _under(p, SYSTEM)],
+                "net": spec.entry.get("kind") == "web_server",
+                "hostname": "modal",
+                "workdir": str(spec.workdir) if spec.workdir else "/root",
+            }
+        except BaseException:
+            handover.close()
+            raise
+        return plan, handover
+
+    def own(self, directory: Path) -> None:
+        """A Volume is written by container root: on a root server, that is `uid`."""
+        if not self.privileged or not directory.is_dir() or directory.stat().st_uid == self.uid:
+            return
+        for root, dirs, files in os.walk(directory):
+            for name in [*dirs, *files]:
+                with contextlib.suppress(OSError):
+                    os.lchown(os.path.join(root, name), self.uid, self.uid)
+        os.chown(directory, self.uid, self.uid)
+
+    def host_socket(self, container_id: str, inside: str) -> str:
+        """The host path of a socket the container made at `inside` (under /run/sampan)."""
+        assert self.sockets is not None
+        rel = os.path.relpath(inside, sandbox.SOCKET_DIR)
+        return str(self.sockets / container_id / rel)
+
+    def release(self, container_id: str) -> None:
+        if self.sockets is not None:
+            shutil.rmtree(self.sockets / container_id, ignore_errors=True)
+
+    def close(self) -> None:
+        if self.sockets is not None:
+            shutil.rmtree(self.sockets, ignore_errors=True)
