@@ -1,10 +1,11 @@
 """Every performance scenario, each next to its baseline in the same run (issue: performance).
 
-    .venv/bin/python benchmarks/run.py [--quick] [--only warm,throughput,cold,reload,burst]
+    .venv/bin/python benchmarks/run.py [--quick] [--only warm,throughput,cold,sandbox,reload,burst,calls]
 
 Sampan runs as a real `sampan serve` process; the baseline is the same app under plain
 `uvicorn --loop uvloop --http httptools`. Apps: A = raw ASGI hello, B = FastAPI hello,
-C = FastAPI with a 100 ms `asyncio.sleep`. Throughput uses wrk when installed (`apt-get install
+C = FastAPI with a 100 ms `asyncio.sleep`. `sandbox` compares cold starts in the container sandbox with the
+process runtime (SAMPAN_RUNTIME=process) in one run. Throughput uses wrk when installed (`apt-get install
 wrk`), else a small Python client (benchmarks/loadgen.py). Writes benchmarks/results/report.{md,json}.
 """
 
@@ -297,12 +298,14 @@ class Served:
         children = _children()
         templates = [p for p in children.get(self.proc.pid, []) if b"sampan.runtime.template" in _cmdline(p)]
         forked = [c for t in templates for c in children.get(t, [])]
+        # A sandboxed container is the child of a small supervisor that the template forked.
+        inner = {c: children.get(c, []) for c in forked}
         spawned = [
             p
             for p in children.get(self.proc.pid, [])
             if b"sampan.runtime\x00" in _cmdline(p) + b"\x00" and p not in templates
         ]
-        return {"templates": templates, "forked": forked, "spawned": spawned}
+        return {"templates": templates, "forked": forked, "spawned": spawned, "inner": inner}
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -419,9 +422,15 @@ def scenario_cold(served: Served, trials: int, first_trial: int = 1) -> dict[str
         times.append(first_byte(f"{served.urls['Cold.fastapi']}/?trial={i}"))
         time.sleep(0.3)  # let the container settle, as separate cold starts would
     procs = served.processes()
+
+    def container_memory(pid: int) -> dict[str, int]:
+        """One container's memory: its process, plus the sandbox's supervisor and what it runs."""
+        parts = [_memory_kb(p) for p in [pid, *procs["inner"].get(pid, [])]]
+        return {k: sum(x.get(k, 0) for x in parts) for k in ("rss_kb", "pss_kb")}
+
     memory = {
         "templates": [_memory_kb(p) for p in procs["templates"]],
-        "containers": [_memory_kb(p) for p in procs["forked"] + procs["spawned"]][:5],
+        "containers": [container_memory(p) for p in procs["forked"] + procs["spawned"]][:5],
     }
     return {"sampan": summary(times), "memory": memory, "forked": bool(procs["forked"])}
 
@@ -439,6 +448,20 @@ def cold_direct(trials: int) -> dict[str, float]:
             proc.terminate()
             proc.wait(10)
     return summary(out)
+
+
+def scenario_sandbox(app: Path, workdir: Path, trials: int) -> dict[str, Any]:
+    """Cold starts with the sandbox (the default) and with SAMPAN_RUNTIME=process, alternating in one
+    run, next to a plain uvicorn spawn."""
+    out: dict[str, Any] = {}
+    for name, env in (("process", {"SAMPAN_RUNTIME": "process"}), ("sandboxed", {"SAMPAN_RUNTIME": "sandbox"})):
+        served = Served(app, workdir / f"home-{name}", env=env)
+        try:
+            out[name] = scenario_cold(served, trials)
+        finally:
+            served.close()
+    out["baseline"] = cold_direct(trials)
+    return out
 
 
 def scenario_reload(workdir: Path, edits: int) -> dict[str, Any]:
@@ -626,6 +649,23 @@ def markdown(r: dict[str, Any]) -> str:
                 f"| cold start, Sampan with SAMPAN_FORK=0 (spawn path) | {base['p50_ms']:.0f} ms p50 | "
                 f"{sp['p50_ms']:.0f} ms p50, {sp['p95_ms']:.0f} ms p95 | {sp['p50_ms'] / base['p50_ms']:.2f}x | - |"
             )
+    if "sandbox" in r:
+        sb = r["sandbox"]
+        base, boxed, plain = sb["baseline"], sb["sandboxed"]["sampan"], sb["process"]["sampan"]
+        lines.append(
+            f"| cold start → first byte, app B, sandboxed, {boxed['n']} trials | {plain['p50_ms']:.0f} ms p50 "
+            f"(process runtime), {base['p50_ms']:.0f} ms (plain uvicorn spawn) | {boxed['p50_ms']:.0f} ms p50, "
+            f"{boxed['p95_ms']:.0f} ms p95 | {boxed['p50_ms'] / plain['p50_ms']:.2f}x the process runtime | "
+            "p50 ≤ 100 ms, ≤ 1.2x |"
+        )
+        for name in ("sandboxed", "process"):
+            cs = sb[name]["memory"]["containers"]
+            if cs:
+                lines.append(
+                    f"| memory of one {name} container (median of {len(cs)}) | - | RSS "
+                    f"{statistics.median(x.get('rss_kb', 0) for x in cs) / 1024:.1f} MiB, PSS "
+                    f"{statistics.median(x.get('pss_kb', 0) for x in cs) / 1024:.1f} MiB | - | - |"
+                )
     if "calls" in r:
         c = r["calls"]
         lines.append(
@@ -679,7 +719,7 @@ def markdown(r: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer requests, trials and seconds")
-    parser.add_argument("--only", default="warm,throughput,cold,reload,burst,calls")
+    parser.add_argument("--only", default="warm,throughput,cold,sandbox,reload,burst,calls")
     args = parser.parse_args()
     only = set(args.only.split(","))
     n, seconds, trials, edits = (1000, 3, 8, 4) if args.quick else (3000, 10, 20, 10)
@@ -714,6 +754,9 @@ def main() -> None:
                 finally:
                     spawn.close()
                 print("cold done", flush=True)
+        if "sandbox" in only:
+            report["sandbox"] = scenario_sandbox(app, workdir, trials)
+            print("sandbox done", flush=True)
         if "calls" in only:
             report["calls"] = scenario_calls(workdir, args.quick)
             print("calls done", flush=True)

@@ -240,13 +240,18 @@ def entrypoint_json(name: str, f: Any) -> dict[str, Any]:
 def volumes_json(volumes: dict[Any, Any]) -> tuple[dict[str, Any], ...]:
     """`volumes={"/data": Volume}` as plain data; anything that is not a Volume is refused clearly."""
     from .exception import InvalidError
+    from .mountpaths import validate_mount_points
     from .sdk.volume import Volume
 
     out = []
-    for path, volume in volumes.items():
+    where: dict[str, list[str]] = {}
+    for path, volume in validate_mount_points(volumes):
         if not isinstance(volume, Volume):
-            raise InvalidError(f"volumes={{{path!r}: ...}}: expected a modal.Volume, got {type(volume).__name__}.")
-        if not str(path).startswith("/"):
-            raise InvalidError(f"Volume mount path {path!r} must be an absolute path.")
-        out.append({"path": str(path), **volume.to_json()})
+            raise InvalidError(f"Object of type {type(volume)} mounted at '{path}' is not usable as a volume.")
+        out.append({"path": path, **volume.to_json()})
+        where.setdefault(volume.to_json()["name"], []).append(path)
+    for paths in where.values():
+        if len(paths) > 1:
+            raise InvalidError("The same Volume cannot be mounted in multiple locations for the same function: "
+                               + ", ".join(paths))
     return tuple(out)

@@ -41,7 +41,7 @@ PLACED = """
     @modal.fastapi_endpoint()
     def where():
         time.sleep(0.3)
-        return {"pid": os.getpid(), "node": os.environ.get("SAMPAN_RAY_NODE_ID")}
+        return {"pid": os.environ["MODAL_TASK_ID"], "node": os.environ.get("SAMPAN_RAY_NODE_ID")}
 
     @app.function(cpu=1.5)
     @modal.fastapi_endpoint()

@@ -25,7 +25,7 @@ app = modal.App("scaling")
 @modal.fastapi_endpoint()
 async def pid(sleep: float = 0.0):
     await asyncio.sleep(sleep)
-    return os.getpid()
+    return os.environ["MODAL_TASK_ID"]
 """
 
 
@@ -138,7 +138,7 @@ def test_a_container_dying_mid_request_gives_modal_500_and_is_replaced(tmp_path:
                 if crash:
                     time.sleep(0.2)
                     os._exit(1)
-                return os.getpid()
+                return os.environ["MODAL_TASK_ID"]
         """)
         try:
             url = version.infos[0].url
@@ -166,7 +166,7 @@ def test_function_timeout_gives_modal_500_and_recycles_the_container(tmp_path: P
             @modal.fastapi_endpoint()
             def work(sleep: float = 0.0):
                 time.sleep(sleep)  # sync: cannot be cancelled from outside the thread
-                return os.getpid()
+                return os.environ["MODAL_TASK_ID"]
         """)
         try:
             url = version.infos[0].url
@@ -196,12 +196,12 @@ def test_websocket_connection_holds_its_slot(tmp_path: Path) -> None:
 
             @web_app.get("/")
             def pid():
-                return os.getpid()
+                return os.environ["MODAL_TASK_ID"]
 
             @web_app.websocket("/ws")
             async def ws(websocket: WebSocket):
                 await websocket.accept()
-                await websocket.send_text(str(os.getpid()))
+                await websocket.send_text(str(os.environ["MODAL_TASK_ID"]))
                 await websocket.receive_text()
 
             @app.function()
@@ -212,7 +212,7 @@ def test_websocket_connection_holds_its_slot(tmp_path: Path) -> None:
         try:
             url = version.infos[0].url
             async with websockets.connect(url.replace("http", "ws") + "/ws") as ws:
-                ws_pid = int(await ws.recv())
+                ws_pid = await ws.recv()
                 async with httpx.AsyncClient(timeout=60) as client:
                     http_pid = (await client.get(url)).json()
                 assert http_pid != ws_pid  # the open connection occupies its container's only slot

@@ -362,16 +362,16 @@ VOLUMES = """
 
     @app.function(volumes={"/data": vol})
     def write(name: str, text: str) -> int:
-        os.makedirs("data/out", exist_ok=True)  # the mount path, under the working directory (see docs)
-        with open(f"data/out/{name}", "w") as f:
+        os.makedirs("/data/out", exist_ok=True)  # the Volume, at its mount path
+        with open(f"/data/out/{name}", "w") as f:
             f.write(text)
         vol.commit()
-        return os.getpid()
+        return os.environ["MODAL_TASK_ID"]
 
     @app.function(volumes={"/data": vol})
     def read(name: str) -> tuple:
         vol.reload()
-        return open(f"data/out/{name}").read(), os.getpid()
+        return open(f"/data/out/{name}").read(), os.environ["MODAL_TASK_ID"]
 
     @app.local_entrypoint()
     def main():

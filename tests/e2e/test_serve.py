@@ -327,7 +327,7 @@ def test_concurrent_requests_scale_out_one_input_per_container(tmp_path: Path) -
         @modal.fastapi_endpoint()
         def slow():
             time.sleep(0.5)
-            return os.getpid()
+            return os.environ["MODAL_TASK_ID"]
     """)
     with serve(app, tmp_path / "home") as s:
         url = s.urls["slow"]

@@ -17,6 +17,13 @@ from tests.server_helpers import running
 
 pytestmark = pytest.mark.slow
 
+
+@pytest.fixture(autouse=True)
+def process_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests pin the fork mechanics by pids and parents as the host sees them, so they run on the
+    process runtime; test_sandbox.py checks the same forks inside the sandbox."""
+    monkeypatch.setenv("SAMPAN_RUNTIME", "process")
+
 PROBE = """
     import os, random, threading, time, uuid
     import modal

@@ -23,6 +23,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..runtime import sandbox
 from .base import ContainerSpec
@@ -86,6 +87,18 @@ def interpreter_paths(python: str) -> list[str]:
         if not _under(path, SYSTEM) and not _under(path, out) and os.path.exists(path):
             out.append(path)
     return out
+
+
+def platform_ports(spec: ContainerSpec) -> list[int]:
+    """The loopback ports a container with its own network namespace still reaches: the control API
+    (calls, Dict, Queue, Volume) and the gateway's URLs of its app (`get_web_url()`)."""
+    ports = set()
+    for url in [spec.env.get("SAMPAN_SERVER_URL", ""), *spec.web_urls.values()]:
+        parsed = urlsplit(url)
+        host = parsed.hostname or ""
+        if parsed.port and (host in ("127.0.0.1", "localhost") or host.endswith(".localhost")):
+            ports.add(parsed.port)
+    return sorted(ports)
 
 
 @dataclass
@@ -181,6 +194,7 @@ class Isolation:
                 "sockets": self._source(str(self.container_dir(spec.container_id)), handover),
                 "nested": [p for p in [*self.base_binds(python), *extra] if not _under(p, SYSTEM)],
                 "net": spec.entry.get("kind") == "web_server",
+                "bridge_ports": platform_ports(spec),
                 "hostname": "modal",
                 "workdir": str(spec.workdir) if spec.workdir else "/root",
             }

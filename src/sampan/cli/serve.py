@@ -30,7 +30,7 @@ from ..exception import InvalidError, NotFoundError
 from ..manifest import Manifest
 from ..server.apps import AppServer, AppVersion, EndpointInfo
 from ..server.bundle import read_files, write_bundle
-from ..server.control import ControlServer, register, running_servers
+from ..server.control import ControlServer, process_runtime_warning, register, running_servers
 from ..server.images.recipe import ImageBuildError
 from ..server.store import Store
 from . import output
@@ -156,6 +156,9 @@ class ServeSession:
 
     async def _run_embedded(self, loaded: Loaded) -> int:
         backend = get_backend("local", home=self.settings.home)
+        warning = process_runtime_warning(backend)
+        if warning:
+            output.err_console.print(f"⚠ {warning}", markup=False, style="yellow")
         # The same store a persistent server uses: named secrets and proxy tokens work under serve too.
         store = Store(self.settings.home)
         self.server = AppServer(self.settings, backend, self.printer, self._start_error,

@@ -83,3 +83,6 @@ def status() -> None:
         kind = "persistent server" if s.kind == "server" else "embedded (sampan serve)"
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.started_at))
         output.console.print(f"● {kind}: pid {s.pid}, control API {s.control_url}, since {since}")
+        if s.runtime:
+            style = "yellow" if s.runtime.startswith("process") else "dim"
+            output.console.print(f"  containers: {s.runtime}", style=style, markup=False)

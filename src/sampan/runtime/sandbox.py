@@ -231,39 +231,56 @@ def _make_dev(target: str, source: str) -> None:
 def enter_container(plan: dict[str, Any], fds: dict[str, int]) -> None:
     """Isolate this process as one container (module docstring). Returns in the container, as PID 1 of
     its PID namespace with its root pivoted and its working directory set; the calling process stays
-    behind as the supervisor and never returns from here."""
-    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | (CLONE_NEWNET if plan.get("net") else 0)
-    unshare(flags)
+    behind as the supervisor and never returns from here.
+
+    With `plan["net"]` the container gets a network namespace of its own, and the supervisor, which
+    stays in the host's, becomes its bridge to the platform's loopback ports (`plan["bridge_ports"]`:
+    the control API and the gateway), which the container listens on at 127.0.0.1 (`_serve_bridge`)."""
+    unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS)
     mount("none", "/", None, MS_REC | MS_PRIVATE)
+    bridge = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) if plan.get("net") else None
     pid = os.fork()
     if pid:
-        _supervise(pid)
+        if bridge is not None:
+            bridge[1].close()
+        _supervise(pid, bridge[0] if bridge is not None else None, set(plan.get("bridge_ports") or []))
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if bridge is not None:
+        bridge[0].close()
+        unshare(CLONE_NEWNET)
     _build_root(plan, fds)
+    if bridge is not None:
+        _serve_bridge(bridge[1], sorted(set(plan.get("bridge_ports") or [])))
 
 
-def _supervise(pid: int) -> None:
+def _supervise(pid: int, bridge: socket.socket | None, ports: set[int]) -> None:
     """The container's parent outside its PID namespace: holds nothing, exits with the container, and
-    ends it (SIGTERM, as a stop would) if the server dies."""
+    ends it (SIGTERM, as a stop would) if the server dies. For a container with its own network
+    namespace it also answers bridge requests: a port number in, a connected loopback socket of the
+    host's namespace out (only `ports`: the platform's own)."""
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)  # the server signals the process group; the container has it
+    keep = {0, bridge.fileno()} if bridge is not None else {0}
     for fd in _open_fds():
-        if fd != 0:
+        if fd not in keep:
             with contextlib.suppress(OSError):
                 os.close(fd)
-    watch = []
+    server = []
     with contextlib.suppress(OSError, ValueError):
-        watch.append(os.pidfd_open(int(os.environ.get("SAMPAN_SERVER_PID") or 0)))
+        server.append(os.pidfd_open(int(os.environ.get("SAMPAN_SERVER_PID") or 0)))
     child = os.pidfd_open(pid)
     import select
 
     while True:
-        ready, _, _ = select.select([child, *watch], [], [])
+        ready, _, _ = select.select([child, *server, *([bridge] if bridge is not None else [])], [], [])
         if child in ready:
             break
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        watch = []
+        if bridge is not None and bridge in ready:
+            _answer_bridge(bridge, ports)
+        if server and server[0] in ready:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            server = []
     while True:
         try:
             _, status = os.waitpid(pid, 0)
@@ -272,6 +289,87 @@ def _supervise(pid: int) -> None:
         except ChildProcessError:
             os._exit(1)
         os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+
+
+def _answer_bridge(bridge: socket.socket, ports: set[int]) -> None:
+    try:
+        request = bridge.recv(64)
+    except OSError:
+        return
+    if not request:
+        return
+    try:
+        port = int(request)
+        if port not in ports:
+            raise PermissionError(f"port {port} is not one of the platform's")
+        conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+    except (OSError, ValueError) as exc:
+        with contextlib.suppress(OSError):
+            bridge.send(f"error {exc}".encode())
+        return
+    with conn, contextlib.suppress(OSError):
+        socket.send_fds(bridge, [b"ok"], [conn.fileno()])
+
+
+def bridge_connect(bridge: socket.socket, port: int) -> socket.socket:
+    """Inside the container: a loopback connection of the host's network namespace, from the supervisor."""
+    bridge.send(str(port).encode())
+    data, fds, _, _ = socket.recv_fds(bridge, 256, 1)
+    if not fds:
+        raise ConnectionRefusedError(data.decode(errors="replace"))
+    conn = socket.socket(fileno=fds[0])
+    conn.setblocking(True)  # the supervisor connected with a timeout, which left the descriptor non-blocking
+    return conn
+
+
+def _serve_bridge(bridge: socket.socket, ports: list[int]) -> None:
+    """Listen on 127.0.0.1:PORT in the container's network namespace for each of the platform's ports,
+    and carry each connection over a host-side socket from the supervisor. Plain threads, not the
+    event loop: user code calls the platform at import time, before any loop runs."""
+    import threading
+
+    lock = threading.Lock()
+
+    def pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def carry(client: socket.socket, port: int) -> None:
+        try:
+            with lock:
+                upstream = bridge_connect(bridge, port)
+        except OSError:
+            client.close()
+            return
+        back = threading.Thread(target=pump, args=(upstream, client), daemon=True)
+        back.start()
+        pump(client, upstream)
+        back.join()
+        client.close()
+        upstream.close()
+
+    def accept(listener: socket.socket, port: int) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=carry, args=(client, port), daemon=True, name="sampan-bridge").start()
+
+    for port in ports:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind(("127.0.0.1", port))
+        except OSError:
+            listener.close()
+            continue
+        listener.listen(128)
+        threading.Thread(target=accept, args=(listener, port), daemon=True, name="sampan-bridge").start()
 
 
 def _open_fds() -> list[int]:
@@ -357,7 +455,7 @@ def _build_root(plan: dict[str, Any], fds: dict[str, int]) -> None:
         with contextlib.suppress(OSError):
             socket.sethostname(plan["hostname"][:63])
     if plan.get("net"):
-        _loopback_up()
+        _loopback_up()  # the container's own lo; its ports are the container's alone
     os.chdir(new)
     _mkdirs(".sampan-old")
     pivot_root(".", ".sampan-old")

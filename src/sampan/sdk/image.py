@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exception import InvalidError
+from ..mountpaths import validate_remote_path
 
 
 def recipe_hash(steps: list[dict[str, Any]]) -> str:
@@ -199,13 +200,11 @@ class Image:
     # -- local files -------------------------------------------------------------------------
     def add_local_dir(self, local_path: str | Path, remote_path: str, *, copy: bool = False,
                       ignore: Sequence[str] | Callable[[Path], bool] = ()) -> Image:
-        if not str(remote_path).startswith("/"):
-            raise InvalidError("image.add_local_dir() currently only supports absolute remote_path values")
+        validate_remote_path(remote_path, "add_local_dir")
         return self._add("add_local_dir", local_path=_abs(local_path), remote_path=str(remote_path), copy=copy)
 
     def add_local_file(self, local_path: str | Path, remote_path: str, *, copy: bool = False) -> Image:
-        if not str(remote_path).startswith("/"):
-            raise InvalidError("image.add_local_file() currently only supports absolute remote_path values")
+        validate_remote_path(remote_path, "add_local_file")
         return self._add("add_local_file", local_path=_abs(local_path), remote_path=str(remote_path), copy=copy)
 
     def add_local_python_source(self, *modules: str, copy: bool = False, ignore: Any = None) -> Image:

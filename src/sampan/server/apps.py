@@ -36,7 +36,7 @@ from .gateway.routing import RouteTable
 from .images.builder import BuiltImage, ImageBuilder
 from .images.recipe import FS_DIR, reroot
 from .logs import LogStore
-from .pool import Pool, PoolContainer, PortRegistry
+from .pool import Pool, PoolContainer
 from .store import Store
 from .volumes import Volumes
 
@@ -137,11 +137,13 @@ class WebEndpoint:
     def requires_proxy_auth(self) -> bool:
         return bool(self.entry.web.get("requires_proxy_auth"))
 
-    def _image_fields(self) -> dict[str, Any]:
+    def _image_fields(self, env: dict[str, str]) -> dict[str, Any]:
+        """The image's part of a container spec; `env` (secrets, the platform's address) wins over the
+        image's own variables."""
         image = self.image
         if image is None:
             return {}
-        env = {**image.env, **self.env, "MODAL_IMAGE_ID": image.id,
+        env = {**image.env, **env, "MODAL_IMAGE_ID": image.id,
                "SAMPAN_IMAGE_RECIPE": recipe_hash(list(self.entry.image))}
         workdir: Path | None = self.root
         if self.sandboxed:
@@ -197,7 +199,7 @@ class WebEndpoint:
             layers=(str(self.image.root),) if self.image is not None and self.image.has_root else (),
             volumes=tuple((path, str(directory)) for path, directory in self.volume_mounts),
         )
-        fields.update(self._image_fields())
+        fields.update(self._image_fields(fields["env"]))
         return ContainerSpec(**fields)
 
     def template_specs(self) -> list[ContainerSpec]:
@@ -208,7 +210,6 @@ class WebEndpoint:
     def _new_pool(self, key: tuple[tuple[str, Any], ...]) -> Pool:
         tag = self.entry.tag
         name = tag + ("(" + ", ".join(f"{k}={v!r}" for k, v in key) + ")" if key else "")
-        web_server = self.entry.kind == "web_server"
 
         pool = Pool(
             name,
@@ -216,8 +217,6 @@ class WebEndpoint:
             self.server.backend,
             lambda container_id: self.container_spec(container_id, key),
             lambda cid, stream, line: self.server.log(tag, cid, stream, line, self.version.key),
-            ports=self.server.ports if web_server else None,
-            port=self.entry.web.get("port") if web_server else None,
             on_start_error=lambda cid, reason: self.server.start_error(tag, cid, reason),
             on_exit=self.server.container_exited,
             stop_grace=self.server.stop_grace,
@@ -313,7 +312,6 @@ class AppServer:
         self.routes = RouteTable(settings.domain)
         self.gateway = Gateway(self.routes, settings.host, settings.gateway_port, workspace=settings.workspace,
                                limits=settings.limits)
-        self.ports = PortRegistry()
         self.portbook = PortBook(settings.home / "ports.json")
         self.apps: dict[str, AppVersion] = {}
         self.images = ImageBuilder(settings.images_dir)

@@ -588,9 +588,24 @@ class ServerInfo:
     token: str
     kind: str
     started_at: float
+    runtime: str = ""  # how containers run: "sandbox (...)" or "process (NOT isolated: why)"
 
     def alive(self) -> bool:
         return pid_alive(self.pid)
+
+
+def runtime_description(backend: Any) -> str:
+    """What a backend says of how its containers run (the local backend: sandbox or process)."""
+    return str(getattr(backend, "runtime_description", backend.name))
+
+
+def process_runtime_warning(backend: Any) -> str | None:
+    """The loud notice for a server whose containers are not isolated, or None."""
+    if getattr(backend, "sandboxed", True):
+        return None
+    return (f"Containers run on the process runtime: {runtime_description(backend)}. They share this "
+            "machine's filesystem, processes and ports, and can read the server's state. "
+            "Do not serve untrusted code (docs/security.md).")
 
 
 def servers_dir(home: Path) -> Path:
@@ -610,6 +625,7 @@ def register(home: Path, control: ControlServer, kind: str) -> Path:
         "token": control.token,
         "kind": kind,
         "started_at": time.time(),
+        "runtime": runtime_description(control.server.backend),
     }
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -25,7 +25,14 @@ from ..backends.base import ContainerStartError, get_backend
 from ..config import Settings, write_token_config
 from ..manifest import Manifest
 from .apps import AppServer
-from .control import EPHEMERAL_TIMEOUT_S, ControlServer, register, running_servers
+from .control import (
+    EPHEMERAL_TIMEOUT_S,
+    ControlServer,
+    process_runtime_warning,
+    register,
+    running_servers,
+    runtime_description,
+)
 from .store import Store
 
 DEFAULT_CONTROL_PORT = 8486
@@ -60,6 +67,10 @@ async def run(settings: Settings, control_port: int = DEFAULT_CONTROL_PORT) -> i
         _log(f"cannot start the {backend_name} backend: {exc}")
         return 1
     _log(f"backend: {backend_name}")
+    _log(f"containers: {runtime_description(backend)}")
+    warning = process_runtime_warning(backend)
+    if warning:
+        _log(f"WARNING: {warning}")
     server = AppServer(settings, backend, log_line, start_error, warn=_log,
                        store=store)
     await server.start()

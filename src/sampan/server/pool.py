@@ -64,29 +64,6 @@ class PoolContainer:
         self.idle_conns.clear()
 
 
-class PortRegistry:
-    """Which container holds a host port (local `web_server` functions all bind their declared port)."""
-
-    def __init__(self) -> None:
-        self.holders: dict[int, tuple[Pool, PoolContainer]] = {}
-        self.locks: dict[int, asyncio.Lock] = {}
-
-    async def claim(self, port: int, pool: Pool, pc: PoolContainer) -> None:
-        lock = self.locks.setdefault(port, asyncio.Lock())
-        async with lock:
-            holder = self.holders.get(port)
-            if holder is not None and holder[1] is not pc and holder[1].state != STOPPING:
-                await holder[0].evict(holder[1])
-            elif holder is not None and holder[1].backend is not None:
-                await holder[1].backend.wait()
-            self.holders[port] = (pool, pc)
-
-    def release(self, port: int, pc: PoolContainer) -> None:
-        holder = self.holders.get(port)
-        if holder is not None and holder[1] is pc:
-            del self.holders[port]
-
-
 class Pool:
     def __init__(
         self,
@@ -97,8 +74,6 @@ class Pool:
         log: LogSink,
         *,
         clock: Clock = time.monotonic,
-        ports: PortRegistry | None = None,
-        port: int | None = None,
         on_start_error: Callable[[str, str], None] | None = None,
         stop_grace: float = 30.0,
         timeout: float = 300.0,
@@ -111,8 +86,6 @@ class Pool:
         self.make_spec = make_spec
         self.log = log
         self.clock = clock
-        self.ports = ports
-        self.port = port
         self.on_start_error = on_start_error
         self.stop_grace = stop_grace
         self.timeout = timeout
@@ -234,8 +207,6 @@ class Pool:
 
     async def _boot(self, pc: PoolContainer) -> None:
         try:
-            if self.ports is not None and self.port is not None:
-                await self.ports.claim(self.port, self, pc)
             pc.backend = await self.backend.start(self.make_spec(pc.id), self.log)
         except asyncio.CancelledError:
             self.containers.pop(pc.id, None)
@@ -263,8 +234,6 @@ class Pool:
         self.failures += 1
         self.last_error = reason
         self.retry_at = self.clock() + start_backoff(self.failures)
-        if self.ports is not None and self.port is not None:
-            self.ports.release(self.port, pc)
         if self.on_start_error is not None:
             self.on_start_error(pc.id, reason)
         # The requests waiting now would only wait for the next attempt to fail the same way.
@@ -279,8 +248,6 @@ class Pool:
         assert pc.backend is not None
         await pc.backend.wait()
         pc.close_idle_conns()
-        if self.ports is not None and self.port is not None:
-            self.ports.release(self.port, pc)
         if pc.state != STOPPING:
             self.log(pc.id, "system", "container exited unexpectedly")
         self.containers.pop(pc.id, None)
@@ -302,15 +269,6 @@ class Pool:
         """Take a container out of rotation and stop it (its work could not be cancelled)."""
         self._stop_container(pc)
         self._reconcile()
-
-    async def evict(self, pc: PoolContainer) -> None:
-        """Stop `pc` as soon as it is idle (another pool needs the port it holds)."""
-        while pc.in_flight > 0 and pc.state != STOPPING:
-            self._changed.clear()
-            await self._changed.wait()
-        self._stop_container(pc)
-        if pc.backend is not None:
-            await pc.backend.wait()
 
     # -- shutdown -----------------------------------------------------------------------------
     async def drain(self) -> None:

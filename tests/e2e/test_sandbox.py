@@ -1,0 +1,238 @@
+"""Containers are real containers (runtime/sandbox.py, backends/isolation.py), checked over real HTTP
+with `sampan serve`: Modal's filesystem (`/root`, `/assets`, Volumes at their mount paths), a PID
+namespace of their own, a network namespace for `web_server`, and no view of the platform."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+import socket
+import stat
+import textwrap
+from pathlib import Path
+
+import pytest
+import requests
+
+from sampan.backends.isolation import Isolation
+from sampan.runtime import sandbox
+from tests.helpers import Serve, marker_pids, serve, wait_until
+
+pytestmark = pytest.mark.slow
+
+CAN_SANDBOX = sandbox.probe()
+needs_sandbox = pytest.mark.skipif(CAN_SANDBOX is not None, reason=f"no sandbox here: {CAN_SANDBOX}")
+
+SLOW_SERVER = """
+    import http.server, os, time
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            time.sleep(1.0)
+            body = os.environ["MODAL_TASK_ID"].encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    http.server.ThreadingHTTPServer(("0.0.0.0", 8000), Handler).serve_forever()
+"""
+
+APP = """
+    import json, os, subprocess
+    import modal
+    from fastapi import FastAPI, Request
+    from fastapi.staticfiles import StaticFiles
+
+    image = (
+        modal.Image.debian_slim()
+        .add_local_file({css!r}, "/srv/site.css", copy=True)
+        .add_local_dir({assets!r}, remote_path="/assets")
+        .add_local_file({slow!r}, "/root/slow_server.py")
+    )
+    app = modal.App("sandboxed", image=image)
+    vol = modal.Volume.from_name("media", create_if_missing=True)
+
+    @app.function()
+    @modal.asgi_app()
+    def static():
+        web = FastAPI()
+        web.mount("/static", StaticFiles(directory="/assets"), name="static")
+        return web
+
+    @app.function(volumes={{"/data": vol}})
+    @modal.fastapi_endpoint(method="POST")
+    async def probe(request: Request):
+        paths = await request.json()
+        with open("/data/x", "w") as f:
+            f.write("in the volume")
+        vol.commit()
+        opened = []
+        for path in paths:
+            try:
+                with open(path, "rb") as f:
+                    f.read(1)
+                opened.append(path)
+            except OSError:
+                pass
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+        return {{"cwd": os.getcwd(), "home": os.environ["HOME"], "pids": len(pids), "uid": os.getuid(),
+                "opened": opened, "css": open("/srv/site.css").read(),
+                "script": os.path.exists("/root/sandboxed.py"), "tmp": os.listdir("/tmp")}}
+
+    @app.function()
+    @modal.concurrent(max_inputs=1)
+    @modal.web_server(8000, startup_timeout=30)
+    def web():
+        # In its own network namespace, the container still reaches the platform at its usual addresses.
+        import urllib.request
+        seen = modal.Dict.from_name("seen", create_if_missing=True)
+        with urllib.request.urlopen(static.get_web_url() + "/static/hello.txt", timeout=30) as resp:
+            seen[os.environ["MODAL_TASK_ID"]] = resp.read().decode()
+        subprocess.Popen(["python", "/root/slow_server.py"])
+
+    @app.function()
+    @modal.fastapi_endpoint()
+    def report():
+        return dict(modal.Dict.from_name("seen").items())
+
+    @app.function()
+    @modal.fastapi_endpoint()
+    def stubborn():
+        # A descendant that leaves the process group and ignores SIGTERM: only the PID namespace ends it.
+        subprocess.Popen(["sh", "-c", "trap '' TERM; exec sleep 1000"], start_new_session=True)
+        return "started"
+"""
+
+
+def _port_listening_on_host(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1.0)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def app_file(tmp_path: Path) -> Path:
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    (assets / "hello.txt").write_text("hello from /assets")
+    (tmp_path / "site.css").write_text("body { color: teal }")
+    (tmp_path / "slow_server.py").write_text(textwrap.dedent(SLOW_SERVER))
+    path = tmp_path / "sandboxed.py"
+    path.write_text(textwrap.dedent(APP.format(css=str(tmp_path / "site.css"), assets=str(assets),
+                                               slow=str(tmp_path / "slow_server.py"))))
+    return path
+
+
+@needs_sandbox
+def test_containers_get_modals_filesystem_their_own_namespaces_and_no_view_of_the_platform(
+        app_file: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    port_8000_before = _port_listening_on_host(8000)
+    with serve(app_file, home) as s:
+        urls = s.urls
+        # add_local_dir(remote_path="/assets") is at /assets, for the app's own StaticFiles.
+        r = requests.get(urls["static"] + "/static/hello.txt", timeout=60)
+        assert r.status_code == 200 and r.text == "hello from /assets"
+
+        # Every file of the server's $SAMPAN_HOME, by its host path: none can be opened from inside.
+        platform_files = [str(p) for p in home.rglob("*") if p.is_file()]
+        assert any(p.endswith(".sqlite") or "servers" in p for p in platform_files) or platform_files
+        probe = requests.post(urls["probe"], json=platform_files, timeout=60).json()
+        assert probe["opened"] == []
+        assert probe["cwd"] == "/root" and probe["home"] == "/root" and probe["script"]
+        assert probe["uid"] == 0  # root in the container, never root on the host (checked below)
+        assert probe["pids"] < 20
+        assert probe["css"] == "body { color: teal }"  # copy=True: baked into the image at its absolute path
+
+        # The Volume got the write; the host's /data did not.
+        volume = home / "volumes" / "tester" / "media"
+        assert (volume / "x").read_text() == "in the volume"
+        assert not Path("/data/x").exists()
+        if os.geteuid() == 0:
+            assert (volume / "x").stat().st_uid != 0
+
+        # Two concurrent requests to a web_server(8000) with max_inputs=1: two containers, each on its
+        # own port 8000, at once.
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda _: requests.get(urls["web"], timeout=90), range(2)))
+        assert [a.status_code for a in answers] == [200, 200], s.output[-4000:]
+        assert len({a.text for a in answers}) == 2, "both requests were served by one container"
+        seen = requests.get(urls["report"], timeout=60).json()
+        assert {seen[a.text] for a in answers} == {"hello from /assets"}
+        # ... and port 8000 on the host is not the app.
+        assert _port_listening_on_host(8000) == port_8000_before
+        if port_8000_before is False:
+            with pytest.raises(requests.ConnectionError):
+                requests.get("http://127.0.0.1:8000/", timeout=5)
+
+        # A descendant that left the process group and ignores SIGTERM still ends with serve.
+        assert requests.get(urls["stubborn"], timeout=60).json() == "started"
+        marker = s.marker
+        s.interrupt()
+    wait_until(lambda: not marker_pids(marker), timeout=15)
+
+
+@needs_sandbox
+def test_socket_directory_is_made_fresh_never_found(tmp_path: Path) -> None:
+    planted = Path(f"/tmp/sampan-{os.getuid()}-sockets")  # where the process runtime used to look
+    planted.mkdir(exist_ok=True)
+    os.chmod(planted, 0o777)
+    isolation = Isolation.detect("sandbox")
+    try:
+        assert isolation.sockets is not None and isolation.sockets != planted
+        assert stat.S_IMODE(isolation.sockets.stat().st_mode) == 0o700
+        own = isolation.container_dir("ta-test")
+        assert stat.S_IMODE(own.stat().st_mode) == 0o700
+    finally:
+        isolation.close()
+        planted.rmdir()
+
+
+def test_process_runtime_is_chosen_on_purpose_and_said(tmp_path: Path) -> None:
+    app = tmp_path / "plain.py"
+    app.write_text(textwrap.dedent("""
+        import os
+        import modal
+
+        app = modal.App("plain")
+
+        @app.function()
+        @modal.fastapi_endpoint()
+        def where():
+            return os.getcwd()
+    """))
+    s = Serve(str(app), tmp_path / "home", env={"SAMPAN_RUNTIME": "process"})
+    try:
+        s.ready()
+        assert "process runtime" in s.output and "SAMPAN_RUNTIME=process" in s.output
+        assert requests.get(s.urls["where"], timeout=60).json() != "/root"
+    finally:
+        s.close()
+
+
+@needs_sandbox
+def test_a_bad_mount_path_fails_at_serve_with_its_name(tmp_path: Path) -> None:
+    app = tmp_path / "bad.py"
+    app.write_text(textwrap.dedent("""
+        import modal
+
+        app = modal.App("bad")
+        vol = modal.Volume.from_name("v", create_if_missing=True)
+
+        @app.function(volumes={"/proc/x": vol})
+        @modal.fastapi_endpoint()
+        def f():
+            return 1
+    """))
+    s = Serve(str(app), tmp_path / "home")
+    try:
+        s.wait_for("/proc/x", timeout=60)
+        assert "system directory" in s.output
+    finally:
+        s.proc.send_signal(signal.SIGINT)
+        s.close()
