@@ -83,7 +83,8 @@ async def slow_post(request: Request):
 def hits():
     return int(os.environ.get("HITS", "0"))
 
-@app.function(env={"MARKER": MARKER_PATH})
+@app.function(env={"MARKER": "/marks/marker.txt"},
+              volumes={"/marks": modal.Volume.from_name("marks", create_if_missing=True)})
 @modal.concurrent(max_inputs=50)
 @modal.asgi_app()
 def edge():
@@ -92,7 +93,7 @@ def edge():
 
 
 def edge_app(tmp_path: Path) -> str:
-    return EDGE_APP.replace("MARKER_PATH", repr(str(tmp_path / "marker.txt")))
+    return EDGE_APP
 
 
 def run(coro: Any) -> Any:
@@ -130,7 +131,7 @@ def test_client_disconnect_reaches_the_app(tmp_path: Path) -> None:
             async with client.stream("GET", url + "/forever") as r:
                 async for _ in r.aiter_bytes():
                     break
-        marker = tmp_path / "marker.txt"
+        marker = tmp_path / "home" / "volumes" / "tester" / "marks" / "marker.txt"  # the app's Volume
         for _ in range(100):
             if marker.exists():
                 break

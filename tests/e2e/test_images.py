@@ -56,7 +56,7 @@ def test_cache_hit_and_rebuild_of_only_what_changed(tmp_path: Path) -> None:
     changed, progress, _ = build(tmp_path, base.env({"X": "1"}).run_commands("echo built > marker.txt"))
     assert progress[0].startswith("Reusing 2 of 4 steps")
     assert "debian_slim" not in " ".join(progress[1:]) and "pip_install" not in " ".join(progress[1:])
-    assert (changed.root / "marker.txt").read_text() == "built\n"
+    assert (changed.root / "root" / "marker.txt").read_text() == "built\n"  # run in /root
     assert run_in(changed.python, "import tomli_w").returncode == 0
 
 
@@ -66,7 +66,7 @@ def test_run_commands_use_the_environments_python_and_pip(tmp_path: Path) -> Non
     )
     built, _, _ = build(tmp_path, image)
     assert run_in(built.python, "import pyjokes").returncode == 0
-    assert (built.root / "prefix.txt").read_text().strip().endswith("venv")
+    assert (built.root / "root" / "prefix.txt").read_text().strip().endswith("venv")
 
 
 def test_concurrent_builds_coalesce(tmp_path: Path) -> None:

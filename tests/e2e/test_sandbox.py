@@ -236,3 +236,43 @@ def test_a_bad_mount_path_fails_at_serve_with_its_name(tmp_path: Path) -> None:
     finally:
         s.proc.send_signal(signal.SIGINT)
         s.close()
+
+
+SNAPSHOT = """
+    import os
+    import modal
+
+    app = modal.App("snap-and-spawn")
+    IMPORTED = os.getcwd()
+
+    @app.cls(enable_memory_snapshot=True)
+    class Snap:
+        @modal.enter(snap=True)
+        def warm(self):
+            self.snapped = True
+
+        @modal.fastapi_endpoint()
+        def where(self):
+            return {"cwd": os.getcwd(), "snapped": self.snapped, "pids": len([p for p in os.listdir("/proc")
+                                                                             if p.isdigit()]),
+                    "code": os.path.exists("/root/snapapp.py")}
+
+    @app.function()
+    @modal.fastapi_endpoint()
+    def plain():
+        return {"cwd": os.getcwd(), "code": os.path.exists("/root/snapapp.py")}
+"""
+
+
+@needs_sandbox
+@pytest.mark.parametrize("fork", ["1", "0"])
+def test_memory_snapshots_and_spawned_containers_are_sandboxed_too(tmp_path: Path, fork: str) -> None:
+    app = tmp_path / "snapapp.py"
+    app.write_text(textwrap.dedent(SNAPSHOT))
+    with serve(app, tmp_path / "home", env={"SAMPAN_FORK": fork}) as s:
+        where = requests.get(s.urls["Snap.where"], timeout=60).json()
+        assert where == {"cwd": "/root", "snapped": True, "pids": where["pids"], "code": True}
+        assert where["pids"] < 20
+        assert requests.get(s.urls["plain"], timeout=60).json() == {"cwd": "/root", "code": True}
+        how = "started by spawn (SAMPAN_FORK=0)" if fork == "0" else "started by fork of template"
+        assert how in s.output

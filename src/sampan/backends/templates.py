@@ -138,7 +138,10 @@ class TemplateProcess:
             env["SAMPAN_TEMPLATE_SNAPSHOT"] = self.key.snapshot
         handover = Handover()
         if self.isolation is not None:  # the template lives in its image's sandbox (runtime/sandbox.py)
-            base, handover = self.isolation.base(self.key.python, extra_paths(env))
+            extra = extra_paths(env)
+            if self.key.snapshot is not None:  # a memory snapshot imports the user's module in the template
+                extra += (json.loads(self.key.snapshot)["bundle_dir"],)
+            base, handover = self.isolation.base(self.key.python, extra)
             fds = dict(zip(handover.names, handover.fds, strict=True))
             env["SAMPAN_SANDBOX_BASE"] = json.dumps({"base": base, "fds": fds})
         Path(self.key.cwd).mkdir(parents=True, exist_ok=True)
