@@ -53,7 +53,7 @@ class Serve:
     """`sampan serve <ref>` in a subprocess, with its output captured line by line."""
 
     def __init__(self, ref: str, home: Path, cwd: Path | None = None, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, wrapper: list[str] | None = None) -> None:
         self.marker = uuid.uuid4().hex
         self.home = home
         full_env = dict(os.environ)
@@ -72,7 +72,7 @@ class Serve:
         )
         full_env.update(env or {})
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sampan", "serve", *(extra_args or []), ref],
+            [*(wrapper or []), sys.executable, "-m", "sampan", "serve", *(extra_args or []), ref],
             cwd=str(cwd) if cwd else None,
             env=full_env,
             stdin=subprocess.DEVNULL,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -82,7 +83,8 @@ APP = """
         pids = [p for p in os.listdir("/proc") if p.isdigit()]
         return {{"cwd": os.getcwd(), "home": os.environ["HOME"], "pids": len(pids), "uid": os.getuid(),
                 "opened": opened, "css": open("/srv/site.css").read(),
-                "script": os.path.exists("/root/sandboxed.py"), "tmp": os.listdir("/tmp")}}
+                "script": os.path.exists("/root/sandboxed.py"), "tmp": os.listdir("/tmp"),
+                "visible": [p for p in paths if os.path.exists(p)]}}
 
     @app.function()
     @modal.concurrent(max_inputs=1)
@@ -140,10 +142,10 @@ def test_containers_get_modals_filesystem_their_own_namespaces_and_no_view_of_th
         assert r.status_code == 200 and r.text == "hello from /assets"
 
         # Every file of the server's $SAMPAN_HOME, by its host path: none can be opened from inside.
-        platform_files = [str(p) for p in home.rglob("*") if p.is_file()]
+        platform_files = [str(home), *(str(p) for p in home.rglob("*") if p.is_file())]
         assert any(p.endswith(".sqlite") or "servers" in p for p in platform_files) or platform_files
         probe = requests.post(urls["probe"], json=platform_files, timeout=60).json()
-        assert probe["opened"] == []
+        assert probe["opened"] == [] and probe["visible"] == []
         assert probe["cwd"] == "/root" and probe["home"] == "/root" and probe["script"]
         assert probe["uid"] == 0  # root in the container, never root on the host (checked below)
         assert probe["pids"] < 20
@@ -276,3 +278,38 @@ def test_memory_snapshots_and_spawned_containers_are_sandboxed_too(tmp_path: Pat
         assert requests.get(s.urls["plain"], timeout=60).json() == {"cwd": "/root", "code": True}
         how = "started by spawn (SAMPAN_FORK=0)" if fork == "0" else "started by fork of template"
         assert how in s.output
+
+
+@needs_sandbox
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare")
+def test_a_server_that_is_not_host_root_sandboxes_with_its_own_uid(tmp_path: Path) -> None:
+    """`unshare -r`: root of a user namespace of one uid, as a rootless laptop user is. Containers map
+    that uid, reach the server's paths through the host tree, and still see only their own root."""
+    app = tmp_path / "rootless.py"
+    app.write_text(textwrap.dedent("""
+        import os
+        import modal
+
+        app = modal.App("rootless")
+        vol = modal.Volume.from_name("v", create_if_missing=True)
+
+        @app.function(volumes={"/data": vol})
+        @modal.fastapi_endpoint()
+        def f():
+            open("/data/y", "w").write("y")
+            return {"cwd": os.getcwd(), "pids": len([p for p in os.listdir("/proc") if p.isdigit()]),
+                    "host": os.path.exists("/.sampan-host"), "home": os.path.exists(HOME_OF_SERVER)}
+    """).replace("HOME_OF_SERVER", repr(str(tmp_path / "home"))))
+    home = tmp_path / "home"
+    s = Serve(str(app), home, wrapper=["unshare", "-r"])
+    try:
+        s.ready()
+        assert "process runtime" not in s.output
+        answer = requests.get(s.urls["f"], timeout=60)
+        assert answer.status_code == 200, s.output[-3000:]
+        r = answer.json()
+        assert r == {"cwd": "/root", "pids": r["pids"], "host": False, "home": False}
+        assert r["pids"] < 20
+        assert (home / "volumes" / "tester" / "v" / "y").read_text() == "y"
+    finally:
+        s.close()

@@ -124,7 +124,7 @@ class Isolation:
             if runtime == "sandbox":
                 raise RuntimeError(f"SAMPAN_RUNTIME=sandbox, but this machine cannot sandbox containers: {reason}")
             return cls(reason, sockets=sockets)
-        privileged = os.geteuid() == 0
+        privileged = sandbox.host_root()
         uid = int(os.environ.get("SAMPAN_CONTAINER_UID") or CONTAINER_UID) if privileged else os.getuid()
         if privileged and uid == 0:
             raise ValueError("SAMPAN_CONTAINER_UID must not be 0: container root is never host root")

@@ -227,7 +227,10 @@ class LocalBackend(Backend):
         return 1 if entry.get("kind") == "web_server" and not self.sandboxed else None
 
     def _env(self, spec: ContainerSpec, status_fd: int | None) -> dict[str, str]:
-        return container_env(spec, status_fd, self.shims, self.sandboxed)
+        # In the sandbox, the interpreter's own bin directory (in the base already) stands in for the
+        # shims, which live under $SAMPAN_HOME: nothing of that path is mounted into a container.
+        shims = Path(self.python).parent if self.sandboxed else self.shims
+        return container_env(spec, status_fd, shims, self.sandboxed)
 
     def _template_key(self, spec: ContainerSpec) -> TemplateKey:
         snapshot = runtime_spec(spec) if spec.entry.get("enable_memory_snapshot") else None

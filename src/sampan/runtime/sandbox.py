@@ -151,7 +151,7 @@ def enter_base(base: dict[str, Any], fds: dict[str, int]) -> None:
     `base`: {"uid": host uid of container root, "binds": [{"dst", "src"|"fd", "rw"?}], "links": [[path, target]],
     "keep_host": bool}. `fds`: descriptor numbers of the "fd" sources, by name."""
     uid = int(base["uid"])
-    if os.geteuid() == 0 and uid != 0:
+    if host_root() and uid != 0:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
@@ -491,6 +491,18 @@ def _loopback_up() -> None:
 
 
 # -- detection ------------------------------------------------------------------------------------
+def host_root() -> bool:
+    """Root of the machine (the initial user namespace, every uid mapped), not root of a user namespace
+    someone made (`unshare -r`): only the former can hand other uids to containers."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        with open("/proc/self/uid_map") as fh:
+            return fh.read().split() == ["0", "0", "4294967295"]
+    except OSError:
+        return False
+
+
 def probe() -> str | None:
     """Why this machine cannot sandbox containers, or None when it can. Forks a child that tries the
     namespaces, a tmpfs, an overlay and /proc; the parent is untouched."""
@@ -502,17 +514,17 @@ def probe() -> str | None:
         os.close(r)
         message = "ok"
         try:
-            uid = 0 if os.geteuid() != 0 else 65534
-            if os.geteuid() == 0:
+            if host_root():
+                uid = 65534
                 os.setgroups([])
                 os.setresgid(uid, uid, uid)
                 os.setresuid(uid, uid, uid)
                 _prctl(PR_SET_DUMPABLE, 1)
-            outer = os.getuid()
+            outer, outer_gid = os.getuid(), os.getgid()
             unshare(CLONE_NEWUSER | CLONE_NEWNS)
             _write("/proc/self/setgroups", "deny")
             _write("/proc/self/uid_map", f"0 {outer} 1")
-            _write("/proc/self/gid_map", f"0 {os.getgid()} 1")
+            _write("/proc/self/gid_map", f"0 {outer_gid} 1")
             mount("none", "/", None, MS_REC | MS_PRIVATE)
             mount("probe", "/tmp", "tmpfs", 0, "mode=0755")
             for d in ("l", "u", "w", "m"):
