@@ -43,9 +43,10 @@ JOBS = """
             yield i
 
     @app.function(retries=modal.Retries(max_retries=2, initial_delay=0.1), max_containers=1)
-    def flaky(path: str) -> int:
-        tries = int(open(path).read()) + 1 if os.path.exists(path) else 1
-        open(path, "w").write(str(tries))
+    def flaky(key: str) -> int:
+        counts = modal.Dict.from_name("flaky-tries", create_if_missing=True)  # shared by every attempt
+        tries = counts.get(key, 0) + 1
+        counts[key] = tries
         if tries < 3:
             raise RuntimeError(f"try {tries} failed")
         return tries

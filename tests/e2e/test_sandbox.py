@@ -97,6 +97,11 @@ APP = """
             seen[os.environ["MODAL_TASK_ID"]] = resp.read().decode()
         subprocess.Popen(["python", "/root/slow_server.py"])
 
+    @app.function(min_containers=1)
+    @modal.web_server(8001, startup_timeout=30, requires_proxy_auth=True)
+    def private():
+        subprocess.Popen(["python", "-m", "http.server", "8001"])
+
     @app.function()
     @modal.fastapi_endpoint()
     def report():
@@ -135,6 +140,7 @@ def test_containers_get_modals_filesystem_their_own_namespaces_and_no_view_of_th
         app_file: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     port_8000_before = _port_listening_on_host(8000)
+    port_8001_before = _port_listening_on_host(8001)
     with serve(app_file, home) as s:
         urls = s.urls
         # add_local_dir(remote_path="/assets") is at /assets, for the app's own StaticFiles.
@@ -171,6 +177,13 @@ def test_containers_get_modals_filesystem_their_own_namespaces_and_no_view_of_th
         if port_8000_before is False:
             with pytest.raises(requests.ConnectionError):
                 requests.get("http://127.0.0.1:8000/", timeout=5)
+
+        # A requires_proxy_auth web_server, running (min_containers=1): the gateway asks for credentials,
+        # and its port is nowhere on the host.
+        wait_until(lambda: "private" in s.output and s.count("ready in") >= 3, timeout=60)
+        denied = requests.get(urls["private"], timeout=30)
+        assert (denied.status_code, denied.text) == (401, "modal-http: missing credentials for proxy authorization")
+        assert _port_listening_on_host(8001) == port_8001_before
 
         # A descendant that left the process group and ignores SIGTERM still ends with serve.
         assert requests.get(urls["stubborn"], timeout=60).json() == "started"

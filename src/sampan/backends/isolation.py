@@ -193,7 +193,9 @@ class Isolation:
                 "volumes": volumes,
                 "sockets": self._source(str(self.container_dir(spec.container_id)), handover),
                 "nested": [p for p in [*self.base_binds(python), *extra] if not _under(p, SYSTEM)],
-                "net": spec.entry.get("kind") == "web_server",
+                # A network of its own for web_server containers, unless they must answer on the node's
+                # address (the Ray backend), where they share the node's network as before.
+                "net": spec.entry.get("kind") == "web_server" and not spec.listen_host,
                 "bridge_ports": platform_ports(spec),
                 "hostname": "modal",
                 "workdir": str(spec.workdir) if spec.workdir else "/root",

@@ -85,9 +85,13 @@ class ContainerActorImpl:
             tmp.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(OSError):
                 os.rename(tmp, root)
+        backend = LocalBackend(home=home)
         fields = dict(spec)
         node_id = ray.get_runtime_context().get_node_id()
-        fields.update(bundle_dir=root, workdir=root, python=None, path_prepend=(), unix_socket=None,
+        # The shipped root is the whole filesystem a node gives the container: re-rooted as on the
+        # process runtime (the server's layer and Volume paths are not on this machine).
+        fields.update(bundle_dir=root, workdir=None if backend.sandboxed else root, python=None, path_prepend=(),
+                      unix_socket=None, layers=(), volumes=(),
                       listen_host=ray.util.get_node_ip_address(), env={**spec["env"], "SAMPAN_RAY_NODE_ID": node_id})
         recipe = list(spec["entry"].get("image") or [])
         if recipe:  # built on this node from the same recipe, cached here (SAMPAN_IMAGES: the node's cache)
@@ -95,7 +99,6 @@ class ContainerActorImpl:
             image = await ImageBuilder(images).build(recipe)
             fields.update(python=image.python, path_prepend=(str(Path(image.python).parent),),
                           env={**image.env, **fields["env"]})
-        backend = LocalBackend(home=home)
         self.container = await backend.start(ContainerSpec(**fields), self._log)
         address = self.container.address
         return list(address) if isinstance(address, tuple) else [address]
