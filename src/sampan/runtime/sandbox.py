@@ -144,24 +144,29 @@ def _write(path: str, text: str) -> None:
         fh.write(text)
 
 
+def _own_namespaces(uid: int) -> None:
+    """A user namespace whose root is `uid` on the host (host root drops to it first; anyone else maps
+    their own uid), and a private mount namespace."""
+    if host_root() and uid != 0:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+        _prctl(PR_SET_DUMPABLE, 1)  # changing uid made /proc/self root's; the maps below need it ours
+    outer_uid, outer_gid = os.getuid(), os.getgid()  # before unshare: afterwards they read as unmapped
+    unshare(CLONE_NEWUSER | CLONE_NEWNS)
+    _write("/proc/self/setgroups", "deny")
+    _write("/proc/self/uid_map", f"0 {outer_uid} 1")
+    _write("/proc/self/gid_map", f"0 {outer_gid} 1")
+    mount("none", "/", None, MS_REC | MS_PRIVATE)
+
+
 # -- the base (template) --------------------------------------------------------------------------
 def enter_base(base: dict[str, Any], fds: dict[str, int]) -> None:
     """Enter a new user and mount namespace whose root holds the base of the image (module docstring).
 
     `base`: {"uid": host uid of container root, "binds": [{"dst", "src"|"fd", "rw"?}], "links": [[path, target]],
     "keep_host": bool}. `fds`: descriptor numbers of the "fd" sources, by name."""
-    uid = int(base["uid"])
-    if host_root() and uid != 0:
-        os.setgroups([])
-        os.setresgid(uid, uid, uid)
-        os.setresuid(uid, uid, uid)
-        _prctl(PR_SET_DUMPABLE, 1)  # changing uid made /proc/self root's; the maps below need it ours
-    outer_uid, outer_gid = os.getuid(), os.getgid()
-    unshare(CLONE_NEWUSER | CLONE_NEWNS)
-    _write("/proc/self/setgroups", "deny")
-    _write("/proc/self/uid_map", f"0 {outer_uid} 1")
-    _write("/proc/self/gid_map", f"0 {outer_gid} 1")
-    mount("none", "/", None, MS_REC | MS_PRIVATE)
+    _own_namespaces(int(base["uid"]))
     sources = [b["src"] for b in base["binds"] if "src" in b]
     stage = next(d for d in ("/mnt", "/media", "/srv", "/opt", "/home", "/boot")
                  if os.path.isdir(d) and not any(s == d or s.startswith(d + "/") for s in sources))
@@ -514,18 +519,7 @@ def probe() -> str | None:
         os.close(r)
         message = "ok"
         try:
-            if host_root():
-                uid = 65534
-                os.setgroups([])
-                os.setresgid(uid, uid, uid)
-                os.setresuid(uid, uid, uid)
-                _prctl(PR_SET_DUMPABLE, 1)
-            outer, outer_gid = os.getuid(), os.getgid()
-            unshare(CLONE_NEWUSER | CLONE_NEWNS)
-            _write("/proc/self/setgroups", "deny")
-            _write("/proc/self/uid_map", f"0 {outer} 1")
-            _write("/proc/self/gid_map", f"0 {outer_gid} 1")
-            mount("none", "/", None, MS_REC | MS_PRIVATE)
+            _own_namespaces(65534)
             mount("probe", "/tmp", "tmpfs", 0, "mode=0755")
             for d in ("l", "u", "w", "m"):
                 os.mkdir(f"/tmp/{d}")
