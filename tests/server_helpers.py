@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 from sampan.backends.local import LocalBackend
 from sampan.config import Settings
@@ -25,10 +26,10 @@ def load(path: Path) -> tuple[Manifest, Path, list[str]]:
     return Manifest.from_json(data["manifest"]), Path(data["root"]), data["files"]
 
 
-def settings(home: Path, limits: ProxyLimits | None = None) -> Settings:
+def settings(home: Path, limits: ProxyLimits | None = None, **overrides: Any) -> Settings:
     return Settings(home=home, workspace="tester", domain="localhost", host="127.0.0.1", gateway_port=0,
                     endpoint_port_base=0, dev_suffix="dev", debounce_ms=100, server_id="test-server",
-                    images_dir=Path(IMAGES_DIR), limits=limits or ProxyLimits())
+                    images_dir=Path(IMAGES_DIR), limits=limits or ProxyLimits(), **overrides)
 
 
 class Logs:
@@ -47,12 +48,12 @@ class Logs:
 
 
 async def running(tmp_path: Path, source: str, name: str = "app.py",  # noqa: ANN201
-                  limits: ProxyLimits | None = None):
+                  limits: ProxyLimits | None = None, **overrides: Any):
     app = tmp_path / name
     app.write_text(textwrap.dedent(source))
     manifest, root, files = load(app)
     logs = Logs()
-    server = AppServer(settings(tmp_path / "home", limits), LocalBackend(home=tmp_path / "home"), logs.log,
+    server = AppServer(settings(tmp_path / "home", limits, **overrides), LocalBackend(home=tmp_path / "home"), logs.log,
                        logs.error, stop_grace=5)
     await server.start()
     bundle = write_bundle(tmp_path / "home", read_files(root, files))

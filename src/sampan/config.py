@@ -19,6 +19,12 @@
 | SAMPAN_HEAD_TIMEOUT_S      | 60             | a request head must arrive within (also keep-alive idle) |
 | SAMPAN_BODY_TIMEOUT_S      | 60             | longest pause while reading a request body            |
 | SAMPAN_FORK                | 1              | 0: spawn containers instead of forking templates     |
+| SAMPAN_RUNTIME             | sandbox        | process: no container isolation (backends/isolation.py) |
+| SAMPAN_CONTAINER_UID       | 100000         | host uid of container root when the server is root    |
+| SAMPAN_MAX_CONNECTIONS     | 10000          | open client connections (503 beyond)                  |
+| SAMPAN_MAX_CONTAINERS      | 256            | live containers of the server (0: no cap; beyond, starts wait) |
+| SAMPAN_MAX_CONTAINERS_PER_WORKSPACE | 128   | live containers of one workspace (0: no cap)          |
+| SAMPAN_MAX_POOLS_PER_FUNCTION | 64          | class-parameter combinations live at once (429 beyond) |
 | SAMPAN_BACKEND             | local          | where `sampan server` runs containers: local or ray   |
 | SAMPAN_RAY_ADDRESS         | auto           | the Ray cluster to join (ray backend)                 |
 | SAMPAN_NODE_HOME           | $TMPDIR/sampan-node-<uid> | a Ray node's bundles and templates (on the node) |
@@ -89,6 +95,9 @@ class Settings:
     server_id: str
     images_dir: Path = Path()
     limits: ProxyLimits = field(default_factory=ProxyLimits)
+    max_containers: int | None = 256  # live containers of the whole server (0 in the environment: no cap)
+    max_containers_per_workspace: int | None = 128
+    max_pools_per_function: int = 64  # class-parameter combinations live at once per function
 
     def __post_init__(self) -> None:
         if self.images_dir == Path():
@@ -109,6 +118,9 @@ class Settings:
             debounce_ms=_int_env("SAMPAN_WATCH_DEBOUNCE_MS", DEFAULT_DEBOUNCE_MS),
             server_id=os.environ.get("SAMPAN_SERVER_ID") or uuid.uuid4().hex[:12],
             images_dir=Path(os.environ.get("SAMPAN_IMAGES") or home / "images").expanduser(),
+            max_containers=_int_env("SAMPAN_MAX_CONTAINERS", 256) or None,
+            max_containers_per_workspace=_int_env("SAMPAN_MAX_CONTAINERS_PER_WORKSPACE", 128) or None,
+            max_pools_per_function=_int_env("SAMPAN_MAX_POOLS_PER_FUNCTION", 64),
             limits=ProxyLimits(
                 max_body=_num_env("SAMPAN_MAX_BODY_BYTES", ProxyLimits.max_body, int),
                 redirect_after=_num_env("SAMPAN_REDIRECT_AFTER_S", ProxyLimits.redirect_after, float),
@@ -116,8 +128,18 @@ class Settings:
                 burst_seconds=_num_env("SAMPAN_RATE_BURST_S", ProxyLimits.burst_seconds, float),
                 head_timeout=_num_env("SAMPAN_HEAD_TIMEOUT_S", ProxyLimits.head_timeout, float),
                 body_timeout=_num_env("SAMPAN_BODY_TIMEOUT_S", ProxyLimits.body_timeout, float),
+                max_connections=_num_env("SAMPAN_MAX_CONNECTIONS", ProxyLimits.max_connections, int),
             ),
         )
+
+
+def private_home(home: Path) -> Path:
+    """`$SAMPAN_HOME`, made if needed, readable by its owner alone (0700): it holds the store, the secret
+    key, tokens, every workspace's Volumes and logs."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if home.stat().st_mode & 0o077:
+        os.chmod(home, 0o700)
+    return home
 
 
 def config_path(settings: Settings) -> Path:

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from ..config import Settings, read_token
+from ..config import Settings, private_home, read_token
 from ..server.control import ServerInfo, running_servers
 
 
@@ -28,9 +28,20 @@ class Client:
         self.token = token
 
     @classmethod
-    def connect(cls, settings: Settings, start: bool = False) -> Client:
-        """The running persistent server of this SAMPAN_HOME (started first with `start=True`)."""
-        found = [s for s in running_servers(settings.home) if s.kind == "server"]
+    def connect(cls, settings: Settings, start: bool = False, serve_ok: bool = True) -> Client:
+        """The running persistent server of this SAMPAN_HOME (started first with `start=True`). Where none
+        runs but a `sampan serve` session does, its server answers (`serve_ok`: volumes, secrets, tokens
+        of the local workspace), with the session's own token: starting a daemon beside it could not
+        get its ports."""
+        running = running_servers(settings.home)
+        found = [s for s in running if s.kind == "server"]
+        serving = [s for s in running if s.kind == "serve" and s.token]
+        if not found and serving and serve_ok:
+            return cls(serving[0], serving[0].token)
+        if not found and serving and start:
+            raise click.ClickException(
+                "Only a `sampan serve` session runs for this SAMPAN_HOME, and this needs the persistent server: "
+                "stop the session or run `sampan server start` first.")
         if not found and start:
             start_daemon(settings)
             found = [s for s in running_servers(settings.home) if s.kind == "server"]
@@ -88,8 +99,10 @@ class Client:
 
 def start_daemon(settings: Settings, wait: float = 60.0) -> ServerInfo:
     """Start `sampan server start --foreground` detached, logging to $SAMPAN_HOME/server.log."""
-    settings.home.mkdir(parents=True, exist_ok=True)
-    log = open(settings.home / "server.log", "ab")  # noqa: SIM115 - handed to the child
+    private_home(settings.home)
+    fd = os.open(settings.home / "server.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)  # containers' output of every workspace
+    log = os.fdopen(fd, "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "sampan", "server", "start", "--foreground"],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

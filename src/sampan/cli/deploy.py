@@ -31,7 +31,7 @@ def deploy_app(ref: str, module_mode: bool, name: str | None, strategy: str, tag
             "set on the App (modal.App(\"name\"))."
         )
     output.print_notes(loaded.manifest.notes)
-    client = Client.connect(settings, start=True)
+    client = Client.connect(settings, start=True, serve_ok=False)
     body = {
         "name": app_name,
         "manifest": loaded.manifest.to_json(),

@@ -183,9 +183,11 @@ class ServeSession:
             if self.registration is not None:
                 with contextlib.suppress(OSError):
                     self.registration.unlink()
+            # Containers stop first: their lifespan shutdown and @exit hooks may still call the platform
+            # (a Dict, a Volume), so the control API closes only after them.
+            await self.server.close()
             if self.control is not None:
                 await self.control.close()
-            await self.server.close()
         output.console.print("[green]✓[/green] App stopped.")
         return 0
 

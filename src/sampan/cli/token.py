@@ -18,14 +18,18 @@ def token() -> None:
 
 
 @token.command("new")
-@click.option("--activate/--no-activate", default=True, help="Write it to $SAMPAN_HOME/config.toml.")
+@click.option("--activate/--no-activate", default=None,
+              help="Write it to $SAMPAN_HOME/config.toml (the default, except with --workspace: a token made "
+                   "for another workspace never replaces your own unless you ask).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the secret is shown once).")
 @click.option("--workspace", "workspace_name", default=None,
               help="Create the token for this workspace (created if new). Needs direct access to the server's "
                    "$SAMPAN_HOME: this is the administrator's way to hand out workspaces.")
-def new(activate: bool, as_json: bool, workspace_name: str | None) -> None:
+def new(activate: bool | None, as_json: bool, workspace_name: str | None) -> None:
     """Create a new token for the current token's workspace (or, as the administrator, for another)."""
     settings = Settings.from_env()
+    if activate is None:
+        activate = workspace_name is None
     if workspace_name is not None:
         from ..naming import slugify
         from ..server.store import Store

@@ -152,7 +152,10 @@ class Runtime:
             return
         for pf in lifecycle_methods(type(self.instance), flag):
             if snap is None or pf.snap == snap:
-                await _maybe_await(pf.raw_f(self.instance))
+                if inspect.iscoroutinefunction(pf.raw_f):
+                    await pf.raw_f(self.instance)
+                else:  # a sync hook runs outside the loop's thread, as on Modal (it may call asyncio.run)
+                    await _maybe_await(await asyncio.to_thread(pf.raw_f, self.instance))
 
     def target(self, fn: Any) -> Any:
         if self.instance is not None:
@@ -294,22 +297,28 @@ async def _relay(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter,
         client_w.close()
 
 
-async def run(spec: dict[str, Any], status: StatusPipe, snapshot: Runtime | None = None) -> int:
-    """Serve one container. `snapshot`: a Runtime restored from a template (module loaded, snap hooks run)."""
-    runtime = snapshot if snapshot is not None else Runtime(spec)
+async def run(spec: dict[str, Any], status: StatusPipe, snapshot: Runtime | None = None,
+              loaded: Runtime | None = None) -> int:
+    """Serve one container. `snapshot`: a Runtime restored from a template (module loaded, snap hooks run);
+    `loaded`: one whose module `_main` imported before the loop started.
+
+    The user's module, sync `@enter` hooks and the `asgi_app`/`wsgi_app` factory run where Modal runs
+    them: with no event loop running in their thread, so code that calls `asyncio.run()` there works."""
+    runtime = snapshot or loaded or Runtime(spec)
     try:
         if snapshot is not None:
             runtime.spec = {**runtime.spec, **spec}
             runtime._hydrate(runtime.app)
             await runtime.run_hooks(LIFECYCLE_ENTER, snap=False)
         else:
-            runtime.load()
+            if loaded is None:
+                runtime.load()
             await runtime.run_hooks(LIFECYCLE_ENTER)
         target = runtime.target(runtime.fn)
         if runtime.entry["kind"] == "web_server":
             code = await _serve_web_server(runtime, target, status)
         else:
-            app = runtime.build_app(target)
+            app = await asyncio.to_thread(runtime.build_app, target)
             code = await _serve_asgi(app, status, spec.get("unix_socket"), spec.get("listen_host") or "127.0.0.1")
     except BaseException as exc:  # noqa: BLE001 - every failure is reported to the server
         if isinstance(exc, (KeyboardInterrupt, SystemExit)) and status.fd is None:
@@ -377,7 +386,16 @@ def _main(spec: dict[str, Any], status: StatusPipe, snapshot: Runtime | None = N
         runner: Any = uvloop.run
     except ImportError:
         runner = asyncio.run
-    code = runner(run(spec, status, snapshot))
+    loaded = None
+    if snapshot is None:  # import the user's module before any loop runs (module-level asyncio.run works)
+        loaded = Runtime(spec)
+        try:
+            loaded.load()
+        except BaseException as exc:  # noqa: BLE001 - reported to the server, as any start failure
+            traceback.print_exc()
+            status.send({"error": f"{type(exc).__name__}: {exc}"})
+            return 1
+    code = runner(run(spec, status, snapshot, loaded))
     sys.stdout.flush()
     sys.stderr.flush()
     return code

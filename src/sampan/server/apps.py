@@ -30,13 +30,14 @@ from ..sdk.image import recipe_hash
 from ..sdk.partial import NO_DEFAULT
 from .autoscaler import READY, STARTING, PoolConfig
 from .bundle import Bundle
-from .gateway.errors import GatewayError
+from .gateway.errors import TOO_MANY_POOLS, GatewayError
 from .gateway.listener import Gateway
-from .gateway.routing import RouteTable
+from .gateway.routing import RouteTable, normal_domain
 from .images.builder import BuiltImage, ImageBuilder
 from .images.recipe import FS_DIR, reroot
 from .logs import LogStore
 from .pool import Pool, PoolContainer
+from .quota import ContainerQuota
 from .store import Store
 from .volumes import Volumes
 
@@ -73,6 +74,23 @@ def _class_params(entry: FunctionEntry) -> tuple[ClassParam, ...]:
             default = default.encode("latin-1")
         out.append(ClassParam(p["name"], p["type"], default))
     return tuple(out)
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft limit on open files to the hard one: every client connection, upstream connection
+    and container pipe is a descriptor, and the usual soft limit (1,024) is a handful of idle clients
+    away from refusing everyone. Returns the limit now in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            return want
+        except (ValueError, OSError):
+            pass
+    return soft
 
 
 def _copy_rerooted(tree: Path, root: Path) -> None:
@@ -177,6 +195,9 @@ class WebEndpoint:
     def _pool(self, key: tuple[tuple[str, Any], ...]) -> Pool:
         pool = self.pools.get(key)
         if pool is None:
+            cap = self.server.settings.max_pools_per_function
+            if len(self.pools) >= cap:  # each parameter value is a pool of containers: a client may not mint them
+                raise GatewayError(429, TOO_MANY_POOLS.format(tag=self.tag, cap=cap, workspace=self.workspace))
             pool = self._new_pool(key)
         return pool
 
@@ -216,11 +237,13 @@ class WebEndpoint:
             self.config,
             self.server.backend,
             lambda container_id: self.container_spec(container_id, key),
-            lambda cid, stream, line: self.server.log(tag, cid, stream, line, self.version.key),
-            on_start_error=lambda cid, reason: self.server.start_error(tag, cid, reason),
+            lambda cid, stream, line: self.server.log(tag, cid, stream, line, self.version.key, self.workspace),
+            on_start_error=lambda cid, reason: self.server.start_error(tag, cid, reason, self.workspace),
             on_exit=self.server.container_exited,
             stop_grace=self.server.stop_grace,
             timeout=float(self.entry.timeout),
+            quota=self.server.quota,
+            workspace=self.workspace,
         )
         self.pools[key] = pool
         pool.start()
@@ -316,6 +339,7 @@ class AppServer:
         self.apps: dict[str, AppVersion] = {}
         self.images = ImageBuilder(settings.images_dir)
         self.volumes = Volumes(settings.home)
+        self.quota = ContainerQuota(settings.max_containers_per_workspace, settings.max_containers)
         if store is not None:
             self.gateway.proxy.verify_proxy_token = store.check_proxy_token
         self._draining: dict[WebEndpoint, asyncio.Task[None]] = {}
@@ -324,13 +348,14 @@ class AppServer:
         # Variables that let a container call functions through this server (set by the control API).
         self.call_env: Callable[[str], dict[str, str]] = lambda workspace: {}
 
-    def log(self, tag: str, container_id: str, stream: str, line: str, app_key: str | None = None) -> None:
-        self.logs.append(container_id, stream, line, app_key, tag)
+    def log(self, tag: str, container_id: str, stream: str, line: str, app_key: str | None = None,
+            workspace: str | None = None) -> None:
+        self.logs.append(container_id, stream, line, app_key, tag, workspace)
         self._log(tag, container_id, stream, line)
 
-    def start_error(self, tag: str, container_id: str, reason: str) -> None:
+    def start_error(self, tag: str, container_id: str, reason: str, workspace: str | None = None) -> None:
         for line in reason.splitlines():
-            self.logs.append(container_id, "system", line)
+            self.logs.append(container_id, "system", line, workspace=workspace)
         self._start_error(tag, container_id, reason)
 
     def container_exited(self, container_id: str) -> None:
@@ -406,6 +431,7 @@ class AppServer:
         return "127.0.0.1" if self.settings.host in ("0.0.0.0", "") else self.settings.host
 
     async def start(self) -> None:
+        raise_open_files_limit()
         await self.gateway.start()
 
     def bundle(self, bundle_id: str) -> Bundle:
@@ -504,6 +530,10 @@ class AppServer:
         version = AppVersion(manifest, bundle, ephemeral, number or ((old.number + 1) if old else 1), workspace,
                              app_key)
         plan = self._subdomains(manifest, ephemeral, workspace)
+        taken_domains = self.routes.domain_conflicts(
+            workspace, [d for entry, _, _ in plan for d in entry.web.get("custom_domains") or []])
+        if taken_domains:
+            raise InvalidError(f"Custom domain {taken_domains[0]!r} is already in use by another workspace.")
         envs = [compose_env(entry, self.secret_resolver(workspace))  # fail early
                 for entry in [*manifest.functions, *manifest.calls]]
         images = await self.build_images(manifest, hooks)
@@ -546,7 +576,7 @@ class AppServer:
         for sub, endpoint in version.endpoints.items():
             self.routes.set(sub, endpoint)
             for domain in endpoint.entry.web.get("custom_domains") or []:
-                self.routes.custom[domain.lower().rstrip(".")] = sub
+                self.routes.claim_domain(workspace, domain, sub)
             if not endpoint.params:
                 endpoint.pool_for(b"")  # the default pool honours min_containers from the start
         for endpoint in version.callables.values():
@@ -554,9 +584,14 @@ class AppServer:
                 endpoint.pool_for(b"")
         self.apps[app_key] = version
         if old is not None:
-            for sub in old.endpoints:
+            kept = {normal_domain(d) for e in version.endpoints.values()
+                    for d in e.entry.web.get("custom_domains") or []}
+            for sub, endpoint in old.endpoints.items():
                 if sub not in version.endpoints:
                     self.routes.remove(sub, stopped=False)
+                for domain in endpoint.entry.web.get("custom_domains") or []:
+                    if normal_domain(domain) not in kept:
+                        self.routes.release_domain(domain, sub)
                     await self.gateway.close_endpoint(sub)
             for endpoint in old.all_endpoints():
                 if strategy == "rolling":
@@ -612,8 +647,10 @@ class AppServer:
         version = self.apps.pop(app_key, None)
         if version is None:
             return
-        for sub in version.endpoints:
+        for sub, endpoint in version.endpoints.items():
             self.routes.remove(sub, stopped=True)
+            for domain in endpoint.entry.web.get("custom_domains") or []:
+                self.routes.release_domain(domain, sub)
         endpoints = version.all_endpoints()
         try:
             await asyncio.wait_for(asyncio.gather(*(e.drain() for e in endpoints)), drain_timeout)

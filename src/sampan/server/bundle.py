@@ -12,8 +12,11 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..exception import InvalidError
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,18 @@ def read_files(root: Path, relpaths: list[str]) -> dict[str, bytes]:
     return {rel: (root / rel).read_bytes() for rel in relpaths}
 
 
+def check_paths(paths: Iterable[str]) -> None:
+    """Every path of a bundle is relative and stays inside it: no absolute path, no `..`, no empty or
+    `.` segment, no NUL. The bundle arrives from clients; a path is never trusted to stay put."""
+    for rel in paths:
+        parts = rel.split("/")
+        if (not rel or rel.startswith("/") or "\0" in rel or "\\" in rel
+                or any(part in ("", ".", "..") for part in parts)):
+            raise InvalidError(f"Invalid path in the code bundle: {rel!r} (paths must be relative, without '..').")
+
+
 def write_bundle(home: Path, files: dict[str, bytes]) -> Bundle:
+    check_paths(files)
     bid = bundle_id(files)
     dest = home / "bundles" / bid
     if dest.is_dir():

@@ -21,6 +21,8 @@
     POST   /v1/volumes/{name}  {op: create|listdir|read|upload|remove|copy, ...} (server/volumes.py)
     GET    /v1/volumes         names | DELETE /v1/volumes/{name}
     POST   /v1/tokens                            a new API token for the caller's workspace
+    POST   /v1/ephemeral/{name}/heartbeat | POST /v1/ephemeral/{name}/stop | GET /v1/ephemeral/{name}/logs
+                                                 a `sampan serve` session on this server (its CLI's calls)
 
 Authentication: `Authorization: Bearer <token id>:<token secret>`, checked against the store, which
 names the caller's workspace; everything is filtered by it, so a token of workspace A never sees
@@ -50,7 +52,7 @@ from .._proc import pid_alive
 from ..exception import Error, InvalidError, NotFoundError
 from ..manifest import Manifest
 from .apps import AppServer, BuildHooks
-from .bundle import write_bundle
+from .bundle import check_paths, write_bundle
 from .gateway import http
 from .gateway.errors import GatewayError, render
 from .images.recipe import ImageBuildError
@@ -116,7 +118,10 @@ class ControlServer:
         auth = dict(head.headers).get(b"authorization", b"")
         if not auth.startswith(b"Bearer "):
             return None
-        token = auth[7:].decode("latin-1")
+        try:
+            token = auth[7:].decode("ascii")  # compare_digest refuses other text; such a token is no token
+        except UnicodeDecodeError:
+            return None
         if token.startswith("ct-"):  # a container's token: the workspace of its app
             name, _, mac = token[3:].rpartition(".")
             if not name or not hmac.compare_digest(token, self.container_token(name)):
@@ -147,14 +152,18 @@ class ControlServer:
                 if head.length > MAX_BODY:
                     writer.write(_json(413, {"error": "request too large"}))
                     return
-                body = json.loads(await reader.readexactly(head.length) or b"null")
+                try:
+                    body = json.loads(await reader.readexactly(head.length) or b"null")
+                except ValueError:
+                    writer.write(_json(400, {"error": "the request body is not JSON"}))
+                    return
             try:
                 await self._route(head, workspace, body, writer)
             except HTTPError as exc:
                 writer.write(_json(exc.status, {"error": str(exc)}))
             except NotFoundError as exc:
                 writer.write(_json(404, {"error": str(exc)}))
-            except (InvalidError, ImageBuildError, ValueError, KeyError, TypeError) as exc:
+            except (InvalidError, ImageBuildError, ValueError, KeyError, TypeError, AttributeError) as exc:
                 writer.write(_json(400, {"error": str(exc) or type(exc).__name__}))
         except (GatewayError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             with contextlib.suppress(Exception):
@@ -323,10 +332,8 @@ class ControlServer:
         elif route == ("GET", "v1", "containers"):
             writer.write(_json(200, [c for c in self.server.describe_containers() if c["workspace"] == ws.name]))
         elif method == "GET" and len(parts) == 4 and parts[:2] == ["v1", "containers"] and parts[3] == "logs":
-            container = next((c for c in self.server.describe_containers() if c["id"] == parts[2]), None)
-            if container is not None and container["workspace"] != ws.name:
-                raise HTTPError(404, f"no container {parts[2]}")
-            if container is None and not self.server.logs.known(parts[2]):
+            # Running or stopped, a container's logs are its workspace's alone.
+            if not self.server.logs.known(parts[2]) or self.server.logs.workspace_of(parts[2]) != ws.name:
                 raise HTTPError(404, f"no container {parts[2]}")
             await self._stream_logs([parts[2]], query, writer)
         elif parts[:2] == ["v1", "secrets"]:
@@ -366,6 +373,7 @@ class ControlServer:
 
         check_app_name(name)
         manifest = Manifest.from_json(body["manifest"])
+        check_paths(body["files"])  # before the 200: a bad path is a 400, and nothing is written
         files = {rel: base64.b64decode(data) for rel, data in body["files"].items()}
         strategy = body.get("strategy") or "rolling"
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n"
@@ -394,10 +402,17 @@ class ControlServer:
                 subdomains = [sub for _, sub, _ in self.server.plan_subdomains(manifest, False, ws.name)]
                 self.server.check_secrets(manifest, ws.name)
                 await self.server.build_images(manifest, hooks)
+                previous = store.app(ws, name)
+                labels = store.labels_of(previous.id) if previous is not None else []
                 app, record = store.add_version(ws, name, manifest.to_json(), bundle.id, body.get("tag") or "",
                                                 subdomains)
-                live = await self.server.publish(self._app_key(ws, name), manifest, bundle, ephemeral=False,
-                                                 strategy=strategy, workspace=ws.name, number=record.version)
+                try:
+                    live = await self.server.publish(self._app_key(ws, name), manifest, bundle, ephemeral=False,
+                                                     strategy=strategy, workspace=ws.name, number=record.version)
+                except BaseException:
+                    # A version that never served is not the current one: the store says what serves.
+                    store.undo_version(app, record.version, previous, labels)
+                    raise
                 emit({"result": {"skipped": False, "version": record.version, "app_id": app.id,
                                  "endpoints": _infos(live), "seconds": time.perf_counter() - started}})
         except (Error, ImageBuildError, ValueError, KeyError, OSError) as exc:
@@ -409,6 +424,7 @@ class ControlServer:
         """`sampan serve` on this server: a `-dev` app kept in memory while its CLI sends heartbeats."""
         key = f"{ws.name}/serve:{body['name']}"
         manifest = Manifest.from_json(body["manifest"])
+        check_paths(body["files"])
         files = {rel: base64.b64decode(data) for rel, data in body["files"].items()}
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n"
                      b"connection: close\r\n\r\n")
@@ -490,9 +506,9 @@ class ControlServer:
             manifest = Manifest.from_json(record.manifest)
             bundle = self.server.bundle(record.bundle_id)
             await self.server.build_images(manifest)
-            store.set_current(app, record.version)
             live = await self.server.publish(key, manifest, bundle, ephemeral=False, workspace=ws.name,
                                              number=record.version)
+            store.set_current(app, record.version)  # only once it serves
             writer.write(_json(200, {"version": record.version, "endpoints": _infos(live)}))
         elif (method, action) == ("GET", "logs"):
             ids = [c["id"] for c in self.server.describe_containers() if c["app_key"] == key]

@@ -110,11 +110,12 @@ async def run(settings: Settings, control_port: int = DEFAULT_CONTROL_PORT) -> i
     reaper.cancel()
     with contextlib.suppress(OSError):
         registration.unlink()
-    await control.close()
-    # Deployed apps stay deployed in the store: only their containers stop with the server.
+    # Deployed apps stay deployed in the store: only their containers stop with the server. They stop
+    # before the control API closes: @exit hooks and lifespan shutdown may still call the platform.
     for key in list(server.apps):
         await server.stop_app(key, drain_timeout=10.0)
     await server.close()
+    await control.close()
     store.close()
     _log("stopped")
     return 0

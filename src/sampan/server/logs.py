@@ -32,6 +32,7 @@ class LogStore:
         self._lines: OrderedDict[str, deque[LogLine]] = OrderedDict()
         self._followers: dict[str, set[asyncio.Queue[LogLine | None]]] = {}
         self._owner: dict[str, str] = {}  # container id -> app key
+        self._workspace: dict[str, str] = {}  # container id -> the workspace whose logs they are
         self._app_followers: dict[asyncio.Queue[LogLine | None], tuple[str | None, set[str]]] = {}
 
     def containers_of(self, app_key: str) -> list[str]:
@@ -46,15 +47,19 @@ class LogStore:
     def unfollow_all(self, queue: asyncio.Queue[LogLine | None]) -> None:
         self._app_followers.pop(queue, None)
 
-    def append(self, container_id: str, stream: str, text: str, app_key: str | None = None, tag: str = "") -> None:
+    def append(self, container_id: str, stream: str, text: str, app_key: str | None = None, tag: str = "",
+               workspace: str | None = None) -> None:
         if app_key is not None:
             self._owner[container_id] = app_key
+        if workspace is not None:
+            self._workspace[container_id] = workspace
         lines = self._lines.get(container_id)
         if lines is None:
             lines = self._lines[container_id] = deque(maxlen=LINES_PER_CONTAINER)
             while len(self._lines) > MAX_CONTAINERS:
                 gone, _ = self._lines.popitem(last=False)
                 self._owner.pop(gone, None)
+                self._workspace.pop(gone, None)
         line = LogLine(time.time(), stream, text, container_id, tag)
         lines.append(line)
         for queue in self._followers.get(container_id, ()):
@@ -66,6 +71,10 @@ class LogStore:
 
     def known(self, container_id: str) -> bool:
         return container_id in self._lines
+
+    def workspace_of(self, container_id: str) -> str | None:
+        """Whose logs these are: a container's logs outlive it, and only its workspace may read them."""
+        return self._workspace.get(container_id)
 
     def tail(self, container_id: str, n: int | None = None) -> list[LogLine]:
         lines = list(self._lines.get(container_id, ()))

@@ -22,7 +22,9 @@ from ..exception import InvalidError, NotFoundError
 from .store import Store, Workspace
 
 KINDS = ("dict", "queue")
-NAME = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
+# A name is a directory or a key of its workspace: at least one letter or digit, so `.` and `..`
+# (which would name the workspace's directory or its parent) are never names.
+NAME = re.compile(r"(?=[A-Za-z0-9._-]*[A-Za-z0-9])[A-Za-z0-9._-]{1,64}\Z")
 MAX_PARTITION = 64
 DEFAULT_PARTITION_TTL = 24 * 3600.0
 
@@ -32,7 +34,8 @@ def check_name(kind: str, name: str) -> None:
         raise NotFoundError(f"Unknown object kind {kind!r}.")
     if not NAME.match(name):
         raise InvalidError(f"Invalid {kind.capitalize()} name: {name!r}. Names may contain only alphanumeric "
-                           "characters, dashes, periods, and underscores, and must be shorter than 64 characters.")
+                           "characters, dashes, periods, and underscores, must contain a letter or digit, "
+                           "and must be shorter than 64 characters.")
 
 
 class Objects:

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..backends.base import Address, Backend, Container, ContainerSpec, ContainerStartError, LogSink
 from .autoscaler import READY, STARTING, ContainerView, PoolConfig, decide, start_backoff
+from .quota import ContainerQuota
 
 STOPPING = "stopping"
 Clock = Callable[[], float]
@@ -79,6 +80,8 @@ class Pool:
         timeout: float = 300.0,
         max_pending: int = MAX_PENDING_INPUTS,
         on_exit: Callable[[str], None] | None = None,
+        quota: ContainerQuota | None = None,
+        workspace: str = "",
     ) -> None:
         self.name = name
         self.config = config
@@ -91,6 +94,10 @@ class Pool:
         self.timeout = timeout
         self.max_pending = max_pending
         self.on_exit = on_exit
+        self.quota = quota
+        self.workspace = workspace
+        if quota is not None:
+            quota.register(id(self), workspace, self._stop_one_idle)
         self.created_at = time.time()
         self.containers: dict[str, PoolContainer] = {}
         self.waiters: deque[asyncio.Future[PoolContainer]] = deque()
@@ -143,6 +150,8 @@ class Pool:
         if pc.in_flight == 0:
             pc.idle_since = self.clock()
         self._dispatch()
+        if pc.in_flight == 0 and self.quota is not None and self.quota.wants_room(self.workspace, id(self)):
+            self._stop_one_idle()  # another pool waits for room under a cap: this container only idles
         self._reconcile()
         self._changed.set()
 
@@ -195,12 +204,28 @@ class Pool:
             self._changed.clear()
             await self._changed.wait()
 
+    def _stop_one_idle(self) -> bool:
+        """Stop one ready container with nothing in flight (another pool needs the room)."""
+        idle = [pc for pc in self.containers.values() if pc.state == READY and pc.in_flight == 0]
+        if not idle or self.waiters:
+            return False
+        self._stop_container(min(idle, key=lambda pc: pc.idle_since or 0.0))
+        return True
+
+    def _forget(self, pc: PoolContainer) -> None:
+        if self.containers.pop(pc.id, None) is not None and self.quota is not None:
+            self.quota.give_back(self.workspace)
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     def _start_container(self) -> None:
+        if self.quota is not None and not self.quota.take(self.workspace):
+            self.quota.wait(self._reconcile, self.workspace)  # past a cap: start once a container goes away,
+            self.quota.reclaim(self.workspace, id(self))  # and make one go away if it only idles
+            return
         pc = PoolContainer(new_container_id())
         self.containers[pc.id] = pc
         self._spawn(self._boot(pc))
@@ -209,7 +234,7 @@ class Pool:
         try:
             pc.backend = await self.backend.start(self.make_spec(pc.id), self.log)
         except asyncio.CancelledError:
-            self.containers.pop(pc.id, None)
+            self._forget(pc)
             raise
         except ContainerStartError as exc:
             self._start_failed(pc, str(exc))
@@ -219,7 +244,7 @@ class Pool:
             return
         if pc.state == STOPPING or self.closed:
             await pc.backend.stop(self.stop_grace)
-            self.containers.pop(pc.id, None)
+            self._forget(pc)
             return
         pc.state = READY
         pc.idle_since = self.clock()
@@ -230,7 +255,7 @@ class Pool:
         self._changed.set()
 
     def _start_failed(self, pc: PoolContainer, reason: str) -> None:
-        self.containers.pop(pc.id, None)
+        self._forget(pc)
         self.failures += 1
         self.last_error = reason
         self.retry_at = self.clock() + start_backoff(self.failures)
@@ -250,7 +275,7 @@ class Pool:
         pc.close_idle_conns()
         if pc.state != STOPPING:
             self.log(pc.id, "system", "container exited unexpectedly")
-        self.containers.pop(pc.id, None)
+        self._forget(pc)
         if self.on_exit is not None:
             self.on_exit(pc.id)
         self._changed.set()
@@ -281,6 +306,8 @@ class Pool:
 
     async def close(self) -> None:
         self.closed = True
+        if self.quota is not None:
+            self.quota.unregister(id(self))
         if self._timer is not None:
             self._timer.cancel()
         for fut in self.waiters:

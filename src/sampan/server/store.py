@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..config import private_home
 from ..exception import InvalidError, NotFoundError
 
 MIGRATIONS: list[str] = [
@@ -174,10 +175,16 @@ class SecretBox:
     def open(self, ciphertext: bytes) -> dict[str, str]:
         return json.loads(self._fernet.decrypt(ciphertext))
 
+    def seal_text(self, text: str) -> str:
+        return self._fernet.encrypt(text.encode()).decode()
+
+    def open_text(self, token: str) -> str:
+        return self._fernet.decrypt(token.encode()).decode()
+
 
 class Store:
     def __init__(self, home: Path) -> None:
-        home.mkdir(parents=True, exist_ok=True)
+        private_home(home)
         self.path = home / "state.db"
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -186,9 +193,31 @@ class Store:
         os.chmod(self.path, 0o600)
         self.box = SecretBox(home / "secret.key")
         self._migrate()
+        self._seal_manifests()
 
     def close(self) -> None:
         self.db.close()
+
+    # A manifest carries inline secrets (`Secret.from_dict`, `from_dotenv`, `from_local_environ`, `env=`):
+    # stored sealed like named secrets, never as plain text.
+    _SEALED = "fernet:"
+
+    def _seal_manifest(self, manifest: dict[str, Any]) -> str:
+        return self._SEALED + self.box.seal_text(json.dumps(manifest))
+
+    def _open_manifest(self, stored: str) -> dict[str, Any]:
+        if stored.startswith(self._SEALED):
+            return json.loads(self.box.open_text(stored[len(self._SEALED):]))
+        return json.loads(stored)
+
+    def _seal_manifests(self) -> None:
+        """Seal what an older Sampan stored in plain text (idempotent)."""
+        rows = self.db.execute("SELECT app_id, version, manifest FROM versions WHERE manifest NOT LIKE ?",
+                               (self._SEALED + "%",)).fetchall()
+        if rows:
+            with self.tx() as db:
+                db.executemany("UPDATE versions SET manifest = ? WHERE app_id = ? AND version = ?",
+                               [(self._seal_manifest(json.loads(m)), a, v) for a, v, m in rows])
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
@@ -300,7 +329,7 @@ class Store:
             db.execute("DELETE FROM labels WHERE app_id = ?", (app_id,))
             db.executemany("INSERT INTO labels VALUES (?, ?)", [(s, app_id) for s in subdomains or []])
             db.execute("INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?)",
-                       (app_id, number, json.dumps(manifest), bundle_id, tag, now))
+                       (app_id, number, self._seal_manifest(manifest), bundle_id, tag, now))
             db.execute("UPDATE apps SET state = 'deployed', current_version = ?, stopped_at = NULL WHERE id = ?",
                        (number, app_id))
             db.execute("INSERT INTO events VALUES (?, ?, 'deploy', ?)", (app_id, number, now))
@@ -308,12 +337,30 @@ class Store:
         assert app is not None
         return app, self.version(app.id, number)
 
+    def labels_of(self, app_id: str) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT subdomain FROM labels WHERE app_id = ?", (app_id,))]
+
+    def undo_version(self, app: AppRecord, number: int, previous: AppRecord | None, labels: list[str]) -> None:
+        """Forget version `number` of `app` as if it had never been deployed: it did not come to serve.
+        `previous` and `labels`: the app's row and URL labels before that deploy (None: a new app)."""
+        with self.tx() as db:
+            db.execute("DELETE FROM events WHERE app_id = ? AND version = ?", (app.id, number))
+            db.execute("DELETE FROM versions WHERE app_id = ? AND version = ?", (app.id, number))
+            db.execute("DELETE FROM labels WHERE app_id = ?", (app.id,))
+            if previous is None:
+                db.execute("DELETE FROM events WHERE app_id = ?", (app.id,))
+                db.execute("DELETE FROM apps WHERE id = ?", (app.id,))
+                return
+            db.executemany("INSERT INTO labels VALUES (?, ?)", [(s, app.id) for s in labels])
+            db.execute("UPDATE apps SET state = ?, current_version = ?, stopped_at = ? WHERE id = ?",
+                       (previous.state, previous.current_version, previous.stopped_at, app.id))
+
     def version(self, app_id: str, number: int) -> VersionRecord:
         row = self.db.execute("SELECT app_id, version, manifest, bundle_id, tag, created_at FROM versions "
                               "WHERE app_id = ? AND version = ?", (app_id, number)).fetchone()
         if row is None:
             raise NotFoundError(f"App has no version {number}.")
-        return VersionRecord(row[0], row[1], json.loads(row[2]), row[3], row[4], row[5])
+        return VersionRecord(row[0], row[1], self._open_manifest(row[2]), row[3], row[4], row[5])
 
     def versions(self, app_id: str) -> list[VersionRecord]:
         rows = self.db.execute("SELECT version FROM versions WHERE app_id = ? ORDER BY version", (app_id,)).fetchall()

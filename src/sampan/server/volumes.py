@@ -1,7 +1,7 @@
 """`modal.Volume` on the server: one directory per volume, `$SAMPAN_HOME/volumes/<workspace>/<name>/`.
 
-Containers see it through a symbolic link at their mount path (re-rooted under their working
-directory, server/apps.py `container_root`); clients list, read, upload and remove files through
+Containers get it bind-mounted at their mount path (backends/isolation.py; a symbolic link on the
+process runtime, server/apps.py `container_root`); clients list, read, upload and remove files through
 the control API. Every path a client names is resolved inside the volume: `..` and symbolic links
 cannot lead out of it.
 """
@@ -24,8 +24,12 @@ class Volumes:
     def dir(self, workspace: str, name: str, create: bool = False) -> Path:
         if not NAME.match(name):
             raise InvalidError(f"Invalid Volume name: {name!r}. Names may contain only alphanumeric characters, "
-                               "dashes, periods, and underscores, and must be shorter than 64 characters.")
-        path = self.root / workspace / name
+                               "dashes, periods, and underscores, must contain a letter or digit, and must be "
+                               "shorter than 64 characters.")
+        base = self.root / workspace
+        path = base / name
+        if path.resolve().parent != base.resolve():  # never the workspace's directory, its parent, or a link out
+            raise InvalidError(f"Invalid Volume name: {name!r}.")
         if not path.is_dir():
             if not create:
                 raise NotFoundError(f"Volume '{name}' not found in workspace '{workspace}'.")

@@ -13,6 +13,9 @@ TERMINATED = "modal-http: internal error: function was terminated by signal"
 INIT_FAILURE = "modal-http: internal error: status InitFailure: {reason}"
 TIMED_OUT = "modal-http: internal error: function execution timed out"
 BAD_REDIRECT_METHOD = "modal-http: bad redirect method"
+TOO_MANY_POOLS = ("modal-http: Function {tag} reached its limit of {cap} live class parameter combinations "
+                  "for workspace {workspace}")
+TOO_MANY_CONNECTIONS = "modal-http: too many open connections, try again"
 RATE_LIMITED = "modal-http: rate limit exceeded for workspace {workspace} ({rate:g} requests per second)"
 QUEUE_FULL = "modal-http: Function {tag} reached pending input queue limit ({limit}) for workspace {workspace}"
 

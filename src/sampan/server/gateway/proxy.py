@@ -39,6 +39,7 @@ from .errors import (
     RATE_LIMITED,
     TERMINATED,
     TIMED_OUT,
+    TOO_MANY_CONNECTIONS,
     GatewayError,
     init_failure,
     render,
@@ -61,6 +62,7 @@ class ProxyLimits:
     ws_max_message: int = websocket.MAX_MESSAGE
     rate: float = 200.0  # requests per second per workspace
     burst_seconds: float = 5.0
+    max_connections: int = 10_000  # open client connections, all ports together; beyond: 503 and close
 
 
 class UpstreamFailed(Exception):
@@ -192,6 +194,11 @@ class Proxy:
             assert task is not None
             self.connections.add(task)
             try:
+                if len(self.connections) > self.limits.max_connections:
+                    # Idle or hostile connections must not take every endpoint down: new ones are refused.
+                    writer.write(render(503, TOO_MANY_CONNECTIONS, close=True))
+                    await writer.drain()
+                    return
                 await self._connection(reader, writer, fixed)
             except (ConnectionError, asyncio.IncompleteReadError, OSError, asyncio.CancelledError):
                 pass  # the client went away, or the gateway is shutting down
@@ -317,8 +324,11 @@ class Proxy:
         if head.framing == http.NO_BODY:
             keep = head.keep_alive
         elif head.framing == http.LENGTH and head.length <= CHUNK and head.keep_alive and not head.expect_continue:
-            await reader.readexactly(head.length)
-            keep = True
+            try:  # a body that never comes must not hold the connection forever
+                await within(reader.readexactly(head.length), self.limits.body_timeout)
+                keep = True
+            except asyncio.TimeoutError:
+                keep = False
         else:
             keep = False
         extra = [(b"modal-function-call-id", call_id.encode())]

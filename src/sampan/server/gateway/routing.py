@@ -21,12 +21,33 @@ class Endpoint(Protocol):
         ...
 
 
+def normal_domain(domain: str) -> str:
+    return domain.strip().lower().rstrip(".")
+
+
 class RouteTable:
     def __init__(self, domain: str) -> None:
         self.domain = domain
         self.endpoints: dict[str, Endpoint] = {}
         self.stopped: set[str] = set()
         self.custom: dict[str, str] = {}  # custom domain -> subdomain (`custom_domains=`)
+        self.custom_owner: dict[str, str] = {}  # custom domain -> the workspace that claimed it first
+
+    def domain_conflicts(self, workspace: str, domains: list[str]) -> list[str]:
+        """The domains of `domains` that another workspace holds (a domain belongs to its first claimer)."""
+        return [d for d in map(normal_domain, domains) if self.custom_owner.get(d, workspace) != workspace]
+
+    def claim_domain(self, workspace: str, domain: str, subdomain: str) -> None:
+        domain = normal_domain(domain)
+        self.custom[domain] = subdomain
+        self.custom_owner[domain] = workspace
+
+    def release_domain(self, domain: str, subdomain: str) -> None:
+        """Let go of `domain` if it still routes to `subdomain` (a newer version may have taken it over)."""
+        domain = normal_domain(domain)
+        if self.custom.get(domain) == subdomain:
+            del self.custom[domain]
+            self.custom_owner.pop(domain, None)
 
     def set(self, subdomain: str, endpoint: Endpoint) -> None:
         self.endpoints[subdomain] = endpoint
