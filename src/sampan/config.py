@@ -12,6 +12,7 @@
 | SAMPAN_WATCH_DEBOUNCE_MS   | 300            | quiet time before a file change triggers a reload    |
 | SAMPAN_SERVER_ID           | random         | tags every container (SAMPAN_LABEL_SERVER) of this server |
 | SAMPAN_IMAGES              | $SAMPAN_HOME/images | built image environments (can be shared between homes) |
+| SAMPAN_CONSTRAINTS / UV_CONSTRAINT | none     | a pip constraints file applied to every install into an image |
 | SAMPAN_MAX_BODY_BYTES      | 4294967296     | largest request body (413 beyond)                     |
 | SAMPAN_REDIRECT_AFTER_S    | 150            | a request still running then gets a 303 to its result |
 | SAMPAN_RATE_LIMIT          | 200            | requests per second per workspace (0: no limit)       |

@@ -191,7 +191,9 @@ SPAWN_API = """
     def result(call_id: str):
         from fastapi.responses import JSONResponse
         call = modal.FunctionCall.from_id(call_id)
-        status = call.get_call_graph()[0].status.name
+        root = call.get_call_graph()[0]  # the web request that spawned it; the job is its child
+        assert root.function_name == "submit" and root.children[0].function_call_id == call_id
+        status = root.children[0].status.name
         try:
             return {"result": call.get(timeout=0), "status": status}
         except TimeoutError:

@@ -256,3 +256,36 @@ def test_class_parameters_cannot_mint_containers_without_bound(tmp_path: Path) -
             await server.close()
 
     asyncio.run(main())
+
+
+def test_a_connection_the_app_closed_is_not_reused_for_the_next_request(tmp_path: Path) -> None:
+    """Finding 2: after a handler raised, uvicorn closed the connection the gateway had already pooled;
+    the next request with a body was sent there and lost (500 'terminated by signal')."""
+    import httpx
+
+    app = _write(tmp_path / "picky.py", """
+        import modal
+        from fastapi import FastAPI, Request
+
+        app = modal.App("picky")
+        api = FastAPI()
+
+        @api.post("/")
+        async def take(request: Request):
+            body = await request.body()
+            if "x-ok" not in request.headers:
+                raise RuntimeError("no header")
+            return {"got": len(body)}
+
+        @app.function()
+        @modal.asgi_app()
+        def web():
+            return api
+    """)
+    with serve(app, tmp_path / "home") as s, httpx.Client(timeout=60) as client:
+        url = s.urls["web"]
+        for _ in range(3):
+            assert client.post(url, content=b"a" * 1000, headers={"x-ok": "1"}).json() == {"got": 1000}
+            assert client.post(url, content=b"b" * 1000).status_code == 500
+            third = client.post(url, content=b"c" * 1000, headers={"x-ok": "1"})
+            assert third.status_code == 200 and third.json() == {"got": 1000}, third.text

@@ -243,3 +243,21 @@ def test_a_failing_build_under_serve_keeps_the_last_good_version(tmp_path: Path)
         s.wait_for("Still serving the last good version", start=mark)
         assert "Image build failed" in s.output
         assert requests.get(url, timeout=60).json() == 1
+
+
+def test_seed_packages_are_pinned_and_a_constraints_file_holds_versions(tmp_path: Path) -> None:
+    """Finding 6: `uv venv --seed` put the day's newest setuptools into every image (pkg_resources broke);
+    a user's constraints file had no say in image builds."""
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("tomli-w==1.0.0\n")
+    image = modal.Image.debian_slim(python_version="3.11").pip_install("tomli-w")
+    builder = ImageBuilder(tmp_path / "images", constraints=constraints)
+    built = asyncio.run(builder.build(image.to_json()))
+    probe = ("import pkg_resources, setuptools, pip, importlib.metadata as m; "
+             "print(setuptools.__version__, pip.__version__, m.version('tomli-w'))")
+    assert run_in(built.python, probe).stdout.split() == ["65.5.1", "24.0", "1.0.0"]
+    # Another constraint is another image: the file's content is part of the key.
+    constraints.write_text("tomli-w==1.1.0\n")
+    again = asyncio.run(ImageBuilder(tmp_path / "images", constraints=constraints).build(image.to_json()))
+    assert again.id != built.id
+    assert run_in(again.python, "import importlib.metadata as m; print(m.version('tomli-w'))").stdout.strip() == "1.1.0"

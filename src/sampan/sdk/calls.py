@@ -76,7 +76,8 @@ class CallTarget:
 
         return {"app": self.app, "app_key": self.app_key, "function": self.tag, "params": params, "mode": mode,
                 "args": base64.b64encode(cloudpickle.dumps((args, kwargs))).decode(),
-                "parent": current_call_id()}  # inside a container: the call this one is made from
+                "parent": current_call_id(),  # inside a container: the input this call is made from
+                "parent_function": os.environ.get("SAMPAN_LABEL_FUNCTION")}
 
 
 def local_target(app: Any, tag: str, params: dict[str, Any] | None = None) -> CallTarget:
@@ -277,11 +278,13 @@ class FunctionCall:
             pass
 
     def get_call_graph(self) -> list[InputInfo]:
-        """This call and the calls made while it ran (`.remote()`, `.spawn()`, `.map()`), with their status."""
+        """The tree this call belongs to, from its root: the input made from outside (a web request, a
+        local client's call), whose children are the calls made while it ran, and so on down, with
+        their status. As on Modal, a call spawned by a web handler is `graph[0].children[0]`."""
 
         def info(node: dict[str, Any]) -> InputInfo:
-            return InputInfo(node["function_call_id"], InputStatus[node["status"]], node["function"],
-                             [info(c) for c in node["children"]])
+            return InputInfo(node.get("input_id", ""), node["function_call_id"], "", InputStatus[node["status"]],
+                             node["function"], "", [info(c) for c in node["children"]])
 
         return [info(self._state(0)["graph"])]
 
@@ -292,14 +295,23 @@ class InputStatus(enum.IntEnum):
     PENDING = 0
     SUCCESS = 1
     FAILURE = 2
-    INIT_FAILURE = 3
-    TERMINATED = 4
-    TIMEOUT = 5
+    TERMINATED = 3
+    TIMEOUT = 4
+    INIT_FAILURE = 5
+
+    @classmethod
+    def _missing_(cls, value: object) -> InputStatus:
+        return cls.PENDING
 
 
 @dataclass
 class InputInfo:
+    """One input of a call graph, with Modal's fields (`task_id`, `module_name`: not tracked here, empty)."""
+
+    input_id: str
     function_call_id: str
+    task_id: str
     status: InputStatus
     function_name: str
+    module_name: str
     children: list[InputInfo]

@@ -261,7 +261,7 @@ class ControlServer:
         mode = body.get("mode") or "call"
         if mode == "spawn":
             call_id = self.invoker.spawn(ws.name, endpoint.tag, pool_for, payload, endpoint.entry.retries,
-                                         body.get("parent"))
+                                         body.get("parent"), body.get("parent_function"))
             writer.write(_json(200, {"call_id": call_id}))
         elif mode == "gen":
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n"
@@ -271,7 +271,7 @@ class ControlServer:
                 await writer.drain()
             writer.write(b"0\r\n\r\n")
         else:
-            record = self.invoker.child(body.get("parent"), ws.name, endpoint.tag)
+            record = self.invoker.child(body.get("parent"), ws.name, endpoint.tag, body.get("parent_function"))
             outcome = await self.invoker.run(pool_for, payload, endpoint.entry.retries, record=record)
             writer.write(_json(200, {"result": base64.b64encode(outcome).decode()}))
 
@@ -290,7 +290,7 @@ class ControlServer:
         await self.invoker.get(call.id, timeout)
         result = base64.b64encode(call.outcome).decode() if call.outcome is not None else None
         writer.write(_json(200, {"status": call.status, "result": result, "function": call.function,
-                                 "graph": call.graph()}))
+                                 "graph": call.root().graph()}))
 
     def _needs_store(self) -> Any:
         if self.store is None:

@@ -57,10 +57,19 @@ class SpawnedCall:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     children: list[SpawnedCall] = field(default_factory=list)  # calls made while this one ran
+    parent: SpawnedCall | None = None  # the input this call was made from (a web request's, another call's)
+    input_id: str = field(default_factory=lambda: "in-" + secrets.token_hex(12))
+
+    def root(self) -> SpawnedCall:
+        """The top of this call's tree: the input made from outside (a web request, a local client)."""
+        node = self
+        while node.parent is not None:
+            node = node.parent
+        return node
 
     def graph(self) -> dict[str, Any]:
-        return {"function_call_id": self.id, "function": self.function, "status": self.status,
-                "children": [c.graph() for c in self.children]}
+        return {"function_call_id": self.id, "input_id": self.input_id, "function": self.function,
+                "status": self.status, "children": [c.graph() for c in self.children]}
 
 
 def _post(payload: bytes, call_id: str) -> bytes:
@@ -116,15 +125,28 @@ class Invoker:
         return data
 
     # -- calls --------------------------------------------------------------------------------
-    def child(self, parent_id: str | None, workspace: str, function: str) -> SpawnedCall | None:
-        """A record of a call made from inside a spawned call, for its call graph."""
-        parent = self.calls.get(parent_id or "")
-        if parent is None:
+    def child(self, parent_id: str | None, workspace: str, function: str,
+              parent_function: str | None = None) -> SpawnedCall | None:
+        """A record of a call made from inside another input, for the call graph. The parent is a spawned
+        call, or the web request (or `.remote()` call) a container is serving: that input becomes the
+        root of the graph, as on Modal. A parent of another workspace is never linked to."""
+        if not parent_id:
             return None
-        record = SpawnedCall(new_call_id(), workspace, function)
+        parent = self.calls.get(parent_id)
+        if parent is None:
+            parent = SpawnedCall(parent_id, workspace, parent_function or "")
+            self._keep(parent)
+        if parent.workspace != workspace:
+            return None
+        record = SpawnedCall(new_call_id(), workspace, function, parent=parent)
         parent.children.append(record)
-        self.calls[record.id] = record
+        self._keep(record)
         return record
+
+    def _keep(self, call: SpawnedCall) -> None:
+        self.calls[call.id] = call
+        while len(self.calls) > MAX_KEPT_CALLS:
+            self.calls.popitem(last=False)
 
     async def run(self, pool_for: Any, payload: bytes, retries: dict[str, Any] | None,
                   call_id: str | None = None, record: SpawnedCall | None = None) -> bytes:
@@ -203,11 +225,10 @@ class Invoker:
 
     # -- spawned calls ------------------------------------------------------------------------
     def spawn(self, workspace: str, function: str, pool_for: Any, payload: bytes,
-              retries: dict[str, Any] | None, parent: str | None = None) -> str:
-        call = self.child(parent, workspace, function) or SpawnedCall(new_call_id(), workspace, function)
-        self.calls[call.id] = call
-        while len(self.calls) > MAX_KEPT_CALLS:
-            self.calls.popitem(last=False)
+              retries: dict[str, Any] | None, parent: str | None = None, parent_function: str | None = None) -> str:
+        call = self.child(parent, workspace, function, parent_function) or SpawnedCall(new_call_id(), workspace,
+                                                                                      function)
+        self._keep(call)
 
         async def background() -> None:
             try:

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -92,6 +94,28 @@ class _Progress:
         await self.raw.drain()
 
 
+def reusable(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    """Whether an idle connection to a container can carry the next request. Not when the container
+    closed it (an app server closes after a handler raised, often just after a keep-alive response:
+    a request with a body sent there would be lost, since its body cannot be sent twice), nor when
+    bytes arrived that no request asked for. The socket is peeked without blocking, so a close that
+    has arrived is seen even before the event loop has read it."""
+    if reader.at_eof() or writer.is_closing() or getattr(reader, "_buffer", b""):
+        return False
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return True
+    try:
+        with socket.socket(sock.family, sock.type, fileno=os.dup(sock.fileno())) as peek:
+            data = peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return True  # nothing to read: open and quiet, as an idle connection should be
+    except OSError:
+        return False
+    del data  # either the end of the stream (the container closed it), or bytes nobody asked for
+    return False
+
+
 class Upstream:
     """A keep-alive connection to a container, borrowed from its idle list or freshly opened."""
 
@@ -104,7 +128,7 @@ class Upstream:
     async def open(self, reuse: bool = True) -> None:
         while reuse and self.pc.idle_conns:
             reader, writer = self.pc.idle_conns.pop()
-            if not reader.at_eof() and not writer.is_closing():
+            if reusable(reader, writer):
                 self.reader, self.writer, self.reused = reader, writer, True
                 return
             writer.close()

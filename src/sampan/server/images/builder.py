@@ -38,7 +38,7 @@ from typing import Any
 from ... import __version__
 from ..._proc import pid_alive
 from .pythons import default_version, find_python
-from .recipe import ImageBuildError, Step, image_id, pip_args, plan, step_env
+from .recipe import ImageBuildError, Step, image_id, pip_args, plan, seed_packages, step_env
 
 Log = Callable[[str], None]
 RUNTIME_REQUIREMENTS = ("uvicorn>=0.29", "httptools>=0.6", "uvloop>=0.19", "websockets>=12", "a2wsgi>=1.10",
@@ -116,15 +116,26 @@ def build_steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 class ImageBuilder:
-    def __init__(self, images_dir: Path, default_python: str | None = None) -> None:
+    def __init__(self, images_dir: Path, default_python: str | None = None,
+                 constraints: Path | None = None) -> None:
         self.dir = images_dir
+        # A pip constraints file applied to every install into an image (SAMPAN_CONSTRAINTS, or uv's own
+        # UV_CONSTRAINT): the way to hold a transitive dependency at a version across all images.
+        configured = os.environ.get("SAMPAN_CONSTRAINTS") or os.environ.get("UV_CONSTRAINT")
+        self.constraints = constraints or (Path(configured).expanduser().resolve() if configured else None)
         self.default_python = default_python or default_version()
         self._inflight: dict[str, asyncio.Future[BuiltImage]] = {}
 
     # -- resolving ----------------------------------------------------------------------------
     def chain(self, steps: list[dict[str, Any]]) -> list[Step]:
         steps = build_steps(steps)
-        return plan(steps, self.default_python, salts_for(steps))
+        salts = salts_for(steps)
+        if self.constraints is not None:  # a user's constraints file shapes every step after the base
+            digest = _hash_paths([self.constraints]) if self.constraints.exists() else "missing"
+            offset = 0 if steps and steps[0]["op"] == "debian_slim" else 1
+            for i in range(1, len(steps) + offset):
+                salts[i] = salts.get(i, "") + ";constraints=" + digest
+        return plan(steps, self.default_python, salts)
 
     def lookup(self, iid: str) -> BuiltImage | None:
         """An image already built, or None. The fast path: one small file read."""
@@ -219,8 +230,10 @@ class ImageBuilder:
                 reuse = 1
                 interpreter = find_python(python_version)
                 progress(f"Creating environment (Python {python_version})")
-                await self._run([uv_bin(), "venv", "--seed", "--relocatable", "--python", interpreter,
+                await self._run([uv_bin(), "venv", "--relocatable", "--python", interpreter,
                                  str(tmp / "venv")], env={}, log=log, step=chain[0], cwd=tmp)
+                await self._run([uv_bin(), "pip", "install", "--python", str(tmp / "venv" / "bin" / "python"),
+                                 *seed_packages(python_version)], env={}, log=log, step=chain[0], cwd=tmp)
             for step in chain[reuse:]:
                 progress(step.describe())
                 env, workdir = await self._apply(step, tmp, env, workdir, log)
@@ -329,6 +342,8 @@ class ImageBuilder:
         if inherit_path:
             full_env["PATH"] = os.environ.get("PATH", os.defpath)
         full_env.update({"UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1", "NO_COLOR": "1"})
+        if self.constraints is not None:
+            full_env["UV_CONSTRAINT"] = str(self.constraints)
         full_env.update(env)
         proc = await asyncio.create_subprocess_exec(*argv, cwd=str(cwd), env=full_env,
                                                     stdin=asyncio.subprocess.DEVNULL,

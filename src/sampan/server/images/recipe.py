@@ -43,9 +43,22 @@ UNSUPPORTED = {
     "run_function": "runs a function during the build",
 }
 CHECKED_ON_HOST = {"apt_install"}
-# Built images keep baked files at their absolute container paths (`fs/assets/x` for `/assets/x`);
-# the layout is part of every key, so images of an older layout are never reused.
-LAYOUT = "fs-absolute-1"
+# What every environment starts with, pinned so that images do not drift with each day's releases
+# (`uv venv --seed` took the newest setuptools, and packages that import `pkg_resources` broke).
+# The versions are those of the `python:3.X-slim` images Modal's builders start from: pip 24.0;
+# setuptools 65.5.1 (what ensurepip bundles) only before Python 3.12, which ships none; wheel.
+SEED_PIP, SEED_SETUPTOOLS, SEED_WHEEL = "pip==24.0", "setuptools==65.5.1", "wheel==0.43.0"
+
+
+def seed_packages(python_version: str) -> list[str]:
+    """The packages a new environment of `python_version` ("3.11", "3.12.3") is seeded with."""
+    minor = int(python_version.split(".")[1])
+    return [SEED_PIP, *([SEED_SETUPTOOLS] if minor < 12 else []), SEED_WHEEL]
+
+
+# Built images keep baked files at their absolute container paths (`fs/assets/x` for `/assets/x`), and
+# start from the seed above; both are part of every key, so images made otherwise are never reused.
+LAYOUT = f"fs-absolute-1;seed={SEED_PIP},{SEED_SETUPTOOLS},{SEED_WHEEL}"
 _VERSION = re.compile(r"^3\.\d{1,2}(\.\d+)?$")
 
 
