@@ -55,6 +55,10 @@ class FunctionTimeoutError(TimeoutError):
     """A call ran past its function's `timeout`."""
 
 
+class OutputExpiredError(TimeoutError):
+    """A spawned call's result is no longer kept (the server bounds what it holds)."""
+
+
 class DeprecationError(UserWarning):
     """A legacy spelling: it still works, and the message names the new one."""
 
@@ -68,6 +72,7 @@ __all__ = [
     "DeprecationError",
     "Error",
     "ExecutionError",
+    "OutputExpiredError",
     "FunctionTimeoutError",
     "InputCancellation",
     "InvalidError",

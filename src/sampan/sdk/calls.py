@@ -33,6 +33,7 @@ from ..exception import (
     InputCancellation,
     InvalidError,
     NotFoundError,
+    OutputExpiredError,
     RemoteError,
 )
 
@@ -269,6 +270,8 @@ class FunctionCall:
     def get(self, timeout: float | None = None) -> Any:
         """The call's result; raises the built-in TimeoutError if it is still running after `timeout` s."""
         state = self._state(timeout)
+        if state.get("expired"):
+            raise OutputExpiredError(f"The result of {self.object_id} has expired.")
         if state["result"] is None:
             raise builtins.TimeoutError(f"{self.object_id} is still running")
         return decode(base64.b64decode(state["result"]))

@@ -78,6 +78,22 @@ def _json(status: int, payload: Any) -> bytes:
     ).encode() + body
 
 
+async def _write_result(writer: asyncio.StreamWriter, outcome: bytes, extra: dict[str, Any] | None = None) -> None:
+    """`{"result": <base64 of outcome>, **extra}`, written in pieces: a large result is never held as a
+    base64 string and a JSON document besides the outcome itself."""
+    prefix = b'{"result": "'
+    suffix = b'"' + (b", " + json.dumps(extra).encode()[1:-1] if extra else b"") + b"}"
+    encoded = 4 * ((len(outcome) + 2) // 3)
+    writer.write(f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+                 f"{len(prefix) + encoded + len(suffix)}\r\nconnection: close\r\n\r\n".encode() + prefix)
+    view = memoryview(outcome)
+    step = 3 * 65536
+    for start in range(0, len(outcome), step):
+        writer.write(base64.b64encode(view[start:start + step]))
+        await writer.drain()
+    writer.write(suffix)
+
+
 def _chunk(data: bytes) -> bytes:
     return f"{len(data):x}\r\n".encode() + data + b"\r\n"
 
@@ -273,7 +289,7 @@ class ControlServer:
         else:
             record = self.invoker.child(body.get("parent"), ws.name, endpoint.tag, body.get("parent_function"))
             outcome = await self.invoker.run(pool_for, payload, endpoint.entry.retries, record=record)
-            writer.write(_json(200, {"result": base64.b64encode(outcome).decode()}))
+            await _write_result(writer, outcome)
 
     async def _call_action(self, method: str, ws: Workspace, parts: list[str], query: dict[str, str],
                            writer: asyncio.StreamWriter) -> None:
@@ -288,9 +304,12 @@ class ControlServer:
             raise HTTPError(404, "no such route")
         timeout = float(query["timeout"]) if query.get("timeout") not in (None, "", "none") else None
         await self.invoker.get(call.id, timeout)
-        result = base64.b64encode(call.outcome).decode() if call.outcome is not None else None
-        writer.write(_json(200, {"status": call.status, "result": result, "function": call.function,
-                                 "graph": call.root().graph()}))
+        extra = {"status": call.status, "function": call.function, "expired": call.expired,
+                 "graph": call.root().graph()}
+        if call.outcome is None:
+            writer.write(_json(200, {"result": None, **extra}))
+        else:
+            await _write_result(writer, call.outcome, extra)
 
     def _needs_store(self) -> Any:
         if self.store is None:

@@ -35,6 +35,7 @@ from .gateway.proxy import Upstream, UpstreamFailed, _response_head
 from .pool import Pool, PoolClosed, QueueFull
 
 MAX_KEPT_CALLS = 10_000  # finished spawned calls kept for get(), oldest dropped first
+MAX_KEPT_RESULT_BYTES = 256 << 20  # results of spawned calls held at once; past it the oldest expire
 MAX_RESULT = 1 << 30
 
 
@@ -58,6 +59,7 @@ class SpawnedCall:
     task: asyncio.Task[None] | None = None
     children: list[SpawnedCall] = field(default_factory=list)  # calls made while this one ran
     parent: SpawnedCall | None = None  # the input this call was made from (a web request's, another call's)
+    expired: bool = False  # its result was dropped to bound the server's memory (OutputExpiredError)
     input_id: str = field(default_factory=lambda: "in-" + secrets.token_hex(12))
 
     def root(self) -> SpawnedCall:
@@ -84,8 +86,23 @@ def new_call_id() -> str:
 
 
 class Invoker:
-    def __init__(self) -> None:
+    def __init__(self, max_kept_bytes: int = MAX_KEPT_RESULT_BYTES) -> None:
         self.calls: OrderedDict[str, SpawnedCall] = OrderedDict()
+        self.max_kept_bytes = max_kept_bytes
+        self.kept_bytes = 0
+
+    def _kept(self, call: SpawnedCall) -> None:
+        """Count a finished call's result, and expire the oldest results past the byte budget: unfetched
+        results must not hold the server's memory without bound."""
+        if call.outcome is None:
+            return
+        self.kept_bytes += len(call.outcome)
+        for old in list(self.calls.values()):
+            if self.kept_bytes <= self.max_kept_bytes:
+                break
+            if old is not call and old.outcome is not None and old.done.is_set():
+                self.kept_bytes -= len(old.outcome)
+                old.outcome, old.expired = None, True
 
     # -- one attempt --------------------------------------------------------------------------
     async def _attempt(self, pool: Pool, payload: bytes, call_id: str) -> bytes:
@@ -146,7 +163,9 @@ class Invoker:
     def _keep(self, call: SpawnedCall) -> None:
         self.calls[call.id] = call
         while len(self.calls) > MAX_KEPT_CALLS:
-            self.calls.popitem(last=False)
+            _, gone = self.calls.popitem(last=False)
+            if gone.outcome is not None and gone.done.is_set():
+                self.kept_bytes -= len(gone.outcome)
 
     async def run(self, pool_for: Any, payload: bytes, retries: dict[str, Any] | None,
                   call_id: str | None = None, record: SpawnedCall | None = None) -> bytes:
@@ -242,6 +261,7 @@ class Invoker:
                 call.status = "FAILURE"
             finally:
                 call.done.set()
+                self._kept(call)
 
         call.task = asyncio.create_task(background())
         return call.id

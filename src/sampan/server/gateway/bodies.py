@@ -81,21 +81,31 @@ async def copy_length(reader: asyncio.StreamReader, writer: Writer, length: int,
 
 
 async def copy_chunked(reader: asyncio.StreamReader, writer: Writer, limits: BodyLimits | None = None) -> None:
-    """Forward a chunked body as is, checking every chunk-size line and the trailers on the way."""
+    """Forward a chunked body re-framed: each chunk-size line is written anew (chunk extensions are
+    dropped), and trailers only once parsed strictly (a token name, CRLF only, no folding). What the
+    container's own parser sees is then exactly what the gateway understood: a lenient app server
+    cannot be made to read a second request out of an extension or a trailer (request smuggling)."""
     limits = limits or BodyLimits()
     while True:
         line = await limits.readuntil(reader, b"\r\n")
-        size_field = line[:-2].split(b";", 1)[0].strip()
+        size_field = line[:-2].split(b";", 1)[0]
         if not size_field or len(size_field) > 16 or any(c not in b"0123456789abcdefABCDEF" for c in size_field):
             raise GatewayError(400, "modal-http: invalid chunk size")
+        if b"\n" in line[:-2] or b"\r" in line[:-2]:
+            raise GatewayError(400, "modal-http: invalid chunk size")
         size = int(size_field, 16)
-        writer.write(line)
+        writer.write(b"%x\r\n" % size)
         if size == 0:
+            trailers = 0
             while True:
                 trailer = await limits.readuntil(reader, b"\r\n")
-                writer.write(trailer)
                 if trailer == b"\r\n":
+                    writer.write(trailer)
                     break
+                trailers += 1
+                if trailers > 100 or http.TRAILER.match(trailer) is None:
+                    raise GatewayError(400, "modal-http: invalid chunked body")
+                writer.write(trailer)
             await writer.drain()
             return
         await copy_length(reader, writer, size, limits)

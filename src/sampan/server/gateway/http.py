@@ -41,6 +41,8 @@ _FORBIDDEN_IN_VALUES = frozenset(b"\r\n\x00")
 _FORBIDDEN_IN_TARGET = frozenset(bytes(range(0x21)) + b"\x7f")
 ALLOWED_MODAL_HEADERS = frozenset({b"modal-key", b"modal-secret"})
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-zA-Z]+\Z")  # RFC 9110 token: one C-level match per name
+# A trailer field as forwarded: a token name, a colon, a value of visible characters, spaces and tabs.
+TRAILER = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-zA-Z]+:[\t \x21-\x7e\x80-\xff]*\r\n\Z")
 
 Headers = list[tuple[bytes, bytes]]
 
