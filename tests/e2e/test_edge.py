@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import socket
 import time
@@ -237,6 +238,12 @@ def test_303_chain_for_long_requests(tmp_path: Path) -> None:
             assert len(final.history) >= 1
             # delivered once: stream semantics
             assert requests.get(result_url, timeout=30).status_code == 404
+            # two fetches of one result at once: one gets it, the other a clean 404 (finding 17)
+            again = requests.get(url + "/slow", params={"seconds": 1.5}, allow_redirects=False, timeout=30)
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                both = list(pool.map(lambda _: requests.get(url + again.headers["location"], timeout=30), range(2)))
+            assert sorted(r.status_code for r in both) == [200, 404]
+            assert next(r for r in both if r.status_code == 200).json() == {"slept": 1.5}
             # a POST that runs long is redirected too, and the result is fetched with GET
             r = requests.post(url + "/slow-post", json={"seconds": 1.5}, timeout=30)
             assert r.status_code == 200 and r.json() == {"seconds": 1.5}
@@ -477,3 +484,17 @@ def test_web_server_websockets_trailers_and_wsgi_streaming(tmp_path: Path) -> No
             await server.close()
 
     run(main())
+
+
+def test_result_urls_of_the_303_chain_are_rate_limited_like_any_request(tmp_path: Path) -> None:
+    """Finding 17: a result URL skipped the rate limit (and proxy auth, which shares the same admission)."""
+    async def body(server: Any, url: str) -> None:
+        def sync() -> None:
+            first = requests.get(url + "/slow", params={"seconds": 1.5}, allow_redirects=False, timeout=30)
+            assert first.status_code == 303
+            limited = requests.get(url + first.headers["location"], allow_redirects=False, timeout=30)
+            assert limited.status_code == 429 and "rate limit exceeded" in limited.text
+
+        await asyncio.to_thread(sync)
+
+    run(with_edge(tmp_path, body, ProxyLimits(redirect_after=1.0, rate=0.2, burst_seconds=5.0)))

@@ -43,6 +43,7 @@ class PendingCall:
     error: tuple[int, str] | None = None
     spool: Spool = field(default_factory=Spool)
     finished_at: float | None = None
+    owner: str = ""  # "<workspace>/<function tag>": only that function's URL hands the result out
 
     def finish(self) -> None:
         self.finished_at = time.monotonic()
@@ -64,10 +65,21 @@ class CallStore:
         self._expire()
         return self.calls.get(call_id)
 
+    def claim(self, call: PendingCall) -> bool:
+        """Take a finished call out of the table to deliver it: of two fetches, only one gets it."""
+        if self.calls.get(call.id) is not call:
+            return False
+        del self.calls[call.id]
+        return True
+
     def remove(self, call_id: str) -> None:
         call = self.calls.pop(call_id, None)
         if call is not None:
             call.close()
+
+    def close(self) -> None:
+        for call_id in list(self.calls):
+            self.remove(call_id)
 
     def _expire(self) -> None:
         now = time.monotonic()

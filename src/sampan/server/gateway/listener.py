@@ -90,5 +90,6 @@ class Gateway:
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
+        self.proxy.calls.close()  # results of the 303 chain nobody fetched
         self._endpoint_servers.clear()
         self.endpoint_ports.clear()

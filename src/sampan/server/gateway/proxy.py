@@ -67,6 +67,9 @@ class ProxyLimits:
     max_connections: int = 10_000  # open client connections, all ports together; beyond: 503 and close
 
 
+REPLAY_MAX = 1 << 20  # request bodies up to this are read before forwarding, so they can be sent again
+
+
 class UpstreamFailed(Exception):
     """The container closed or broke the connection before a response head arrived."""
 
@@ -192,6 +195,7 @@ class Exchange:
     pool: Pool
     pc: PoolContainer
     closed: asyncio.Future[Any]  # resolves when the client's connection is lost
+    owner: str = ""  # "<workspace>/<function tag>" of the endpoint
     handed_off: bool = False  # the response is finished in the background (303 chain)
 
 
@@ -278,13 +282,15 @@ class Proxy:
         try:
             fetched = call_id_from_query(head.query)
             if fetched is not None:
-                return await self._fetch_result(head, reader, writer, fetched)
+                owner = self._owner(self._admit(head, fixed))
+                return await self._fetch_result(head, reader, writer, fetched, owner)
             if head.framing == http.LENGTH and head.length > self.limits.max_body:
                 raise GatewayError(413, f"modal-http: request body is larger than the limit of "
                                         f"{self.limits.max_body} bytes")
             for _attempt in range(3):
-                pc, pool = await self._acquire(head, fixed)
-                ex = Exchange(head, reader, _Progress(writer), client_ip, call_id, pool, pc, closed)
+                pc, pool, endpoint = await self._acquire(head, fixed)
+                ex = Exchange(head, reader, _Progress(writer), client_ip, call_id, pool, pc, closed,
+                              owner=self._owner(endpoint))
                 try:
                     return await self._exchange(ex)
                 except ContainerGone:
@@ -314,18 +320,28 @@ class Proxy:
             if not ex.handed_off:
                 pool.release(pc)
 
-    async def _acquire(self, head: http.RequestHead, fixed: str | None) -> tuple[PoolContainer, Pool]:
+    def _admit(self, head: http.RequestHead, fixed: str | None) -> Any:
+        """The endpoint a request names, once the caller may use it: proxy auth, then the rate limit.
+        Every request goes through here, result URLs of the 303 chain too."""
+        subdomain = fixed if fixed is not None else self.routes.subdomain_for_host(head.host)
+        endpoint = self.routes.resolve(subdomain)
+        workspace = getattr(endpoint, "workspace", self.workspace)
+        if endpoint.requires_proxy_auth:
+            self._check_proxy_auth(head, workspace)
+        if not self.limiter.allow(workspace, self.clock()):
+            raise GatewayError(429, RATE_LIMITED.format(rate=self.limits.rate, workspace=workspace))
+        return endpoint
+
+    def _owner(self, endpoint: Any) -> str:
+        return f"{getattr(endpoint, 'workspace', self.workspace)}/{endpoint.tag}"
+
+    async def _acquire(self, head: http.RequestHead, fixed: str | None) -> tuple[PoolContainer, Pool, Any]:
         for _ in range(3):
-            subdomain = fixed if fixed is not None else self.routes.subdomain_for_host(head.host)
-            endpoint = self.routes.resolve(subdomain)
+            endpoint = self._admit(head, fixed)
             workspace = getattr(endpoint, "workspace", self.workspace)
-            if endpoint.requires_proxy_auth:
-                self._check_proxy_auth(head, workspace)
-            if not self.limiter.allow(workspace, self.clock()):
-                raise GatewayError(429, RATE_LIMITED.format(rate=self.limits.rate, workspace=workspace))
             pool = endpoint.pool_for(head.query)
             try:
-                return await pool.acquire(), pool
+                return await pool.acquire(), pool, endpoint
             except PoolClosed:
                 continue  # a reload swapped the route while we looked: look again
             except ContainerStartError as exc:
@@ -366,14 +382,25 @@ class Proxy:
         if head.expect_continue and head.framing != http.NO_BODY:
             ex.writer.raw.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         limits = BodyLimits(self.limits.max_body, self.limits.body_timeout)
+        # An idle connection may be closed by the app server just as a request is sent on it (uvicorn
+        # closes a keep-alive connection a moment after a handler raised). Such a request never reached
+        # the app and is sent again on a fresh connection, so it must be replayable: bodies up to
+        # REPLAY_MAX are read first; a longer or chunked body always gets a fresh connection.
+        replay = b""
+        if head.framing == http.LENGTH and head.length <= REPLAY_MAX and not head.expect_continue:
+            try:
+                replay = await within(ex.reader.readexactly(head.length), self.limits.body_timeout)
+            except asyncio.TimeoutError:
+                raise GatewayError(408, "modal-http: timed out reading the request body") from None
+        buffered = head.framing == http.NO_BODY or len(replay) == head.length and head.framing == http.LENGTH
         for attempt in range(2):
             upstream = Upstream(ex.pc)
             try:
-                await upstream.open(reuse=attempt == 0)
+                await upstream.open(reuse=attempt == 0 and buffered)
             except UpstreamFailed:
                 raise ContainerGone() from None
-            upstream.writer.write(request)
-            body_task = _no_body() if head.framing == http.NO_BODY else asyncio.create_task(
+            upstream.writer.write(request + replay)
+            body_task = _no_body() if buffered else asyncio.create_task(
                 copy_body(head.framing, head.length, ex.reader, upstream.writer, limits))
             head_task = asyncio.create_task(_response_head(upstream, head.method))
             try:
@@ -403,8 +430,8 @@ class Proxy:
             except (UpstreamFailed, GatewayError) as exc:
                 await _settle(body_task)
                 upstream.close()
-                if isinstance(exc, UpstreamFailed) and upstream.reused and head.framing == http.NO_BODY:
-                    continue  # the container had closed this idle connection: use a fresh one
+                if isinstance(exc, UpstreamFailed) and upstream.reused and buffered:
+                    continue  # the container had closed this idle connection: send it again, freshly
                 err = body_task.exception() if not body_task.cancelled() else None
                 if isinstance(err, GatewayError):
                     exc = err
@@ -437,7 +464,7 @@ class Proxy:
     def _hand_off(self, ex: Exchange, upstream: Upstream, head_task: asyncio.Task[Any],
                   body_task: asyncio.Future[None]) -> None:
         """Past the redirect window: answer 303 now, finish the exchange into a PendingCall."""
-        call = PendingCall(ex.call_id)
+        call = PendingCall(ex.call_id, owner=ex.owner)
         self.calls.add(call)
         ex.handed_off = True
         location = redirect_target(ex.head.target, ex.call_id)
@@ -474,12 +501,13 @@ class Proxy:
             call.finish()
 
     async def _fetch_result(self, head: http.RequestHead, reader: asyncio.StreamReader,
-                            writer: asyncio.StreamWriter, call_id: str) -> bool:
-        """GET on a result URL: wait up to another window, then the response or another 303."""
+                            writer: asyncio.StreamWriter, call_id: str, owner: str) -> bool:
+        """GET on a result URL (already admitted: proxy auth, rate limit): wait up to another window,
+        then the response or another 303. A result is handed out once, and only at its function's URL."""
         if head.method != b"GET":
             return await self._answer(head, reader, writer, GatewayError(400, BAD_REDIRECT_METHOD), call_id)
         call = self.calls.get(call_id)
-        if call is None:
+        if call is None or call.owner != owner:
             return await self._answer(head, reader, writer, GatewayError(404, INVALID_FUNCTION_CALL), call_id)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(call.done.wait(), self.limits.redirect_after)
@@ -487,23 +515,26 @@ class Proxy:
             writer.write(b"HTTP/1.1 303 See Other\r\nlocation: " + head.target + b"\r\ncontent-length: 0\r\n"
                          b"modal-function-call-id: " + call_id.encode() + b"\r\n\r\n")
             return head.keep_alive
-        if call.error is not None:
-            self.calls.remove(call_id)
-            status, text = call.error
-            return await self._answer(head, reader, writer, GatewayError(status, text), call_id)
-        assert call.response is not None
-        keep = head.keep_alive and call.response.framing != http.UNTIL_CLOSE
-        writer.write(http.client_response(call.response, keep, call_id))
-        spool = call.spool.file
-        spool.seek(0)
-        while True:
-            data = spool.read(CHUNK)
-            if not data:
-                break
-            writer.write(data)
-            await writer.drain()
-        self.calls.remove(call_id)  # delivered: stream semantics, it cannot be fetched twice
-        return keep
+        if not self.calls.claim(call):  # another fetch took it while this one waited
+            return await self._answer(head, reader, writer, GatewayError(404, INVALID_FUNCTION_CALL), call_id)
+        try:
+            if call.error is not None:
+                status, text = call.error
+                return await self._answer(head, reader, writer, GatewayError(status, text), call_id)
+            assert call.response is not None
+            keep = head.keep_alive and call.response.framing != http.UNTIL_CLOSE
+            writer.write(http.client_response(call.response, keep, call_id))
+            spool = call.spool.file
+            spool.seek(0)
+            while True:
+                data = spool.read(CHUNK)
+                if not data:
+                    break
+                writer.write(data)
+                await writer.drain()
+            return keep  # delivered: stream semantics, it cannot be fetched twice
+        finally:
+            call.close()
 
     async def _respond(self, ex: Exchange, upstream: Upstream, response: http.ResponseHead,
                        body_task: asyncio.Future[None]) -> bool:
