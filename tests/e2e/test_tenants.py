@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from sampan.runtime import sandbox
 from sampan.server import control
 from tests.e2e.test_deploy import Sampan, sampan  # noqa: F401 - the fixture
 from tests.helpers import wait_until
@@ -132,7 +133,10 @@ ALICE_APP = """
 
 @pytest.fixture
 def two(sampan: Sampan, tmp_path: Path) -> Iterator[tuple[Sampan, Api, Api, str]]:  # noqa: F811
-    sampan.run("server", "start")
+    started = sampan.run("server", "start")
+    if sandbox.probe() is None:  # the runtime is said at start, and in `server status`
+        assert "Containers: sandbox" in started.stdout
+        assert "containers: sandbox" in sampan.run("server", "status").stdout
     config = (sampan.home / "config.toml").read_text()
     token_id = re.search(r'token_id = "([^"]+)"', config).group(1)  # type: ignore[union-attr]
     token_secret = re.search(r'token_secret = "([^"]+)"', config).group(1)  # type: ignore[union-attr]

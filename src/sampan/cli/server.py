@@ -45,6 +45,12 @@ def start(foreground: bool, control_port: int | None, backend: str | None, ray_a
         sys.exit(main(settings, control_port if control_port is not None else DEFAULT_CONTROL_PORT))
     info = start_daemon(settings)
     output.console.print(f"[green]✓[/green] Sampan server started (pid {info.pid}), control API {info.control_url}.")
+    if info.runtime.startswith("process"):
+        output.err_console.print(f"⚠ Containers run on the process runtime ({info.runtime}): they are not "
+                                 "isolated from this machine or each other (docs/security.md).",
+                                 style="yellow", markup=False)
+    elif info.runtime:
+        output.console.print(f"  Containers: {info.runtime}", markup=False)
     output.console.print(f"  Logs: {settings.home / 'server.log'}")
 
 
