@@ -289,3 +289,12 @@ def test_a_connection_the_app_closed_is_not_reused_for_the_next_request(tmp_path
             assert client.post(url, content=b"b" * 1000).status_code == 500
             third = client.post(url, content=b"c" * 1000, headers={"x-ok": "1"})
             assert third.status_code == 200 and third.json() == {"got": 1000}, third.text
+
+
+def test_the_readme_example_answers_a_plain_get(tmp_path: Path) -> None:
+    """The README's first command serves examples/hello.py; its first printed URL answers a plain GET."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "hello.py"
+    with serve(example, tmp_path / "home") as s:
+        first = next(iter(s.urls.values()))
+        assert requests.get(first, timeout=120).json() == {"square": 4}
+        assert requests.get(first, params={"x": 42}, timeout=60).json() == {"square": 1764}
