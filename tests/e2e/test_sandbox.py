@@ -5,11 +5,14 @@ namespace of their own, a network namespace for `web_server`, and no view of the
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import shutil
 import signal
 import socket
 import stat
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -329,3 +332,73 @@ def test_a_server_that_is_not_host_root_sandboxes_with_its_own_uid(tmp_path: Pat
         assert (home / "volumes" / "tester" / "v" / "y").read_text() == "y"
     finally:
         s.close()
+
+
+OUTBOUND_APP = """
+    import json, os, socket, subprocess, urllib.request
+    import modal
+
+    app = modal.App("outbound")
+
+    def reach(host, port):
+        try:
+            socket.create_connection((host, port), timeout=3).close()
+            return True
+        except OSError:
+            return False
+
+    @app.function()
+    @modal.web_server(8000, startup_timeout=30)
+    def web():
+        seen = {
+            "out": urllib.request.urlopen("http://10.77.0.1:PORT/", timeout=10).status,  # the outside world
+            "host_loopback": reach("10.0.2.2", PORT),  # the host's own loopback stays closed
+        }
+        os.makedirs("/root/www", exist_ok=True)
+        open("/root/www/seen.json", "w").write(json.dumps(seen))
+        subprocess.Popen(["python", "-m", "http.server", "8000", "--directory", "/root/www"])
+"""
+
+OUTBOUND_DRIVER = """
+import json, os, re, subprocess, sys, time, urllib.request
+app, home, port = sys.argv[1], sys.argv[2], sys.argv[3]
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+subprocess.run(["ip", "addr", "add", "10.77.0.1/32", "dev", "lo"], check=True)
+outside = subprocess.Popen([sys.executable, "-m", "http.server", port, "--bind", "0.0.0.0"],  # loopback too
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+serve = subprocess.Popen([sys.executable, "-m", "sampan", "serve", app], env={**os.environ, "SAMPAN_HOME": home},
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+try:
+    url = None
+    for line in serve.stdout:
+        found = re.search(r"Created web function web => (http://\\S+)", line)
+        if found:
+            url = found.group(1)
+        if "Serving..." in line:
+            break
+    print(json.dumps(json.loads(urllib.request.urlopen(url + "/seen.json", timeout=90).read())))
+finally:
+    serve.terminate()
+    serve.wait(60)
+    outside.terminate()
+"""
+
+
+@needs_sandbox
+@pytest.mark.skipif(shutil.which("slirp4netns") is None or shutil.which("ip") is None,
+                    reason="needs slirp4netns and iproute2")
+def test_web_server_containers_reach_out_but_not_the_hosts_loopback(tmp_path: Path) -> None:
+    """A web_server container has a network namespace of its own; slirp4netns gives it the way out
+    that every Modal container has, and nothing of the host's loopback. The 'outside world' here is an
+    address in a network namespace this test makes (`unshare -rn`): no traffic leaves the machine."""
+    port = "18767"
+    app = tmp_path / "outbound.py"
+    app.write_text(textwrap.dedent(OUTBOUND_APP).replace("PORT", port))
+    driver = tmp_path / "driver.py"
+    driver.write_text(OUTBOUND_DRIVER)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"),
+           "SAMPAN_IMAGES": os.environ.get("SAMPAN_TEST_IMAGES", "/tmp/sampan-test-images-outbound")}
+    done = subprocess.run(["unshare", "-rn", sys.executable, str(driver), str(app), str(tmp_path / "home"), port],
+                          capture_output=True, text=True, timeout=180, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"out": 200, "host_loopback": False}

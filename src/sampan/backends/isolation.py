@@ -15,11 +15,13 @@ paths, reachable because its containers' user namespace maps the server's own ui
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,6 +112,7 @@ class Isolation:
     privileged: bool = False  # a root server: hands paths over as detached mounts
     sockets: Path | None = None
     _bases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    slirp: str | None = field(default_factory=lambda: shutil.which("slirp4netns"))  # outbound for web_server
 
     @classmethod
     def detect(cls, runtime: str | None = None) -> Isolation:
@@ -136,7 +139,8 @@ class Isolation:
 
     def describe(self) -> str:
         if self.enabled:
-            return f"sandbox (namespaces; container root is host uid {self.uid})"
+            net = "" if self.slirp else "; web_server containers have no outbound network: install slirp4netns"
+            return f"sandbox (namespaces; container root is host uid {self.uid}{net})"
         return f"process (NOT isolated: {self.reason})"
 
     def _source(self, path: str, handover: Handover) -> dict[str, Any]:
@@ -197,6 +201,7 @@ class Isolation:
                 # address (the Ray backend), where they share the node's network as before.
                 "net": spec.entry.get("kind") == "web_server" and not spec.listen_host,
                 "bridge_ports": platform_ports(spec),
+                "outbound": self.slirp is not None,  # the server attaches slirp4netns (attach_network)
                 "hostname": "modal",
                 "workdir": str(spec.workdir) if spec.workdir else "/root",
             }
@@ -204,6 +209,29 @@ class Isolation:
             handover.close()
             raise
         return plan, handover
+
+    async def attach_network(self, supervisor_pid: int, timeout: float = 10.0) -> asyncio.subprocess.Process | None:
+        """Give the network namespace of a container (the supervisor's child) a way out with slirp4netns
+        (a user-mode TCP/IP stack: outbound connections, as on Modal, with nothing of the host's
+        loopback reachable). Returns the helper, to end with the container; None without slirp4netns."""
+        if self.slirp is None:
+            return None
+        own = os.readlink(f"/proc/{supervisor_pid}/ns/net")
+        deadline = time.monotonic() + timeout
+        child = None
+        while time.monotonic() < deadline:  # the container unshares its network right after its fork
+            with contextlib.suppress(OSError, ValueError):
+                kids = Path(f"/proc/{supervisor_pid}/task/{supervisor_pid}/children").read_text().split()
+                if kids and os.readlink(f"/proc/{kids[0]}/ns/net") != own:
+                    child = int(kids[0])
+                    break
+            await asyncio.sleep(0.002)
+        if child is None:
+            return None
+        return await asyncio.create_subprocess_exec(
+            self.slirp, "--configure", "--mtu=65520", "--disable-host-loopback", str(child), "tap0",
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True)
 
     def own(self, directory: Path) -> None:
         """A Volume is written by container root: on a root server, that is `uid`."""

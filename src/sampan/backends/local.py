@@ -118,6 +118,7 @@ class LocalContainer(Container):
                  isolation: Isolation | None = None) -> None:
         self.id = container_id
         self.isolation = isolation
+        self.network: asyncio.Task[Any] | None = None  # attaching slirp4netns to a web_server container
         self.proc = proc
         self.address = address
         self._pumps = pumps
@@ -154,6 +155,14 @@ class LocalContainer(Container):
         if isinstance(self.address, str):  # a killed container cannot remove its socket itself
             with contextlib.suppress(OSError):
                 os.unlink(self.address)
+        if self.network is not None:  # the container's slirp4netns ends with it
+            helper = None
+            with contextlib.suppress(Exception):
+                helper = await self.network
+            if helper is not None and helper.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    helper.kill()
+                await helper.wait()
         if self.isolation is not None:
             self.isolation.release(self.id)
         return code
@@ -373,6 +382,8 @@ class LocalBackend(Backend):
         ]
         container = LocalContainer(spec.container_id, proc, ("", 0), pumps, how,
                                    self.isolation if self.sandboxed else None)
+        if self.sandboxed and spec.entry.get("kind") == "web_server" and not spec.listen_host:
+            container.network = asyncio.create_task(self.isolation.attach_network(proc.pid))
         try:
             status = await asyncio.wait_for(_read_status(read_fd), spec.startup_timeout)
         except asyncio.TimeoutError:

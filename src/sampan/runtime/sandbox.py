@@ -56,6 +56,7 @@ MOVE_MOUNT_F_EMPTY_PATH = 4
 AT_FDCWD = -100
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NAME = 1, 4, 15
 
+OUTBOUND_WAIT_S = 3.0  # at most, for the server to attach a web_server container's outbound network
 NEW_ROOT = "/.sampan-new"  # where a container's root is assembled inside the template's root
 HOST = "/.sampan-host"  # the host's tree, in a non-root server's template only
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
@@ -256,6 +257,8 @@ def enter_container(plan: dict[str, Any], fds: dict[str, int]) -> None:
     _build_root(plan, fds)
     if bridge is not None:
         _serve_bridge(bridge[1], sorted(set(plan.get("bridge_ports") or [])))
+        if plan.get("outbound"):
+            _wait_for_route(OUTBOUND_WAIT_S)
 
 
 def _supervise(pid: int, bridge: socket.socket | None, ports: set[int]) -> None:
@@ -375,6 +378,20 @@ def _serve_bridge(bridge: socket.socket, ports: list[int]) -> None:
             continue
         listener.listen(128)
         threading.Thread(target=accept, args=(listener, port), daemon=True, name="sampan-bridge").start()
+
+
+def _wait_for_route(timeout: float) -> bool:
+    """Wait (briefly) until the server has given this network namespace its way out (a default route
+    over slirp4netns), so that user code that connects out at import time finds it."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), open("/proc/net/route") as fh:
+            if any(line.split()[1:2] == ["00000000"] for line in fh.readlines()[1:]):
+                return True
+        time.sleep(0.002)
+    return False
 
 
 def _open_fds() -> list[int]:

@@ -635,8 +635,12 @@ def runtime_description(backend: Any) -> str:
 
 
 def process_runtime_warning(backend: Any) -> str | None:
-    """The loud notice for a server whose containers are not isolated, or None."""
+    """The loud notice for a server whose containers are not isolated (or lack a tool), or None."""
+    isolation = getattr(backend, "isolation", None)
     if getattr(backend, "sandboxed", True):
+        if isolation is not None and isolation.slirp is None:
+            return ("slirp4netns is not installed (Debian package `slirp4netns`): `web_server` containers "
+                    "reach the platform but have no outbound network.")
         return None
     return (f"Containers run on the process runtime: {runtime_description(backend)}. They share this "
             "machine's filesystem, processes and ports, and can read the server's state. "
