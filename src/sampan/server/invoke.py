@@ -74,6 +74,21 @@ class SpawnedCall:
                 "status": self.status, "children": [c.graph() for c in self.children]}
 
 
+async def _read_exactly(reader: asyncio.StreamReader, length: int) -> bytes:
+    """A call's outcome, read in pieces into one buffer: `readexactly` would let the stream's own
+    buffer grow to the whole result and then copy it, twice the memory of a large result."""
+    buffer = bytearray(length)
+    view = memoryview(buffer)
+    filled = 0
+    while filled < length:
+        piece = await reader.read(min(length - filled, 1 << 20))
+        if not piece:
+            raise asyncio.IncompleteReadError(bytes(view[:filled]), length)
+        view[filled:filled + len(piece)] = piece
+        filled += len(piece)
+    return buffer  # type: ignore[return-value] - bytes-like: sliced, compared and base64-encoded as bytes
+
+
 def _post(payload: bytes, call_id: str) -> bytes:
     """The request a container's call app takes (runtime/kinds.py `call_app`)."""
     return (b"POST / HTTP/1.1\r\nhost: sampan\r\ncontent-type: application/x-sampan-pickle\r\n"
@@ -131,7 +146,7 @@ class Invoker:
             response = await _response_head(upstream, b"POST")
             if response.framing != http.LENGTH or response.length > MAX_RESULT:
                 raise UpstreamFailed("unexpected response framing")
-            data = await upstream.reader.readexactly(response.length)
+            data = await _read_exactly(upstream.reader, response.length)
         except BaseException:
             upstream.close()
             raise
