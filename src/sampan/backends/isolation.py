@@ -111,7 +111,6 @@ class Isolation:
     uid: int = 0
     privileged: bool = False  # a root server: hands paths over as detached mounts
     sockets: Path | None = None
-    _bases: dict[str, dict[str, Any]] = field(default_factory=dict)
     slirp: str | None = field(default_factory=lambda: shutil.which("slirp4netns"))  # outbound for web_server
 
     @classmethod

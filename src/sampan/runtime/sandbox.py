@@ -498,8 +498,6 @@ def _overlay(lowers: list[str], target: str, stage: str, name: str) -> None:
     _mkdirs(upper)
     _mkdirs(work)
     _mkdirs(target)
-    if len(lowers) == 1:  # overlayfs wants two lowers or an upper; it has the upper
-        pass
     mount("overlay", target, "overlay", MS_NOSUID,
           f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}")
 
