@@ -33,7 +33,7 @@ SLOW_SERVER = """
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            time.sleep(1.0)
+            time.sleep(3.0)  # long enough that a second request waits for a second container, even on a busy machine
             body = os.environ["MODAL_TASK_ID"].encode()
             self.send_response(200)
             self.send_header("content-length", str(len(body)))
