@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import socket
 import sys
@@ -108,13 +107,15 @@ def reusable(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool
     sock = writer.get_extra_info("socket")
     if sock is None:
         return True
+    peek = socket.socket(sock.family, sock.type, fileno=sock.fileno())  # a view of it: no dup, no close
     try:
-        with socket.socket(sock.family, sock.type, fileno=os.dup(sock.fileno())) as peek:
-            data = peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        data = peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except (BlockingIOError, InterruptedError):
         return True  # nothing to read: open and quiet, as an idle connection should be
     except OSError:
         return False
+    finally:
+        peek.detach()  # the descriptor stays the transport's
     del data  # either the end of the stream (the container closed it), or bytes nobody asked for
     return False
 
