@@ -298,3 +298,34 @@ def test_the_readme_example_answers_a_plain_get(tmp_path: Path) -> None:
         first = next(iter(s.urls.values()))
         assert requests.get(first, timeout=120).json() == {"square": 4}
         assert requests.get(first, params={"x": 42}, timeout=60).json() == {"square": 1764}
+
+
+def test_result_urls_of_a_private_endpoint_need_its_credentials(tmp_path: Path) -> None:
+    """Finding 17: the 303 chain's result URL skipped proxy auth: anyone holding the URL got the result."""
+    import json
+
+    app = _write(tmp_path / "private.py", """
+        import time
+        import modal
+
+        app = modal.App("private")
+
+        @app.function()
+        @modal.fastapi_endpoint(requires_proxy_auth=True)
+        def slow():
+            time.sleep(2)
+            return "secret result"
+    """)
+    home = tmp_path / "home"
+    with serve(app, home, env={"SAMPAN_REDIRECT_AFTER_S": "1"}) as s:
+        made = _cli(home, "workspace", "proxy-tokens", "create", "--json")
+        assert made.returncode == 0, made.stdout + made.stderr
+        token = json.loads(made.stdout)
+        creds = {"Modal-Key": token["token_id"], "Modal-Secret": token["token_secret"]}
+        first = requests.get(s.urls["slow"], headers=creds, allow_redirects=False, timeout=60)
+        assert first.status_code == 303
+        result_url = s.urls["slow"] + first.headers["location"]
+        stranger = requests.get(result_url, allow_redirects=False, timeout=60)
+        assert (stranger.status_code, stranger.text) == (401, "modal-http: missing credentials for proxy authorization")
+        owner = requests.get(result_url, headers=creds, timeout=60)
+        assert owner.status_code == 200 and owner.json() == "secret result"

@@ -402,3 +402,32 @@ def test_web_server_containers_reach_out_but_not_the_hosts_loopback(tmp_path: Pa
                           capture_output=True, text=True, timeout=180, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"out": 200, "host_loopback": False}
+
+
+@needs_sandbox
+def test_kill_9_of_the_server_takes_every_container_process_along(tmp_path: Path) -> None:
+    """Finding 17 of the tenants issue: descendants that ignore SIGTERM or call setsid outlived a
+    `kill -9` of the server. A container is a PID namespace: when it ends, all of it ends."""
+    app = tmp_path / "stubborn.py"
+    app.write_text(textwrap.dedent("""
+        import subprocess
+        import modal
+
+        app = modal.App("stubborn")
+
+        @app.function()
+        @modal.fastapi_endpoint()
+        def start():
+            subprocess.Popen(["sh", "-c", "trap '' TERM; exec sleep 1000"], start_new_session=True)
+            return "started"
+    """))
+    s = Serve(str(app), tmp_path / "home")
+    try:
+        s.ready()
+        assert requests.get(s.urls["start"], timeout=60).json() == "started"
+        assert any(b"sleep" in Path(f"/proc/{p}/cmdline").read_bytes() for p in marker_pids(s.marker)
+                   if Path(f"/proc/{p}/cmdline").exists())
+        os.kill(s.proc.pid, signal.SIGKILL)
+        wait_until(lambda: not marker_pids(s.marker), timeout=40)
+    finally:
+        s.close()
