@@ -63,6 +63,7 @@ DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 SOCKET_DIR = "/run/sampan"  # the container's view of its socket directory (web and control sockets)
 # Top-level directories a container gets fresh (empty or tmpfs) rather than from the base.
 FRESH = ("root", "tmp", "run", "var", "home", "mnt", "srv", "opt", "media", "proc", "dev", "sys")
+IMAGE_FRESH = ("tmp", "run", "proc", "dev", "sys")  # the same, for a container of a real image
 
 _libc: Any = None
 
@@ -145,19 +146,55 @@ def _write(path: str, text: str) -> None:
         fh.write(text)
 
 
-def _own_namespaces(uid: int) -> None:
-    """A user namespace whose root is `uid` on the host (host root drops to it first; anyone else maps
-    their own uid), and a private mount namespace."""
+def _own_namespaces(uid: int, count: int = 1) -> None:
+    """A user namespace whose root is `uid` on the host, and a private mount namespace.
+
+    Host root maps `count` ids from `uid` (container uid N is host uid `uid + N`, so an image's files
+    keep their owners: `_apt` is 42 inside, `uid + 42` outside). Only a process privileged in the
+    parent namespace may write such a map, so a helper forked before the unshare writes it, and this
+    process then becomes the namespace's root, which is host `uid`, never host root. Anyone else maps
+    their own uid, alone."""
     if host_root() and uid != 0:
+        ready_r, ready_w = os.pipe()
+        done_r, done_w = os.pipe()
+        target = os.getpid()
+        helper = os.fork()
+        if helper == 0:
+            code = 1
+            try:
+                os.close(ready_w)
+                os.close(done_r)
+                if os.read(ready_r, 1) == b"u":
+                    for name in ("uid_map", "gid_map"):
+                        _write(f"/proc/{target}/{name}", f"0 {uid} {count}")
+                    code = 0
+            except OSError:
+                pass
+            with contextlib.suppress(OSError):
+                os.write(done_w, b"ok" if code == 0 else b"no")
+            os._exit(code)
+        os.close(ready_r)
+        os.close(done_w)
+        try:
+            unshare(CLONE_NEWUSER | CLONE_NEWNS)
+            os.write(ready_w, b"u")
+            answer = os.read(done_r, 2)
+        finally:
+            os.close(ready_w)
+            os.close(done_r)
+            os.waitpid(helper, 0)
+        if answer != b"ok":
+            raise SandboxError(f"could not map uids {uid}..{uid + count - 1} into the container's user namespace")
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)  # the namespace's root: host `uid`, with no capability outside it
         os.setgroups([])
-        os.setresgid(uid, uid, uid)
-        os.setresuid(uid, uid, uid)
-        _prctl(PR_SET_DUMPABLE, 1)  # changing uid made /proc/self root's; the maps below need it ours
-    outer_uid, outer_gid = os.getuid(), os.getgid()  # before unshare: afterwards they read as unmapped
-    unshare(CLONE_NEWUSER | CLONE_NEWNS)
-    _write("/proc/self/setgroups", "deny")
-    _write("/proc/self/uid_map", f"0 {outer_uid} 1")
-    _write("/proc/self/gid_map", f"0 {outer_gid} 1")
+        _prctl(PR_SET_DUMPABLE, 1)
+    else:
+        outer_uid, outer_gid = os.getuid(), os.getgid()  # before unshare: afterwards they read as unmapped
+        unshare(CLONE_NEWUSER | CLONE_NEWNS)
+        _write("/proc/self/setgroups", "deny")
+        _write("/proc/self/uid_map", f"0 {outer_uid} 1")
+        _write("/proc/self/gid_map", f"0 {outer_gid} 1")
     mount("none", "/", None, MS_REC | MS_PRIVATE)
 
 
@@ -167,7 +204,10 @@ def enter_base(base: dict[str, Any], fds: dict[str, int]) -> None:
 
     `base`: {"uid": host uid of container root, "binds": [{"dst", "src"|"fd", "rw"?}], "links": [[path, target]],
     "keep_host": bool}. `fds`: descriptor numbers of the "fd" sources, by name."""
-    _own_namespaces(int(base["uid"]))
+    _own_namespaces(int(base["uid"]), int(base.get("count") or 1))
+    if base.get("image"):
+        _enter_image(base, fds)
+        return
     sources = [b["src"] for b in base["binds"] if "src" in b]
     stage = next(d for d in ("/mnt", "/media", "/srv", "/opt", "/home", "/boot")
                  if os.path.isdir(d) and not any(s == d or s.startswith(d + "/") for s in sources))
@@ -213,6 +253,58 @@ def enter_base(base: dict[str, Any], fds: dict[str, int]) -> None:
     for fd in fds.values():
         with contextlib.suppress(OSError):
             os.close(fd)
+
+
+def _enter_image(base: dict[str, Any], fds: dict[str, int]) -> None:
+    """The template's root is its image: an overlay of the image's layers (`base["image"]`, top first)
+    with a private tmpfs on top, so the template can make its mount points and nothing of it reaches a
+    layer. Sampan's runtime (`base["binds"]`, under /__sampan) is bound read-only."""
+    stage = next(d for d in ("/mnt", "/media", "/srv", "/opt", "/home", "/boot") if os.path.isdir(d))
+    mount("sampan-stage", stage, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700")
+    lowers = []
+    for i, layer in enumerate(base["image"]):
+        where = f"{stage}/l{i}"
+        _source(layer, fds, where)
+        lowers.append(where)
+    for name in ("u", "w", "m"):
+        _mkdirs(f"{stage}/{name}")
+    root = f"{stage}/m"
+    mount("sampan-image", root, "overlay", MS_NOSUID,
+          f"lowerdir={':'.join(lowers)},upperdir={stage}/u,workdir={stage}/w,userxattr")
+    for name in ("proc", "sys", "dev", "tmp", "root", "run", NEW_ROOT[1:]):
+        if not os.path.isdir(f"{root}/{name}"):
+            with contextlib.suppress(FileExistsError):
+                os.unlink(f"{root}/{name}")
+            _mkdirs(f"{root}/{name}")
+    _bind("/proc", f"{root}/proc", readonly=False)
+    with contextlib.suppress(SandboxError):
+        _bind("/sys", f"{root}/sys", readonly=True)
+    _make_dev(f"{root}/dev", "/dev")
+    mount("tmpfs", f"{root}/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+    for bind in base.get("binds") or []:
+        target = root + bind["dst"]
+        _source(bind, fds, target)
+        mount("none", target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+    os.chdir(root)
+    _mkdirs(f"{root}/.sampan-old")
+    pivot_root(".", "./.sampan-old")
+    os.chdir("/")
+    umount("/.sampan-old")
+    os.rmdir("/.sampan-old")
+    for fd in fds.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+IMAGE_PATH = ("/__sampan/pkg", "/__sampan/deps")  # appended to sys.path: the image's packages win
+
+
+def exec_in_image(python: str, module: str, env: dict[str, str] | None = None) -> None:
+    """Replace this (host) interpreter with the image's, running `module.main()` with Sampan's runtime
+    at the end of `sys.path`, as Modal's `/__modal/deps` is. Never returns."""
+    boot = (f"import sys; sys.path[0:1] = []; sys.path.extend({list(IMAGE_PATH)!r}); sys.argv = [{module!r}]; "
+            f"import {module} as m; m.main()")
+    os.execve(python, [python, "-c", boot], dict(os.environ) if env is None else env)
 
 
 def _make_dev(target: str, source: str) -> None:
@@ -430,16 +522,18 @@ def _build_root(plan: dict[str, Any], fds: dict[str, int]) -> None:
     _source(plan["code"], fds, code)
     layer_dirs.setdefault("root", []).insert(0, code)
     skip = {NEW_ROOT[1:], HOST[1:]}
+    image = bool(plan.get("image"))  # the base is a real image: every directory of it is a writable copy
+    fresh = IMAGE_FRESH if image else FRESH
     for name in sorted(os.listdir("/")):
         if name in skip:
             continue
         path, target = f"/{name}", f"{new}/{name}"
         if os.path.islink(path):
             os.symlink(os.readlink(path), target)
-        elif name in FRESH or not os.path.isdir(path):
+        elif name in fresh or not os.path.isdir(path):
             _mkdirs(target)
-        elif name in layer_dirs:
-            _overlay(layer_dirs.pop(name) + [path], target, stage, name)
+        elif name in layer_dirs or (image and name != "__sampan"):
+            _overlay(layer_dirs.pop(name, []) + [path], target, stage, name)
         else:
             _mkdirs(target)
             _bind(path, target, readonly=True)
@@ -476,6 +570,12 @@ def _build_root(plan: dict[str, Any], fds: dict[str, int]) -> None:
     if plan.get("hostname"):
         with contextlib.suppress(OSError):
             socket.sethostname(plan["hostname"][:63])
+    for path, text in (plan.get("files") or {}).items():  # /etc/resolv.conf, /etc/hosts: into the copy
+        if image and os.path.isdir(os.path.dirname(new + path)):
+            with contextlib.suppress(OSError):
+                if os.path.islink(new + path):
+                    os.unlink(new + path)
+                _write(new + path, text)
     if plan.get("net"):
         _loopback_up()  # the container's own lo; its ports are the container's alone
     os.chdir(new)

@@ -73,6 +73,10 @@ class BuiltImage:
     has_root: bool
     seconds: float = 0.0
     cached: bool = True
+    # A root filesystem image (rootfs.py): its layers' directories, top first; `python` is then a path
+    # inside the image. Empty for a virtual environment image.
+    layers: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] = ()
 
     @property
     def root(self) -> Path:

@@ -41,6 +41,8 @@ UNSUPPORTED = {
     "micromamba_install": "installs conda packages",
     "dockerfile_commands": "runs Dockerfile commands",
     "run_function": "runs a function during the build",
+    "shell": "sets the shell of later build steps",
+    "poetry_install_from_file": "installs a Poetry project",
 }
 CHECKED_ON_HOST = {"apt_install"}
 # What every environment starts with, pinned so that images do not drift with each day's releases
@@ -113,28 +115,44 @@ def base_python(steps: list[dict[str, Any]], default: str) -> str:
     return default
 
 
-def plan(steps: list[dict[str, Any]], default_python: str, salts: dict[int, str] | None = None) -> list[Step]:
+BASE_OPS = {"debian_slim", "from_registry", "from_aws_ecr", "from_gcp_artifact_registry", "from_dockerfile",
+            "micromamba"}
+# What only the venv builder (the process runtime, or a server that is not root) cannot do.
+ROOTFS_ONLY = {"from_registry", "from_aws_ecr", "from_gcp_artifact_registry", "from_dockerfile", "micromamba",
+               "micromamba_install", "dockerfile_commands", "shell", "poetry_install_from_file"}
+ROOTFS_UNSUPPORTED = {"run_function": "runs a function during the build, which the image builder cannot do yet"}
+ROOTFS_LAYOUT = "rootfs-1"
+
+
+def plan(steps: list[dict[str, Any]], default_python: str, salts: dict[int, str] | None = None,
+         rootfs: bool = False) -> list[Step]:
     """Validate a recipe and give each step its chain key.
 
     `salts` mixes content hashes into steps whose inputs live outside the recipe (a requirements
-    file, a local directory copied in), so editing those files changes the key.
+    file, a local directory copied in), so editing those files changes the key. `rootfs`: the recipe
+    is built into a root filesystem (rootfs.py), not a virtual environment, and keyed apart.
     """
-    if not steps or steps[0]["op"] != "debian_slim":
+    if not steps or steps[0]["op"] not in BASE_OPS:
         steps = [{"op": "debian_slim", "args": {"python_version": None, "force_build": False}}, *steps]
     python = base_python(steps, default_python)
     out: list[Step] = []
     previous = ""
     for i, raw in enumerate(steps):
         op, args = raw["op"], dict(raw.get("args") or {})
-        if op in UNSUPPORTED:
+        if rootfs and op in ROOTFS_UNSUPPORTED:
+            raise ImageBuildError(f"`Image.{op}` is not supported: it {ROOTFS_UNSUPPORTED[op]}.")
+        if not rootfs and op in UNSUPPORTED:
             raise ImageBuildError(
-                f"`Image.{op}` is not supported by the local backend: it {UNSUPPORTED[op]}, which needs a "
-                "container engine. Use `Image.debian_slim()` with `pip_install`/`uv_pip_install`/`run_commands`."
+                f"`Image.{op}` needs real images: it {UNSUPPORTED[op]}, which this server builds only in its "
+                "container sandbox as root (see `sampan server status`). Use `Image.debian_slim()` with "
+                "`pip_install`/`uv_pip_install`/`run_commands`, or run the server as root."
             )
+        if i > 0 and op in BASE_OPS:
+            raise ImageBuildError(f"`Image.{op}` starts an image; it cannot follow other steps.")
         if op == "debian_slim":
             args = {"python_version": python}
         args.pop("force_build", None)
-        key = _step_key(previous, op, args, (salts or {}).get(i, ""))
+        key = _step_key(previous, op, args, (salts or {}).get(i, "") + (ROOTFS_LAYOUT if rootfs else ""))
         out.append(Step(op, args, key))
         previous = key
     return out

@@ -1,0 +1,929 @@
+"""The image builder for the container sandbox: a recipe becomes a stack of root filesystem layers.
+
+    $SAMPAN_IMAGES/layers/<key>/diff/       what one step changed (an overlayfs upper directory:
+                                            whiteouts and opaque directories as `user.overlay.*`)
+    $SAMPAN_IMAGES/layers/<key>/meta.json   the step, its parent, and the image's settings after it
+                                            (env, workdir, entrypoint, shell, python): written last
+    $SAMPAN_IMAGES/cache/                   mmdebstrap's base tarballs, pulled OCI images, uv's cache
+
+`<key>` is the step's chain key (recipe.py), so a layer is shared by every recipe that starts with
+the same steps, and an edit rebuilds from the first changed step. An image id names its last layer.
+
+Each step runs in a build sandbox (runtime/buildbox.py) as root of a user namespace whose ids are
+host `uid ..`: `debian_slim` is a Debian root filesystem made by mmdebstrap from the mirror this
+machine's apt uses and unpacked with its owners shifted; `apt_install` runs apt-get inside the image;
+`pip_install` and friends run uv against the image's Python; `from_registry` pulls with skopeo and
+unpacks with umoci; `dockerfile_commands` runs a Dockerfile's instructions. A step is built in a
+temporary directory renamed into place when it succeeded, so a failed step caches nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ... import __version__
+from ..._proc import pid_alive
+from ...runtime import sandbox
+from . import dockerfile
+from .builder import BuiltImage, Log, _hash_paths, _ignore, build_steps, salts_for, uv_bin
+from .pythons import find_python
+from .recipe import ImageBuildError, Step, image_id, pip_args, plan, seed_packages, step_env
+
+SUITE = "bookworm"
+SUITE_PYTHON = {"bullseye": "3.9", "bookworm": "3.11", "trixie": "3.13"}
+# What `debian_slim` has besides Debian's minbase: Python (Debian's, or the libraries a copied-in
+# interpreter links), certificates, and what `apt-get` and `pip` need to fetch over HTTPS.
+BASE_PACKAGES = ("ca-certificates", "python3", "python3-venv", "libssl3", "libffi8", "zlib1g", "libsqlite3-0",
+                 "libbz2-1.0", "liblzma5", "libreadline8", "libncursesw6", "libgdbm6", "libuuid1", "libexpat1",
+                 "netbase", "tzdata")
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+TOOLS = "/run/sampan"  # where a build step finds uv, its cache and its inputs (a tmpfs: never in a layer)
+STEP_OUTPUT_LINES = 60
+SecretValues = Callable[[str], dict[str, str]]  # a named Secret's values, for the build steps that ask
+
+
+CA_VARIABLES = ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO")
+
+
+def trust_bundle() -> str | None:
+    """The CA bundle this machine trusts (`SAMPAN_BUILD_CA_BUNDLE`, else `SSL_CERT_FILE`, else Debian's),
+    which build steps trust too while they run: downloads through a machine's TLS-inspecting proxy
+    work in a build as on the host. Nothing of it stays in the image."""
+    for path in (os.environ.get("SAMPAN_BUILD_CA_BUNDLE"), os.environ.get("SSL_CERT_FILE"),
+                 "/etc/ssl/certs/ca-certificates.crt"):
+        if path and os.path.isfile(path):
+            return path
+    return None
+
+
+def _key_dir(key: str) -> str:
+    return key[:20]
+
+
+def host_mirror(sources: list[Path] | None = None) -> tuple[str | None, str | None]:
+    """The Debian mirror and security mirror this machine's apt is configured with (deb822 or
+    one-line sources); (None, None) when there are none, and mmdebstrap picks deb.debian.org."""
+    paths = sources or [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    mirror = security = None
+    for path in paths:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        entries: list[tuple[str, str]] = []
+        for line in text.splitlines():
+            parts = line.split("#", 1)[0].split()
+            if len(parts) >= 3 and parts[0] == "deb":
+                uri = next(p for p in parts[1:] if not p.startswith("["))
+                entries.append((uri, parts[parts.index(uri) + 1]))
+        for block in text.split("\n\n"):
+            fields = dict(
+                (k.strip(), v.strip()) for k, _, v in (ln.partition(":") for ln in block.splitlines() if ":" in ln)
+                if not k.startswith("#")
+            )
+            if "URIs" in fields and "Suites" in fields:
+                for suite in fields["Suites"].split():
+                    entries.append((fields["URIs"].split()[0], suite))
+        for uri, suite in entries:
+            if "debian" not in uri:
+                continue
+            if suite.endswith("-security"):
+                security = security or uri
+            elif "-" not in suite:
+                mirror = mirror or uri
+    return mirror, security
+
+
+def python_setup_script(python: str, version: str, uv_version: str) -> str:
+    """The shell script that makes a base image's Python look like Modal's `debian_slim`: `python`,
+    `python3` and `pip` in /usr/local/bin, pip usable system-wide, pinned pip/setuptools/wheel and uv."""
+    pins = " ".join(shlex.quote(p) for p in [*seed_packages(version), f"uv=={uv_version}"])
+    return "\n".join([
+        "set -e",
+        f"[ -e /usr/local/bin/python3 ] || ln -s {shlex.quote(python)} /usr/local/bin/python3",
+        "[ -e /usr/local/bin/python ] || ln -s python3 /usr/local/bin/python",
+        "rm -f /usr/lib/python3*/EXTERNALLY-MANAGED",
+        "if command -v debconf-set-selections >/dev/null; then "
+        "echo 'debconf debconf/frontend select Noninteractive' | debconf-set-selections; fi",
+        "ldconfig 2>/dev/null || true",
+        f"{TOOLS}/uv pip install --python /usr/local/bin/python --system --break-system-packages "
+        f"--compile-bytecode {pins}",
+        "mkdir -p /root && chmod 0700 /root",
+    ])
+
+
+def apt_command(packages: list[str]) -> str:
+    """`apt_install`: Modal's two RUN lines, non-interactive, then the lists cleaned."""
+    quoted = " ".join(shlex.quote(p) for p in packages)
+    return (f"apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y {quoted} && "
+            "apt-get clean && rm -rf /var/lib/apt/lists/*")
+
+
+def uv_install_command(args: list[str]) -> str:
+    """A uv install into the image's first `python` on PATH (Modal's `uv_pip_install`)."""
+    return (f'{TOOLS}/uv pip install --python "$(command -v python || command -v python3)" --system '
+            f"--break-system-packages --compile-bytecode {' '.join(shlex.quote(a) for a in args)}")
+
+
+def registry_insecure(reference: str) -> bool:
+    """A registry on this machine (a test's, or a local mirror) speaks plain HTTP."""
+    host = reference.split("/", 1)[0] if "/" in reference else ""
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return name in ("localhost", "127.0.0.1", "[::1]") or name.endswith(".localhost")
+
+
+_REFERENCE = re.compile(r"^[a-z0-9]+([._:/@-][a-zA-Z0-9_.+-]+)*$")
+
+
+def check_reference(reference: str) -> str:
+    if not reference or len(reference) > 512 or not _REFERENCE.match(reference) or ".." in reference:
+        raise ImageBuildError(f"Invalid image reference {reference!r}.")
+    return reference
+
+
+class RootfsBuilder:
+    """Builds recipes into layers (module docstring); one per server."""
+
+    def __init__(self, images_dir: Path, uid: int, *, count: int = 65536, slirp: str | None = None,
+                 default_python: str | None = None, constraints: Path | None = None) -> None:
+        self.dir = images_dir
+        self.layers = images_dir / "layers"
+        self.cache = images_dir / "cache"
+        self.uid = uid
+        self.count = count
+        self.slirp = slirp if slirp is not None else shutil.which("slirp4netns")
+        self.default_python = default_python or SUITE_PYTHON[SUITE]
+        self.constraints = constraints
+        self._inflight: dict[str, asyncio.Future[BuiltImage]] = {}
+
+    # -- keys and lookups ---------------------------------------------------------------------
+    def chain(self, steps: list[dict[str, Any]]) -> list[Step]:
+        steps = build_steps(steps)
+        salts = salts_for(steps)
+        offset = 0 if steps and steps[0]["op"] in ("debian_slim", "from_registry", "from_dockerfile",
+                                                    "from_aws_ecr", "from_gcp_artifact_registry",
+                                                    "micromamba") else 1
+        for i, step in enumerate(steps):
+            args = step.get("args") or {}
+            context = args.get("context_dir")
+            if step["op"] in ("dockerfile_commands", "from_dockerfile") and context:
+                sources = [s for line in dockerfile.parse(list(args.get("commands") or []))
+                           if line.keyword in ("COPY", "ADD") for s in dockerfile.copy_sources(line.value)[0]]
+                paths = [Path(context) / s for s in sources if (Path(context) / s).exists()]
+                salts[i + offset] = salts.get(i + offset, "") + _hash_paths(paths)
+            if step["op"] == "uv_sync":
+                project = Path(args.get("uv_project_dir") or ".")
+                salts[i + offset] = _hash_paths([p for p in (project / "pyproject.toml", project / "uv.lock")
+                                                 if p.exists()])
+        return plan(steps, self.default_python, salts, rootfs=True)
+
+    def _meta(self, key: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.layers / _key_dir(key) / "meta.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def lookup(self, iid: str) -> BuiltImage | None:
+        meta = self._meta(iid[3:])
+        if meta is None or not meta.get("python"):
+            return None
+        stack: list[str] = []
+        key: str | None = meta["key"]
+        while key:
+            layer = self._meta(key)
+            if layer is None:
+                return None  # a layer below went missing (removed by hand): rebuild
+            if not layer.get("empty"):
+                stack.append(str(self.layers / _key_dir(key) / "diff"))
+            key = layer.get("parent")
+        with contextlib.suppress(OSError):
+            os.utime(self.layers / _key_dir(iid[3:]) / "meta.json")  # last use, for `sampan image prune`
+        config = meta["config"]
+        return BuiltImage(iid, self.layers / _key_dir(iid[3:]), meta["python"], meta["python_version"],
+                          config.get("env") or {}, config.get("workdir"), False, layers=tuple(stack),
+                          entrypoint=tuple(config.get("entrypoint") or ()))
+
+    # -- building -----------------------------------------------------------------------------
+    async def build(self, steps: list[dict[str, Any]], *, force: bool = False, log: Log | None = None,
+                    progress: Log | None = None, secrets: SecretValues | None = None) -> BuiltImage:
+        chain = self.chain(steps)
+        iid = image_id(chain)
+        forced = [i for i, s in enumerate(build_steps(steps)) if (s.get("args") or {}).get("force_build")]
+        if force or os.environ.get("MODAL_FORCE_BUILD") == "1":
+            forced = [0]
+        if not forced:
+            found = self.lookup(iid)
+            if found is not None:
+                return found
+        pending = self._inflight.get(iid)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[BuiltImage] = asyncio.get_running_loop().create_future()
+        self._inflight[iid] = future
+        try:
+            offset = len(chain) - len(build_steps(steps))
+            image = await self._build(iid, chain, min(forced) + offset if forced else None, log or _ignore,
+                                      progress or _ignore, secrets)
+            future.set_result(image)
+            return image
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()
+            raise
+        finally:
+            self._inflight.pop(iid, None)
+
+    async def _build(self, iid: str, chain: list[Step], force_from: int | None, log: Log, progress: Log,
+                     secrets: SecretValues | None) -> BuiltImage:
+        start = time.perf_counter()
+        self.layers.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.layers, 0o755)
+        self._remove_abandoned()
+        built_any = False
+        for i, step in enumerate(chain):
+            forced = force_from is not None and i >= force_from
+            if not forced and self._meta(step.key) is not None:
+                continue
+            parent = self._meta(chain[i - 1].key) if i else None
+            progress(f"Step {i + 1}/{len(chain)}: {step.describe()}")
+            await self._locked(step, parent, forced, log, secrets)
+            built_any = True
+        top = self._meta(chain[-1].key)
+        assert top is not None
+        if not top.get("python"):
+            await self._finish(chain[-1], log)
+        image = self.lookup(iid)
+        if image is None:
+            raise ImageBuildError(f"Image {iid} was built but cannot be read back.")
+        if built_any:
+            image = BuiltImage(**{**image.__dict__, "seconds": time.perf_counter() - start, "cached": False})
+        return image
+
+    async def _locked(self, step: Step, parent: dict[str, Any] | None, forced: bool, log: Log,
+                      secrets: SecretValues | None) -> None:
+        locks = self.dir / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        fd = os.open(locks / f"layer-{_key_dir(step.key)}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+            if not forced and self._meta(step.key) is not None:
+                return  # another process built it meanwhile
+            await self._build_layer(step, parent, log, secrets)
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _remove_abandoned(self) -> None:
+        for path in self.layers.glob(".b-*"):
+            try:
+                pid = int(path.name.rsplit("-", 1)[1])
+            except (ValueError, IndexError):
+                continue
+            if not pid_alive(pid):
+                shutil.rmtree(path, ignore_errors=True)
+
+    async def _build_layer(self, step: Step, parent: dict[str, Any] | None, log: Log,
+                           secrets: SecretValues | None) -> None:
+        name = f".b-{_key_dir(step.key)}-{os.getpid()}"
+        tmp = self.layers / name
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "diff").mkdir(parents=True)
+        (tmp / "work").mkdir()
+        for path in (tmp, tmp / "diff", tmp / "work"):
+            os.chown(path, self.uid, self.uid)
+        os.chmod(tmp / "diff", 0o755)
+        config = dict(parent["config"]) if parent else {"env": {}, "workdir": None, "entrypoint": None,
+                                                          "cmd": None, "shell": None}
+        config["env"] = dict(config.get("env") or {})
+        below = self._stack(parent)
+        try:
+            run = _Run(self, step, name, below, config, log, secrets)
+            await run.apply()
+            meta = {"key": step.key, "parent": parent["key"] if parent else None, "op": step.op,
+                    "step": step.describe(), "config": config, "built_at": time.time(), "sampan": __version__,
+                    "empty": not any((tmp / "diff").iterdir()), "python": None, "python_version": None,
+                    "size": _du(tmp / "diff")}
+            if run.python is not None:
+                meta["base_python"] = run.python
+            shutil.rmtree(tmp / "work", ignore_errors=True)
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+            final = self.layers / _key_dir(step.key)
+            if final.exists():
+                shutil.rmtree(final, ignore_errors=True)
+            os.chmod(tmp, 0o755)
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _stack(self, meta: dict[str, Any] | None) -> list[str]:
+        """The non-empty layers up to `meta`, top first, relative to the layer store."""
+        out: list[str] = []
+        while meta:
+            if not meta.get("empty"):
+                out.append(f"{_key_dir(meta['key'])}/diff")
+            meta = self._meta(meta["parent"]) if meta.get("parent") else None
+        return out
+
+    async def _finish(self, top: Step, log: Log) -> None:
+        """Find the image's Python (the first `python` on its PATH, as Modal's runtime is started) and
+        record it in the last layer's metadata: a recipe is an image once this is known."""
+        meta = self._meta(top.key)
+        assert meta is not None
+        probe = ("p=$(command -v python || command -v python3) || { echo 'no python'; exit 3; }; "
+                 'exec "$p" -c "import sys; print(sys.executable, \'%d.%d\' % sys.version_info[:2])"')
+        lines: list[str] = []
+        await self.box(["/bin/sh", "-c", probe], self._stack(meta), meta["config"],
+                       lambda line: lines.append(line), top, scratch=True, check=False)
+        found = next((ln.split() for ln in reversed(lines) if ln.startswith("/")), None)
+        if not found or len(found) != 2:
+            raise ImageBuildError(
+                "The image has no Python on its PATH, which Functions need. Use `add_python=\"3.12\"` with "
+                "`from_registry`/`from_dockerfile`, or install Python in the image.")
+        meta["python"], meta["python_version"] = found[0], found[1]
+        (self.layers / _key_dir(top.key) / "meta.json").write_text(json.dumps(meta, indent=1))
+
+    # -- the build sandbox --------------------------------------------------------------------
+    async def box(self, argv: list[str], lowers: list[str], config: dict[str, Any], log: Log, step: Step, *,
+                  upper: str | None = None, chroot: bool = True, env: dict[str, str] | None = None,
+                  binds: list[tuple[str, str]] = (), stage: dict[str, str] | None = None,
+                  stdin: int | None = None, scratch: bool = False, check: bool = True,
+                  net: bool = True) -> int:
+        """Run `argv` in a build sandbox over `lowers` with writes into `upper` (a directory of the
+        layer store). `binds`: (host path, path under TOOLS). Raises ImageBuildError on failure."""
+        fds: list[int] = []
+        tmp_upper = None
+        try:
+            if scratch:
+                tmp_upper = f".b-scratch{os.urandom(4).hex()}-{os.getpid()}"
+                for d in ("diff", "work"):
+                    (self.layers / tmp_upper / d).mkdir(parents=True, exist_ok=True)
+                    os.chown(self.layers / tmp_upper / d, self.uid, self.uid)
+                upper = tmp_upper
+            assert upper is not None
+            fds.append(sandbox.open_tree(str(self.layers)))
+            names = {"layers": fds[-1]}
+            job_binds = []
+            for host, inside in binds:
+                fds.append(sandbox.open_tree(host))
+                names[f"b{len(fds)}"] = fds[-1]
+                job_binds.append({"dst": inside, "fd": f"b{len(fds)}", "file": os.path.isfile(host)})
+            job_stage = {}
+            for where, host in (stage or {}).items():
+                fds.append(sandbox.open_tree(host))
+                names[f"s{len(fds)}"] = fds[-1]
+                job_stage[where] = {"fd": f"s{len(fds)}"}
+            outbound = net and self.slirp is not None
+            full_env = {"PATH": BASE_PATH, "HOME": "/root", "USER": "root", **(config.get("env") or {}),
+                        **(env or {})}
+            bundle = trust_bundle()
+            if chroot and net and bundle is not None:  # this machine's CAs (a TLS-inspecting proxy's, say)
+                fds.append(sandbox.open_tree(bundle))
+                names["ca"] = fds[-1]
+                job_binds.append({"dst": f"{TOOLS}/ca-certificates.crt", "fd": "ca", "file": True})
+                full_env.update({k: f"{TOOLS}/ca-certificates.crt" for k in CA_VARIABLES})
+            job = {"uid": self.uid, "count": self.count, "layers": {"fd": "layers"}, "lowers": lowers,
+                   "upper": f"{upper}/diff", "work": f"{upper}/work", "binds": job_binds, "stage": job_stage,
+                   "argv": argv, "env": full_env, "cwd": config.get("workdir") or "/", "chroot": chroot,
+                   "net": outbound, "outbound": outbound,
+                   "resolv": "nameserver 10.0.2.3\n" if outbound else None,
+                   "fds": {k: v for k, v in names.items()}}
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "sampan.runtime.buildbox",
+                stdin=stdin if stdin is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, pass_fds=fds,
+                env={"SAMPAN_BUILDBOX": json.dumps(job), "PYTHONPATH": str(Path(sandbox.__file__).parents[2])},
+                start_new_session=True, limit=1 << 20)
+        finally:
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        slirp = None
+        try:
+            if outbound:
+                slirp = await self._attach(proc.pid)
+            tail: list[str] = []
+            assert proc.stdout is not None
+            async for raw in proc.stdout:
+                line = raw.decode(errors="replace").rstrip()
+                tail = (tail + [line])[-STEP_OUTPUT_LINES:]
+                log(line)
+            code = await proc.wait()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)
+            await proc.wait()
+            raise
+        finally:
+            if slirp is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    slirp.kill()
+                await slirp.wait()
+            if tmp_upper is not None:
+                shutil.rmtree(self.layers / tmp_upper, ignore_errors=True)
+        if check and code != 0:
+            output = "\n".join(tail)
+            raise ImageBuildError(f"Image build failed at `{step.describe()}` (exit status {code}):\n{output}")
+        return code
+
+    async def _attach(self, pid: int, timeout: float = 10.0) -> asyncio.subprocess.Process | None:
+        """slirp4netns on the build's network namespace, once it has one (module docstring)."""
+        assert self.slirp is not None
+        own = os.readlink("/proc/self/ns/net")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{pid}/ns/net") != own:
+                    return await asyncio.create_subprocess_exec(
+                        self.slirp, "--configure", "--mtu=65520", "--disable-host-loopback", str(pid), "tap0",
+                        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                        stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+            await asyncio.sleep(0.005)
+        return None
+
+    # -- bases ----------------------------------------------------------------------------------
+    async def debian_tarball(self, log: Log) -> Path:
+        """A Debian minbase root filesystem as a tarball, made once per machine by mmdebstrap."""
+        mirror, security = host_mirror()
+        recipe = json.dumps([SUITE, sorted(BASE_PACKAGES), mirror, security])
+        path = self.cache / f"debian-{SUITE}-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}.tar"
+        if path.exists():
+            return path
+        tool = shutil.which("mmdebstrap")
+        if tool is None:
+            raise ImageBuildError("Building `Image.debian_slim()` needs mmdebstrap: `apt-get install mmdebstrap` "
+                                  "(Debian/Ubuntu package `mmdebstrap`).")
+        self.cache.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        sources = []
+        if mirror:
+            sources += [f"deb {mirror} {SUITE} main", f"deb {mirror} {SUITE}-updates main"]
+        if security:
+            sources.append(f"deb {security} {SUITE}-security main")
+        argv = [tool, "--variant=minbase", "--format=tar", f"--include={','.join(BASE_PACKAGES)}",
+                "--aptopt=Acquire::Retries \"3\"", SUITE, str(tmp), *sources]
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
+                                                    stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.STDOUT)
+        tail: list[str] = []
+        assert proc.stdout is not None
+        async for raw in proc.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            tail = (tail + [line])[-STEP_OUTPUT_LINES:]
+            log(line)
+        if await proc.wait() != 0:
+            tmp.unlink(missing_ok=True)
+            raise ImageBuildError("mmdebstrap could not make the Debian base:\n" + "\n".join(tail))
+        os.rename(tmp, path)
+        return path
+
+    async def unpack_tar(self, tarball: Path | int, upper: str, step: Step, log: Log, into: str = ".") -> None:
+        """Unpack a tarball (a path, or a pipe's read end) into a layer as the namespace's root."""
+        fd = os.open(tarball, os.O_RDONLY) if isinstance(tarball, Path) else tarball
+        try:
+            argv = ["tar", "--numeric-owner", "--exclude=./dev/*", "-xpf", "-", "-C", into]
+            await self.box(argv, [], {}, log, step, upper=upper, chroot=False, stdin=fd, net=False)
+        finally:
+            os.close(fd)
+
+    async def copy_python(self, version: str, upper: str, step: Step, log: Log) -> str:
+        """An interpreter of `version` from this machine (Debian's release has another), copied into the
+        image's /usr/local as Modal's `python:*-slim` images have it. Returns its path in the image."""
+        python = find_python(version)
+        out = await asyncio.create_subprocess_exec(python, "-c", "import sys; print(sys.base_prefix)",
+                                                   stdout=asyncio.subprocess.PIPE)
+        prefix = (await out.communicate())[0].decode().strip()
+        excludes = [f"--exclude=./lib/python{version}/{x}" for x in ("test", "site-packages/*", "idlelib", "tkinter")]
+        r, w = os.pipe()
+        tar = await asyncio.create_subprocess_exec("tar", "-C", prefix, *excludes, "-cf", "-", "bin", "lib", "include",
+                                                   stdout=w, stderr=asyncio.subprocess.DEVNULL)
+        os.close(w)
+        (self.layers / upper / "usr" / "local").mkdir(parents=True, exist_ok=True)
+        await self.unpack_tar(r, upper, step, log, into="./usr/local")
+        await tar.wait()
+        for sub in ("usr", "usr/local"):
+            os.chown(self.layers / upper / sub, self.uid, self.uid)
+        return f"/usr/local/bin/python{version}"
+
+    async def pull(self, reference: str, creds: dict[str, str], log: Log) -> Path:
+        """`skopeo copy` of a registry image into an OCI layout in the cache (one per reference)."""
+        check_reference(reference)
+        tool = shutil.which("skopeo")
+        if tool is None or shutil.which("umoci") is None:
+            raise ImageBuildError("Registry images need skopeo and umoci: `apt-get install skopeo umoci`.")
+        ref = reference if "/" in reference.split(":")[0] or "." in reference.split("/")[0] else \
+            f"docker.io/library/{reference}" if "/" not in reference else f"docker.io/{reference}"
+        digest = hashlib.sha256(ref.encode()).hexdigest()[:16]
+        layout = self.cache / "oci" / digest
+        tmp = layout.with_name(f"{digest}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        argv = [tool, "copy", "--retry-times", "2", "--override-os", "linux", "--override-arch", "amd64"]
+        if registry_insecure(ref):
+            argv.append("--src-tls-verify=false")
+        if creds.get("username"):
+            argv += ["--src-creds", f"{creds['username']}:{creds.get('password', '')}"]
+        argv += [f"docker://{ref}", f"oci:{tmp}:image"]
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
+                                                    stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.STDOUT)
+        output = (await proc.communicate())[0].decode(errors="replace")
+        for line in output.splitlines():
+            log(line)
+        if proc.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise ImageBuildError(f"Could not pull {reference!r}:\n{output.strip()}")
+        shutil.rmtree(layout, ignore_errors=True)
+        os.rename(tmp, layout)
+        return layout
+
+
+def oci_config(layout: Path) -> dict[str, Any]:
+    """The image configuration (Env, WorkingDir, Entrypoint, Cmd) of an OCI layout's only image."""
+    index = json.loads((layout / "index.json").read_text())
+    manifest_digest = index["manifests"][0]["digest"]
+    manifest = json.loads((layout / "blobs" / Path(*manifest_digest.split(":"))).read_text())
+    config = json.loads((layout / "blobs" / Path(*manifest["config"]["digest"].split(":"))).read_text())
+    return config.get("config") or {}
+
+
+def _du(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+    return total
+
+
+class _Run:
+    """One step, applied to a layer being built: the sandbox runs, the settings it changes."""
+
+    def __init__(self, builder: RootfsBuilder, step: Step, upper: str, below: list[str], config: dict[str, Any],
+                 log: Log, secrets: SecretValues | None) -> None:
+        self.b = builder
+        self.step = step
+        self.upper = upper
+        self.below = below
+        self.config = config
+        self.log = log
+        self.secrets = secrets
+        self.python: str | None = None
+
+    @property
+    def diff(self) -> Path:
+        return self.b.layers / self.upper / "diff"
+
+    def _step_env(self) -> dict[str, str]:
+        env = step_env(self.step.args)
+        for name in self.step.args.get("secret_names") or []:
+            if self.secrets is None:
+                raise ImageBuildError(f"Secret {name!r} of a build step cannot be resolved here.")
+            env.update(self.secrets(name))
+        return env
+
+    async def sh(self, command: str, env: dict[str, str] | None = None, binds: list[tuple[str, str]] = ()) -> None:
+        shell = self.config.get("shell") or ["/bin/sh", "-c"]
+        self.log(f"RUN {command}")
+        await self.b.box([*shell, command], self.below, self.config, self.log, self.step, upper=self.upper,
+                         env={**self._step_env(), **(env or {})}, binds=list(binds))
+
+    def _uv_binds(self) -> list[tuple[str, str]]:
+        cache = self.b.cache / "uv"
+        cache.mkdir(parents=True, exist_ok=True)
+        if cache.stat().st_uid != self.b.uid:
+            os.chown(cache, self.b.uid, self.b.uid)
+        binds = [(uv_bin(), f"{TOOLS}/uv"), (str(cache), f"{TOOLS}/uv-cache")]
+        if self.b.constraints is not None and self.b.constraints.is_file():
+            binds.append((str(self.b.constraints), f"{TOOLS}/constraints.txt"))
+        return binds
+
+    def _uv_env(self) -> dict[str, str]:
+        env = {"UV_CACHE_DIR": f"{TOOLS}/uv-cache", "UV_LINK_MODE": "copy", "UV_NO_PROGRESS": "1",
+               "UV_PYTHON_DOWNLOADS": "never"}
+        if self.b.constraints is not None and self.b.constraints.is_file():
+            env["UV_CONSTRAINT"] = f"{TOOLS}/constraints.txt"
+        return env
+
+    async def uv(self, args: list[str], binds: list[tuple[str, str]] = ()) -> None:
+        await self.sh(uv_install_command(args), self._uv_env(), [*self._uv_binds(), *binds])
+
+    def copy_in(self, source: Path, target: str, ignore: Callable[[str, list[str]], set[str]] | None = None) -> None:
+        """Files into the layer at absolute `target`, owned by the image's root."""
+        if not source.exists():
+            raise ImageBuildError(f"Local path {str(source)!r} does not exist.")
+        dest = self.diff / target.lstrip("/")
+        made = []
+        parent = dest.parent if not source.is_dir() else dest
+        for p in [parent, *parent.parents]:
+            if p == self.diff or not str(p).startswith(str(self.diff)):
+                break
+            if not p.exists():
+                made.append(p)
+        if source.is_dir():
+            shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True, ignore=ignore)
+        else:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest)
+        for p in made:
+            os.chmod(p, 0o755)
+        self._own(dest if dest.exists() else self.diff)
+        for p in made:
+            os.lchown(p, self.b.uid, self.b.uid)
+
+    def _own(self, path: Path) -> None:
+        if path.is_dir() and not path.is_symlink():
+            for root, dirs, files in os.walk(path):
+                for name in [*dirs, *files]:
+                    os.lchown(os.path.join(root, name), self.b.uid, self.b.uid)
+        os.lchown(path, self.b.uid, self.b.uid)
+
+    async def apply(self) -> None:
+        op, args = self.step.op, self.step.args
+        handler = getattr(self, f"op_{op}", None)
+        if handler is None:
+            raise ImageBuildError(f"Unknown image step {op!r}.")
+        await handler(args)
+
+    # -- base steps -----------------------------------------------------------------------------
+    async def op_debian_slim(self, args: dict[str, Any]) -> None:
+        version = args["python_version"]
+        tarball = await self.b.debian_tarball(self.log)
+        await self.b.unpack_tar(tarball, self.upper, self.step, self.log)
+        python = "/usr/bin/python3"
+        if version != SUITE_PYTHON[SUITE]:
+            python = await self.b.copy_python(version, self.upper, self.step, self.log)
+        await self.b.box(["/bin/sh", "-c", python_setup_script(python, version, _uv_version())], [], {},
+                         self.log, self.step, upper=self.upper, env=self._uv_env(), binds=self._uv_binds())
+        self.config["env"] = {"PATH": BASE_PATH, **({"LANG": "C.UTF-8"} if version < "3.13" else {}),
+                              "PYTHON_VERSION": version}
+        self.python = python
+
+    async def _registry(self, reference: str, creds: dict[str, str], add_python: str | None,
+                        setup: list[str]) -> None:
+        layout = await self.b.pull(reference, creds, self.log)
+        await self.b.box(["umoci", "raw", "unpack", "--image", "/mnt/oci:image", "."], [], {}, self.log,
+                         self.step, upper=self.upper, chroot=False, stage={"oci": str(layout)}, net=False)
+        image = oci_config(layout)
+        env = dict(item.split("=", 1) for item in image.get("Env") or [] if "=" in item)
+        self.config.update({"env": env, "workdir": image.get("WorkingDir") or None,
+                            "entrypoint": image.get("Entrypoint"), "cmd": image.get("Cmd")})
+        if add_python:
+            self.python = await self.b.copy_python(add_python, self.upper, self.step, self.log)
+            self.config["env"].setdefault("PATH", BASE_PATH)
+            self.config["env"]["TERMINFO_DIRS"] = "/etc/terminfo:/lib/terminfo:/usr/share/terminfo:/usr/lib/terminfo"
+            await self.b.box(["/bin/sh", "-c", f"ln -sf python{add_python} /usr/local/bin/python3; "
+                              "ln -sf python3 /usr/local/bin/python; ldconfig 2>/dev/null || true"],
+                             [], self.config, self.log, self.step, upper=self.upper, net=False)
+        for line in setup:
+            await self._dockerfile([line], None, {})
+
+    def _creds(self, args: dict[str, Any], kind: str) -> dict[str, str]:
+        names = list(args.get("secret_names") or [])
+        values: dict[str, str] = dict(args.get("env") or {})
+        for name in names:
+            if self.secrets is None:
+                raise ImageBuildError(f"Secret {name!r} cannot be resolved here.")
+            values.update(self.secrets(name))
+        if not values:
+            return {}
+        if kind == "gcp" or "SERVICE_ACCOUNT_JSON" in values:
+            return {"username": "_json_key", "password": values.get("SERVICE_ACCOUNT_JSON", "")}
+        if kind == "aws" or "AWS_ACCESS_KEY_ID" in values:
+            raise ImageBuildError("Pulling from AWS ECR needs a short-lived token from AWS, which this server "
+                                  "cannot fetch (no AWS access). Give REGISTRY_USERNAME=AWS and "
+                                  "REGISTRY_PASSWORD=$(aws ecr get-login-password) in the Secret instead.")
+        if "REGISTRY_USERNAME" in values and "REGISTRY_PASSWORD" in values:
+            return {"username": values["REGISTRY_USERNAME"], "password": values["REGISTRY_PASSWORD"]}
+        raise ImageBuildError("The registry Secret must hold REGISTRY_USERNAME and REGISTRY_PASSWORD.")
+
+    async def op_from_registry(self, args: dict[str, Any]) -> None:
+        await self._registry(args["tag"], self._creds(args, "static"), args.get("add_python"),
+                             list(args.get("setup_dockerfile_commands") or []))
+
+    async def op_from_aws_ecr(self, args: dict[str, Any]) -> None:
+        await self._registry(args["tag"], self._creds(args, "aws"), args.get("add_python"),
+                             list(args.get("setup_dockerfile_commands") or []))
+
+    async def op_from_gcp_artifact_registry(self, args: dict[str, Any]) -> None:
+        await self._registry(args["tag"], self._creds(args, "gcp"), args.get("add_python"),
+                             list(args.get("setup_dockerfile_commands") or []))
+
+    async def op_from_dockerfile(self, args: dict[str, Any]) -> None:
+        instructions = dockerfile.parse(list(args.get("commands") or []))
+        reference, rest = dockerfile.split_from(instructions)
+        build_args = {k: str(v) for k, v in (args.get("build_args") or {}).items()}
+        variables = dict(build_args)
+        for line in instructions:
+            if line.keyword == "ARG" and line.line < (rest[0].line if rest else 1 << 30):
+                for key, value in dockerfile.pairs(line.value).items():
+                    variables.setdefault(key, value)
+        if reference is None:
+            raise ImageBuildError("The Dockerfile has no FROM line.")
+        reference = dockerfile.substitute(reference, variables)
+        if reference == "scratch":
+            self.config.update({"env": {}, "workdir": None})
+        else:
+            await self._registry(reference, self._creds(args, "static"), None, [])
+        await self._run_instructions(rest, args.get("context_dir"), build_args)
+        if args.get("add_python"):
+            self.python = await self.b.copy_python(args["add_python"], self.upper, self.step, self.log)
+
+    async def op_micromamba(self, args: dict[str, Any]) -> None:
+        raise ImageBuildError("`Image.micromamba` needs a micromamba binary, which is not packaged for Debian "
+                              "and cannot be downloaded here. Use `debian_slim()` with `pip_install`.")
+
+    async def op_micromamba_install(self, args: dict[str, Any]) -> None:
+        await self.op_micromamba(args)
+
+    # -- steps ----------------------------------------------------------------------------------
+    async def op_apt_install(self, args: dict[str, Any]) -> None:
+        if args.get("packages"):
+            await self.sh(apt_command(list(args["packages"])))
+
+    async def op_run_commands(self, args: dict[str, Any]) -> None:
+        for command in args.get("commands") or []:
+            await self.sh(command)
+
+    async def op_pip_install(self, args: dict[str, Any]) -> None:
+        packages = sorted(args.get("packages") or [])
+        if packages:
+            await self.uv([*pip_args(args), *packages])
+
+    async def op_uv_pip_install(self, args: dict[str, Any]) -> None:
+        requirements = [Path(r) for r in args.get("requirements") or []]
+        binds = [(str(r), f"{TOOLS}/req/{i}/{r.name}") for i, r in enumerate(requirements)]
+        req_args = [x for i, r in enumerate(requirements) for x in ("-r", f"{TOOLS}/req/{i}/{r.name}")]
+        packages = sorted(args.get("packages") or [])
+        if packages or req_args:
+            await self.uv([*pip_args(args), *req_args, *packages], binds)
+
+    async def op_pip_install_from_requirements(self, args: dict[str, Any]) -> None:
+        path = Path(args["requirements_txt"])
+        if not path.is_file():
+            raise ImageBuildError(f"Requirements file {str(path)!r} does not exist.")
+        await self.uv([*pip_args(args), "-r", f"{TOOLS}/requirements.txt"],
+                      [(str(path), f"{TOOLS}/requirements.txt")])
+
+    async def op_pip_install_from_pyproject(self, args: dict[str, Any]) -> None:
+        import tomllib
+
+        path = Path(args["pyproject_toml"])
+        try:
+            project = tomllib.loads(path.read_text()).get("project") or {}
+        except (OSError, ValueError) as exc:
+            raise ImageBuildError(f"Cannot read {str(path)!r}: {exc}") from None
+        if "dependencies" not in project:
+            raise ValueError("No [project.dependencies] section in pyproject.toml file. If your pyproject.toml "
+                             "instead declares [tool.poetry.dependencies], use `Image.poetry_install_from_file()`. "
+                             "See https://packaging.python.org/en/latest/guides/writing-pyproject-toml for further "
+                             "file format guidelines.")
+        packages = list(project["dependencies"])
+        for group in args.get("optional_dependencies") or []:
+            packages += list((project.get("optional-dependencies") or {}).get(group) or [])
+        if packages:
+            await self.uv([*pip_args(args), *sorted(packages)])
+
+    async def op_uv_sync(self, args: dict[str, Any]) -> None:
+        project = Path(args.get("uv_project_dir") or ".")
+        if not (project / "pyproject.toml").is_file():
+            raise ImageBuildError(f"Expected {str(project / 'pyproject.toml')!r} to exist for `uv_sync`.")
+        self.copy_in(project / "pyproject.toml", "/.uv/pyproject.toml")
+        frozen = (project / "uv.lock").is_file() and args.get("frozen", True)
+        if (project / "uv.lock").is_file():
+            self.copy_in(project / "uv.lock", "/.uv/uv.lock")
+        flags = [f"--group={g}" for g in args.get("groups") or []] + [f"--extra={e}" for e in args.get("extras") or []]
+        command = (f'{TOOLS}/uv sync --project=/.uv --no-install-workspace --compile-bytecode '
+                   f'--python "$(command -v python || command -v python3)" {" ".join(flags)}'
+                   f'{" --frozen" if frozen else ""} {args.get("extra_options") or ""}')
+        await self.sh(command, {**self._uv_env(), "UV_PROJECT_ENVIRONMENT": "/.uv/.venv"}, self._uv_binds())
+        path = self.config["env"].get("PATH", BASE_PATH)
+        self.config["env"]["PATH"] = f"/.uv/.venv/bin:{path}"
+
+    async def op_poetry_install_from_file(self, args: dict[str, Any]) -> None:
+        pyproject = Path(args["poetry_pyproject_toml"])
+        lock = Path(args.get("poetry_lockfile") or pyproject.with_name("poetry.lock"))
+        self.copy_in(pyproject, "/tmp/poetry/pyproject.toml".replace("/tmp", "/.poetry"))
+        if lock.is_file() and not args.get("ignore_lockfile"):
+            self.copy_in(lock, "/.poetry/poetry.lock")
+        version = args.get("poetry_version", "latest")
+        if version is not None:
+            await self.uv(["poetry" if version == "latest" else f"poetry=={version}"])
+        groups = [f"--with {','.join(args['with_'])}"] if args.get("with_") else []
+        groups += [f"--without {','.join(args['without'])}"] if args.get("without") else []
+        groups += [f"--only {','.join(args['only'])}"] if args.get("only") else []
+        await self.sh(f"cd /.poetry && poetry config virtualenvs.create false && poetry install --no-root "
+                      f"{' '.join(groups)} --compile")
+
+    async def op_env(self, args: dict[str, Any]) -> None:
+        self.config["env"].update(args["vars"])
+
+    async def op_workdir(self, args: dict[str, Any]) -> None:
+        self.config["workdir"] = str(args["path"])
+
+    async def op_entrypoint(self, args: dict[str, Any]) -> None:
+        self.config["entrypoint"] = list(args.get("commands") or [])
+
+    async def op_cmd(self, args: dict[str, Any]) -> None:
+        self.config["cmd"] = list(args.get("cmd") or [])
+
+    async def op_shell(self, args: dict[str, Any]) -> None:
+        self.config["shell"] = list(args.get("shell") or [])
+
+    async def op_add_local_dir(self, args: dict[str, Any]) -> None:
+        self.copy_in(Path(args["local_path"]), args["remote_path"])
+
+    async def op_add_local_file(self, args: dict[str, Any]) -> None:
+        source = Path(args["local_path"])
+        remote = args["remote_path"]
+        self.copy_in(source, remote + source.name if remote.endswith("/") else remote)
+
+    async def op_add_local_python_source(self, args: dict[str, Any]) -> None:
+        raise ImageBuildError("`add_local_python_source(copy=True)` is not supported yet; use `copy=False` "
+                              "(the default).")
+
+    async def op_dockerfile_commands(self, args: dict[str, Any]) -> None:
+        await self._dockerfile(list(args.get("commands") or []), args.get("context_dir"),
+                               {k: str(v) for k, v in (args.get("build_args") or {}).items()})
+
+    async def _dockerfile(self, lines: list[str], context: str | None, build_args: dict[str, str]) -> None:
+        instructions = dockerfile.parse(lines)
+        if any(i.keyword == "FROM" for i in instructions):
+            raise ImageBuildError("`dockerfile_commands` cannot contain FROM; use `Image.from_dockerfile` or "
+                                  "`Image.from_registry`.")
+        await self._run_instructions(instructions, context, build_args)
+
+    async def _run_instructions(self, instructions: list[dockerfile.Instruction], context: str | None,
+                                build_args: dict[str, str]) -> None:
+        variables = {**self.config["env"], **build_args}
+        for line in instructions:
+            value = line.value
+            if line.keyword == "ARG":
+                for key, default in dockerfile.pairs(value).items():
+                    variables[key] = build_args.get(key, dockerfile.substitute(default, variables))
+            elif line.keyword == "RUN":
+                form = dockerfile.exec_form(value)
+                if form is not None:
+                    value = shlex.join(form)
+                await self.sh(value, {k: v for k, v in build_args.items()})
+            elif line.keyword == "ENV":
+                for key, v in dockerfile.pairs(value).items():
+                    self.config["env"][key] = dockerfile.substitute(v, variables)
+                    variables[key] = self.config["env"][key]
+            elif line.keyword == "WORKDIR":
+                path = dockerfile.substitute(value, variables)
+                base = self.config.get("workdir") or "/"
+                self.config["workdir"] = path if path.startswith("/") else os.path.join(base, path)
+            elif line.keyword in ("COPY", "ADD"):
+                sources, dest = dockerfile.copy_sources(dockerfile.substitute(value, variables))
+                if context is None:
+                    raise ImageBuildError(f"Dockerfile line {line.line}: COPY needs a context directory.")
+                root = Path(context).resolve()
+                workdir = self.config.get("workdir") or "/"
+                dest = dest if dest.startswith("/") else os.path.join(workdir, dest)
+                for source in sources:
+                    if urlsplit(source).scheme:
+                        raise ImageBuildError(f"Dockerfile line {line.line}: ADD of a URL is not supported.")
+                    path = (root / source).resolve()
+                    if path != root and root not in path.parents:
+                        raise ImageBuildError(f"COPY source {source!r} is outside the context directory.")
+                    target = dest
+                    if path.is_file() and (dest.endswith("/") or len(sources) > 1):
+                        target = os.path.join(dest, path.name)
+                    self.copy_in(path, target)
+            elif line.keyword == "ENTRYPOINT":
+                self.config["entrypoint"] = dockerfile.exec_form(value) or ["/bin/sh", "-c", value]
+            elif line.keyword == "CMD":
+                self.config["cmd"] = dockerfile.exec_form(value) or ["/bin/sh", "-c", value]
+            elif line.keyword == "SHELL":
+                form = dockerfile.exec_form(value)
+                if not form:
+                    raise ImageBuildError(f"Dockerfile line {line.line}: SHELL must be a JSON array.")
+                self.config["shell"] = form
+            elif line.keyword == "USER" and value.strip() not in ("root", "0", "0:0"):
+                raise ImageBuildError(f"Dockerfile line {line.line}: USER {value} is not supported; Functions run "
+                                      "as root, as on Modal.")
+            # LABEL, EXPOSE, HEALTHCHECK, MAINTAINER: nothing to do for a Function's image
+
+
+def _uv_version() -> str:
+    import subprocess
+
+    out = subprocess.run([uv_bin(), "--version"], capture_output=True, text=True, timeout=30)
+    match = re.search(r"(\d+\.\d+\.\d+)", out.stdout)
+    return match.group(1) if match else "0.8.0"
