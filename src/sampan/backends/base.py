@@ -45,6 +45,10 @@ class ContainerSpec:
     # their absolute paths (the image's baked files), and Volumes as (mount path, host directory).
     layers: tuple[str, ...] = ()
     volumes: tuple[tuple[str, str], ...] = ()
+    # A root filesystem image (server/images/rootfs.py): its layer directories, top first, and Sampan's
+    # runtime built for its Python. `python` is then the interpreter's path inside the image.
+    rootfs: tuple[str, ...] = ()
+    runtime: str | None = None
 
 
 Address = tuple[str, int] | str  # (host, port), or the path of a Unix socket on this machine

@@ -32,6 +32,7 @@ from .base import ContainerSpec
 
 SYSTEM = ("/usr", "/etc")
 CONTAINER_UID = 100000  # container root on the host when the server is root (never host root)
+UID_RANGE = 65536  # container uid N is host uid CONTAINER_UID + N
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _SAMPAN_SRC = str(Path(__file__).resolve().parents[2])
 
@@ -133,6 +134,12 @@ class Isolation:
         return cls(None, uid, privileged, sockets)
 
     @property
+    def count(self) -> int:
+        """How many uids a container's user namespace maps: a root server maps a range (images keep
+        their files' owners), anyone else only their own uid."""
+        return UID_RANGE if self.privileged else 1
+
+    @property
     def enabled(self) -> bool:
         return self.reason is None
 
@@ -167,7 +174,22 @@ class Isolation:
         except BaseException:
             handover.close()
             raise
-        return {"uid": self.uid, "binds": binds, "links": links, "keep_host": not self.privileged}, handover
+        return {"uid": self.uid, "count": self.count, "binds": binds, "links": links,
+                "keep_host": not self.privileged}, handover
+
+    def image_base(self, layers: tuple[str, ...], runtime: str) -> tuple[dict[str, Any], Handover]:
+        """The base of a template (or spawned container) of a root filesystem image: its layers, top
+        first, and Sampan's runtime at /__sampan (its dependencies, built for the image's Python, and
+        this package), all read-only. Only a root server builds such images (images/rootfs.py)."""
+        handover = Handover()
+        try:
+            image = [self._source(layer, handover) for layer in layers]
+            binds = [{"dst": "/__sampan/deps", **self._source(runtime, handover)},
+                     {"dst": "/__sampan/pkg/sampan", **self._source(str(Path(_SAMPAN_SRC) / "sampan"), handover)}]
+        except BaseException:
+            handover.close()
+            raise
+        return {"uid": self.uid, "count": self.count, "image": image, "binds": binds}, handover
 
     def container_dir(self, container_id: str) -> Path:
         """The container's socket directory on the host (its /run/sampan): mode 0700, owned by its root."""
@@ -195,7 +217,10 @@ class Isolation:
                 "layers": layers,
                 "volumes": volumes,
                 "sockets": self._source(str(self.container_dir(spec.container_id)), handover),
-                "nested": [p for p in [*self.base_binds(python), *extra] if not _under(p, SYSTEM)],
+                "nested": [] if spec.rootfs else [p for p in [*self.base_binds(python), *extra]
+                                                   if not _under(p, SYSTEM)],
+                "image": bool(spec.rootfs),
+                "files": self._files(spec),
                 # A network of its own for web_server containers, unless they must answer on the node's
                 # address (the Ray backend), where they share the node's network as before.
                 "net": spec.entry.get("kind") == "web_server" and not spec.listen_host,
@@ -208,6 +233,22 @@ class Isolation:
             handover.close()
             raise
         return plan, handover
+
+    def _files(self, spec: ContainerSpec) -> dict[str, str]:
+        """What a root filesystem image's container gets written into its /etc: name resolution that
+        works on its network (slirp4netns's resolver, or the host's), and its own host name."""
+        if not spec.rootfs:
+            return {}
+        own_net = spec.entry.get("kind") == "web_server" and not spec.listen_host
+        if own_net and self.slirp is not None:
+            resolv = "nameserver 10.0.2.3\n"
+        else:
+            try:
+                resolv = Path("/etc/resolv.conf").read_text()
+            except OSError:
+                resolv = ""
+        hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tmodal\n"
+        return {"/etc/resolv.conf": resolv, "/etc/hosts": hosts, "/etc/hostname": "modal\n"}
 
     async def attach_network(self, supervisor_pid: int, timeout: float = 10.0) -> asyncio.subprocess.Process | None:
         """Give the network namespace of a container (the supervisor's child) a way out with slirp4netns

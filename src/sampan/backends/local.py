@@ -244,7 +244,7 @@ class LocalBackend(Backend):
     def _template_key(self, spec: ContainerSpec) -> TemplateKey:
         snapshot = runtime_spec(spec) if spec.entry.get("enable_memory_snapshot") else None
         return self.templates.key(spec.python or self.python, self._env(spec, None),
-                                  str(spec.workdir or spec.bundle_dir), snapshot)
+                                  str(spec.workdir or spec.bundle_dir), snapshot, spec.rootfs, spec.runtime)
 
     async def prepare(self, specs: list[ContainerSpec]) -> None:
         """Have a template ready for each spec (so that the first request forks), stop the others."""
@@ -257,7 +257,8 @@ class LocalBackend(Backend):
         template = await self.templates.get(key)
         env = self._env(spec, None)
         cwd = str(spec.workdir or spec.bundle_dir)
-        box = self.isolation.plan(spec, spec.python or self.python, extra_paths(env)) if self.sandboxed else None
+        extra = extra_paths(env) if not spec.rootfs else ()
+        box = self.isolation.plan(spec, spec.python or self.python, extra) if self.sandboxed else None
         proc, out, err, status = await template.fork(spec.container_id, runtime_spec(spec), env, cwd, box)
         how = f"fork of template {template.id}" + (" (memory snapshot)" if key.snapshot else "")
         return proc, await _pipe_reader(out), await _pipe_reader(err), status, how
@@ -271,14 +272,22 @@ class LocalBackend(Backend):
         try:
             env = self._env(spec, write_fd)
             if self.sandboxed:  # the runtime enters the base, then the container's own namespaces
-                base, base_fds = self.isolation.base(python, extra_paths(env))
+                extra = extra_paths(env) if not spec.rootfs else ()
+                if spec.rootfs:
+                    assert spec.runtime is not None
+                    base, base_fds = self.isolation.image_base(spec.rootfs, spec.runtime)
+                else:
+                    base, base_fds = self.isolation.base(python, extra)
                 handovers.append(base_fds)
-                plan, plan_fds = self.isolation.plan(spec, python, extra_paths(env))
+                plan, plan_fds = self.isolation.plan(spec, python, extra)
                 handovers.append(plan_fds)
                 env["SAMPAN_SANDBOX"] = json.dumps({
                     "base": base, "base_fds": dict(zip(base_fds.names, base_fds.fds, strict=False)),
-                    "plan": plan, "plan_fds": dict(zip(plan_fds.names, plan_fds.fds, strict=False))})
+                    "plan": plan, "plan_fds": dict(zip(plan_fds.names, plan_fds.fds, strict=False)),
+                    "exec": python if spec.rootfs else None})
                 cwd = "/"
+                if spec.rootfs:
+                    python = sys.executable  # enters the image, then becomes its interpreter (runtime/container.py)
             proc = await asyncio.create_subprocess_exec(
                 python, "-m", "sampan.runtime",
                 stdin=asyncio.subprocess.DEVNULL,

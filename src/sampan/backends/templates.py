@@ -61,16 +61,18 @@ class TemplateKey:
     env: tuple[tuple[str, str], ...]
     cwd: str
     snapshot: str | None = None  # JSON runtime spec of a memory-snapshot function
+    rootfs: tuple[str, ...] = ()  # a root filesystem image's layers: `python` is a path inside it
+    runtime: str | None = None  # Sampan's runtime built for that image's Python
 
     @classmethod
     def for_container(cls, python: str, env: dict[str, str], cwd: str, snapshot_spec: dict[str, Any] | None,
-                      neutral_cwd: str) -> TemplateKey:
+                      neutral_cwd: str, rootfs: tuple[str, ...] = (), runtime: str | None = None) -> TemplateKey:
         if snapshot_spec is None:
             base = {k: v for k, v in env.items() if k.startswith("PYTHON") or k in _PER_SERVER}
-            return cls(python, tuple(sorted(base.items())), neutral_cwd)
+            return cls(python, tuple(sorted(base.items())), neutral_cwd, None, rootfs, runtime)
         base = {k: v for k, v in env.items() if k not in _PER_CONTAINER}
         snap = {k: v for k, v in snapshot_spec.items() if k not in ("container_id", "unix_socket")}
-        return cls(python, tuple(sorted(base.items())), cwd, json.dumps(snap, sort_keys=True))
+        return cls(python, tuple(sorted(base.items())), cwd, json.dumps(snap, sort_keys=True), rootfs, runtime)
 
 
 class ForkedProcess:
@@ -137,7 +139,17 @@ class TemplateProcess:
         if self.key.snapshot is not None:
             env["SAMPAN_TEMPLATE_SNAPSHOT"] = self.key.snapshot
         handover = Handover()
-        if self.isolation is not None:  # the template lives in its image's sandbox (runtime/sandbox.py)
+        launcher = self.key.python
+        if self.isolation is not None and self.key.rootfs:  # the template runs in its image (sandbox.py)
+            assert self.key.runtime is not None
+            base, handover = self.isolation.image_base(self.key.rootfs, self.key.runtime)
+            if self.key.snapshot is not None:  # a memory snapshot imports the user's module in the template
+                bundle = json.loads(self.key.snapshot)["bundle_dir"]
+                base["binds"].append({"dst": bundle, **self.isolation._source(bundle, handover)})
+            fds = dict(zip(handover.names, handover.fds, strict=True))
+            env["SAMPAN_SANDBOX_BASE"] = json.dumps({"base": base, "fds": fds, "exec": self.key.python})
+            launcher = sys.executable  # enters the image, then becomes the image's interpreter
+        elif self.isolation is not None:  # the template lives in its image's sandbox (runtime/sandbox.py)
             extra = extra_paths(env)
             if self.key.snapshot is not None:  # a memory snapshot imports the user's module in the template
                 extra += (json.loads(self.key.snapshot)["bundle_dir"],)
@@ -147,7 +159,7 @@ class TemplateProcess:
         Path(self.key.cwd).mkdir(parents=True, exist_ok=True)
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                self.key.python, "-m", "sampan.runtime.template",
+                launcher, "-m", "sampan.runtime.template",
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
                 pass_fds=(theirs.fileno(), *handover.fds), start_new_session=True, cwd=self.key.cwd, env=env,
             )
@@ -283,8 +295,9 @@ class Templates:
         self.neutral_cwd = str(home / "templates")
         self._by_key: dict[TemplateKey, asyncio.Task[TemplateProcess]] = {}
 
-    def key(self, python: str, env: dict[str, str], cwd: str, snapshot_spec: dict[str, Any] | None) -> TemplateKey:
-        return TemplateKey.for_container(python, env, cwd, snapshot_spec, self.neutral_cwd)
+    def key(self, python: str, env: dict[str, str], cwd: str, snapshot_spec: dict[str, Any] | None,
+            rootfs: tuple[str, ...] = (), runtime: str | None = None) -> TemplateKey:
+        return TemplateKey.for_container(python, env, cwd, snapshot_spec, self.neutral_cwd, rootfs, runtime)
 
     async def get(self, key: TemplateKey) -> TemplateProcess:
         """The running template for `key`, starting one if needed. Raises TemplateUnavailable."""

@@ -123,7 +123,7 @@ class Runtime:
 
     def _load(self) -> Any:
         bundle = self.spec["bundle_dir"]
-        if bundle not in sys.path:
+        if bundle not in sys.path and os.path.isdir(bundle):
             sys.path.insert(0, bundle)
         module = importlib.import_module(self.spec["module"])
         app = self.app = getattr(module, self.spec["app_var"])
@@ -335,16 +335,21 @@ async def run(spec: dict[str, Any], status: StatusPipe, snapshot: Runtime | None
 
 def main() -> None:
     """A spawned container: `python -m sampan.runtime` with its spec in the environment."""
-    spec = json.loads(os.environ.pop("SAMPAN_CONTAINER"))
-    fd = os.environ.pop("SAMPAN_STATUS_FD", None)
-    box = os.environ.pop("SAMPAN_SANDBOX", None)
+    box = os.environ.get("SAMPAN_SANDBOX")
     if box is not None:  # a spawned sandboxed container: the base, then its own namespaces (sandbox.py)
         from . import sandbox
 
         parts = json.loads(box)
-        sandbox.enter_base(parts["base"], parts["base_fds"])
+        if parts.get("base") is not None:
+            sandbox.enter_base(parts["base"], parts["base_fds"])
+            if parts.get("exec"):  # a root filesystem image: continue in its own interpreter
+                os.environ["SAMPAN_SANDBOX"] = json.dumps({**parts, "base": None})
+                sandbox.exec_in_image(parts["exec"], "sampan.runtime.container")
+        os.environ.pop("SAMPAN_SANDBOX", None)
         sandbox.enter_container(parts["plan"], parts["plan_fds"])
         sys.path[0] = os.getcwd()
+    spec = json.loads(os.environ.pop("SAMPAN_CONTAINER"))
+    fd = os.environ.pop("SAMPAN_STATUS_FD", None)
     modal_alias.install()
     os._exit(_main(spec, StatusPipe(int(fd) if fd else None)))
 

@@ -273,7 +273,7 @@ def _enter_image(base: dict[str, Any], fds: dict[str, int]) -> None:
           f"lowerdir={':'.join(lowers)},upperdir={stage}/u,workdir={stage}/w,userxattr")
     for name in ("proc", "sys", "dev", "tmp", "root", "run", NEW_ROOT[1:]):
         if not os.path.isdir(f"{root}/{name}"):
-            with contextlib.suppress(FileExistsError):
+            if os.path.lexists(f"{root}/{name}"):
                 os.unlink(f"{root}/{name}")
             _mkdirs(f"{root}/{name}")
     _bind("/proc", f"{root}/proc", readonly=False)
@@ -302,7 +302,7 @@ IMAGE_PATH = ("/__sampan/pkg", "/__sampan/deps")  # appended to sys.path: the im
 def exec_in_image(python: str, module: str, env: dict[str, str] | None = None) -> None:
     """Replace this (host) interpreter with the image's, running `module.main()` with Sampan's runtime
     at the end of `sys.path`, as Modal's `/__modal/deps` is. Never returns."""
-    boot = (f"import sys; sys.path[0:1] = []; sys.path.extend({list(IMAGE_PATH)!r}); sys.argv = [{module!r}]; "
+    boot = (f"import sys; sys.path.extend({list(IMAGE_PATH)!r}); sys.argv = [{module!r}]; "
             f"import {module} as m; m.main()")
     os.execve(python, [python, "-c", boot], dict(os.environ) if env is None else env)
 

@@ -267,14 +267,16 @@ def _take_snapshot(spec: dict[str, Any]) -> Any:
 
 
 def main() -> None:
-    sock = socket.socket(fileno=int(os.environ.pop("SAMPAN_TEMPLATE_FD")))
-    snapshot = os.environ.pop("SAMPAN_TEMPLATE_SNAPSHOT", None)
     base = os.environ.pop("SAMPAN_SANDBOX_BASE", None)
     if base is not None:  # before anything of the image is imported (and before PDEATHSIG: a uid change clears it)
         from . import sandbox
 
         spec = json.loads(base)
         sandbox.enter_base(spec["base"], spec["fds"])
+        if spec.get("exec"):  # a root filesystem image: from here on, its own interpreter
+            sandbox.exec_in_image(spec["exec"], "sampan.runtime.template")
+    sock = socket.socket(fileno=int(os.environ.pop("SAMPAN_TEMPLATE_FD")))
+    snapshot = os.environ.pop("SAMPAN_TEMPLATE_SNAPSHOT", None)
     _watch_server()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server; it stops us in order
     from .. import modal_alias

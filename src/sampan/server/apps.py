@@ -34,6 +34,7 @@ from .gateway.errors import TOO_MANY_POOLS, GatewayError
 from .gateway.listener import Gateway
 from .gateway.routing import RouteTable, normal_domain
 from .images.builder import BuiltImage, ImageBuilder
+from .images.rootfs import RootfsBuilder
 from .images.recipe import FS_DIR, reroot
 from .logs import LogStore
 from .pool import Pool, PoolContainer
@@ -163,6 +164,9 @@ class WebEndpoint:
             return {}
         env = {**image.env, **env, "MODAL_IMAGE_ID": image.id,
                "SAMPAN_IMAGE_RECIPE": recipe_hash(list(self.entry.image))}
+        if image.layers:  # a root filesystem image (images/rootfs.py): only in the sandbox
+            return {"python": image.python, "env": env, "workdir": Path(image.workdir) if image.workdir else None,
+                    "rootfs": image.layers, "runtime": image.runtime}
         workdir: Path | None = self.root
         if self.sandboxed:
             workdir = Path(image.workdir) if image.workdir else None
@@ -317,6 +321,20 @@ class PortBook:
             pass
 
 
+def rootfs_builder(images_dir: Path, backend: Backend, runtimes: ImageBuilder) -> RootfsBuilder | None:
+    """Real images (root filesystems, rootfs.py) where the backend's containers can run them: in the
+    sandbox of a root server, which can map the uid range an image's files are owned by. Elsewhere
+    (the process runtime, a server that is not root) images are virtual environments (builder.py);
+    `SAMPAN_IMAGE_BUILDER=venv` chooses those on purpose."""
+    isolation = getattr(backend, "isolation", None)
+    if os.environ.get("SAMPAN_IMAGE_BUILDER", "").strip().lower() == "venv":
+        return None
+    if isolation is None or not isolation.enabled or not isolation.privileged:
+        return None
+    return RootfsBuilder(images_dir, isolation.uid, count=isolation.count, slirp=isolation.slirp,
+                         constraints=runtimes.constraints, runtimes=runtimes)
+
+
 class AppServer:
     """The embedded server: gateway + apps + backend, in one asyncio process."""
 
@@ -338,6 +356,7 @@ class AppServer:
         self.portbook = PortBook(settings.home / "ports.json")
         self.apps: dict[str, AppVersion] = {}
         self.images = ImageBuilder(settings.images_dir)
+        self.rootfs = rootfs_builder(settings.images_dir, backend, self.images)
         self.volumes = Volumes(settings.home)
         self.quota = ContainerQuota(settings.max_containers_per_workspace, settings.max_containers)
         if store is not None:
@@ -475,7 +494,10 @@ class AppServer:
                 continue
             key = json.dumps(entry.image, sort_keys=True)
             if key not in built:
-                image = await self.images.build(list(entry.image), log=hooks.log, progress=hooks.progress)
+                if self.rootfs is not None:
+                    image = await self.rootfs.build(list(entry.image), log=hooks.log, progress=hooks.progress)
+                else:
+                    image = await self.images.build(list(entry.image), log=hooks.log, progress=hooks.progress)
                 built[key] = image
                 hooks.built(image)
             out.append(built[key])

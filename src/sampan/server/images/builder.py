@@ -77,6 +77,7 @@ class BuiltImage:
     # inside the image. Empty for a virtual environment image.
     layers: tuple[str, ...] = ()
     entrypoint: tuple[str, ...] = ()
+    runtime: str | None = None  # Sampan's runtime layer for the image's Python (root filesystem images)
 
     @property
     def root(self) -> Path:

@@ -159,7 +159,8 @@ class RootfsBuilder:
     """Builds recipes into layers (module docstring); one per server."""
 
     def __init__(self, images_dir: Path, uid: int, *, count: int = 65536, slirp: str | None = None,
-                 default_python: str | None = None, constraints: Path | None = None) -> None:
+                 default_python: str | None = None, constraints: Path | None = None,
+                 runtimes: Any = None) -> None:
         self.dir = images_dir
         self.layers = images_dir / "layers"
         self.cache = images_dir / "cache"
@@ -168,6 +169,7 @@ class RootfsBuilder:
         self.slirp = slirp if slirp is not None else shutil.which("slirp4netns")
         self.default_python = default_python or SUITE_PYTHON[SUITE]
         self.constraints = constraints
+        self.runtimes = runtimes  # builder.ImageBuilder: Sampan's runtime layer per Python version
         self._inflight: dict[str, asyncio.Future[BuiltImage]] = {}
 
     # -- keys and lookups ---------------------------------------------------------------------
@@ -228,7 +230,7 @@ class RootfsBuilder:
         if not forced:
             found = self.lookup(iid)
             if found is not None:
-                return found
+                return await self._with_runtime(found, log or _ignore)
         pending = self._inflight.get(iid)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -238,6 +240,7 @@ class RootfsBuilder:
             offset = len(chain) - len(build_steps(steps))
             image = await self._build(iid, chain, min(forced) + offset if forced else None, log or _ignore,
                                       progress or _ignore, secrets)
+            image = await self._with_runtime(image, log or _ignore)
             future.set_result(image)
             return image
         except BaseException as exc:
@@ -246,6 +249,13 @@ class RootfsBuilder:
             raise
         finally:
             self._inflight.pop(iid, None)
+
+    async def _with_runtime(self, image: BuiltImage, log: Log) -> BuiltImage:
+        """The image with Sampan's runtime for its Python (built once per version, shared)."""
+        if self.runtimes is None:
+            return image
+        layer = await self.runtimes.runtime_layer(image.python_version, log)
+        return BuiltImage(**{**image.__dict__, "runtime": str(layer)})
 
     async def _build(self, iid: str, chain: list[Step], force_from: int | None, log: Log, progress: Log,
                      secrets: SecretValues | None) -> BuiltImage:
