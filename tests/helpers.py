@@ -123,7 +123,7 @@ class Serve:
         with self._cond:
             return sum(text in line for line in self.lines)
 
-    def ready(self, timeout: float = 60.0) -> Serve:
+    def ready(self, timeout: float = 300.0) -> Serve:  # the first build of a run makes the Debian base
         self.wait_for("Serving...", timeout)
         return self
 

@@ -30,6 +30,28 @@ def _abs(path: str | Path) -> str:
     return os.path.abspath(os.path.expanduser(str(path)))
 
 
+def _secret_args(secrets: Sequence[Any], env: dict[str, str | None] | None) -> dict[str, Any]:
+    """A build step's `env=` and `secrets=`, as Modal treats them: variables of that step only. Inline
+    Secrets' values join `env`; named ones are looked up by the server when it builds the step."""
+    values = {k: v for k, v in (env or {}).items() if v is not None}
+    names: list[str] = []
+    for secret in secrets or ():
+        name = getattr(secret, "name", None)
+        if name:
+            names.append(str(name))
+        else:
+            values.update(getattr(secret, "values", None) or {})
+    return {"env": values, **({"secret_names": names} if names else {})}
+
+
+def _python_series(version: str | None) -> str | None:
+    if version is None:
+        return None
+    if not isinstance(version, str) or version.count(".") != 1:
+        raise InvalidError(f"Python version must be specified as 'major.minor' for this interface: {version!r}")
+    return version
+
+
 def _flatten(items: Sequence[Any]) -> list[str]:
     out: list[str] = []
     for item in items:
@@ -110,23 +132,44 @@ class Image:
     @staticmethod
     def from_registry(tag: str, secret: Any = None, *, setup_dockerfile_commands: Sequence[str] = (),
                       force_build: bool = False, add_python: str | None = None, **kwargs: Any) -> Image:
-        return Image().with_base("from_registry", tag=tag, add_python=add_python, force_build=force_build)
+        return Image().with_base("from_registry", tag=tag, add_python=_python_series(add_python),
+                                 setup_dockerfile_commands=list(setup_dockerfile_commands), force_build=force_build,
+                                 **_secret_args([secret] if secret is not None else [], None))
 
     @staticmethod
-    def from_dockerfile(path: str | Path, **kwargs: Any) -> Image:
-        return Image().with_base("from_dockerfile", path=str(path))
+    def from_dockerfile(path: str | Path, *, force_build: bool = False, context_dir: str | Path | None = None,
+                        ignore: Any = None, build_args: dict[str, str] | None = None, registry_secret: Any = None,
+                        secrets: Sequence[Any] = (), env: dict[str, str | None] | None = None, gpu: Any = None,
+                        add_python: str | None = None, **kwargs: Any) -> Image:
+        """The Dockerfile is read here, where the script runs (as Modal's client does); its COPY sources
+        come from `context_dir`, by default the current directory."""
+        try:
+            text = Path(_abs(path)).read_text()
+        except OSError as exc:
+            raise InvalidError(f"Cannot read Dockerfile {str(path)!r}: {exc}") from None
+        return Image().with_base("from_dockerfile", commands=text.split("\n"), context_dir=_abs(context_dir or "."),
+                                 build_args=dict(build_args or {}), add_python=_python_series(add_python),
+                                 force_build=force_build,
+                                 **_secret_args([*secrets, *([registry_secret] if registry_secret else [])], env))
 
     @staticmethod
     def micromamba(python_version: str | None = None, force_build: bool = False) -> Image:
         return Image().with_base("micromamba", python_version=python_version)
 
     @staticmethod
-    def from_aws_ecr(tag: str, secret: Any = None, **kwargs: Any) -> Image:
-        return Image().with_base("from_aws_ecr", tag=tag)
+    def from_aws_ecr(tag: str, secret: Any = None, *, setup_dockerfile_commands: Sequence[str] = (),
+                     force_build: bool = False, add_python: str | None = None, **kwargs: Any) -> Image:
+        return Image().with_base("from_aws_ecr", tag=tag, add_python=_python_series(add_python),
+                                 setup_dockerfile_commands=list(setup_dockerfile_commands), force_build=force_build,
+                                 **_secret_args([secret] if secret is not None else [], None))
 
     @staticmethod
-    def from_gcp_artifact_registry(tag: str, secret: Any = None, **kwargs: Any) -> Image:
-        return Image().with_base("from_gcp_artifact_registry", tag=tag)
+    def from_gcp_artifact_registry(tag: str, secret: Any = None, *, setup_dockerfile_commands: Sequence[str] = (),
+                                   force_build: bool = False, add_python: str | None = None,
+                                   **kwargs: Any) -> Image:
+        return Image().with_base("from_gcp_artifact_registry", tag=tag, add_python=_python_series(add_python),
+                                 setup_dockerfile_commands=list(setup_dockerfile_commands), force_build=force_build,
+                                 **_secret_args([secret] if secret is not None else [], None))
 
     # -- packages ----------------------------------------------------------------------------
     def pip_install(self, *packages: str | list[str], find_links: str | None = None, index_url: str | None = None,
@@ -134,7 +177,8 @@ class Image:
                     force_build: bool = False, env: dict[str, str | None] | None = None,
                     secrets: Sequence[Any] = (), gpu: Any = None) -> Image:
         return self._add("pip_install", packages=_flatten(packages), find_links=find_links, index_url=index_url,
-                         extra_index_url=extra_index_url, pre=pre, extra_options=extra_options, env=env or {})
+                         extra_index_url=extra_index_url, pre=pre, extra_options=extra_options,
+                         force_build=force_build, **_secret_args(secrets, env))
 
     def uv_pip_install(self, *packages: str | list[str], requirements: list[str] | None = None,
                        find_links: str | None = None, index_url: str | None = None,
@@ -145,7 +189,7 @@ class Image:
         reqs = [_abs(r) for r in requirements or []]
         return self._add("uv_pip_install", packages=_flatten(packages), requirements=reqs,
                          find_links=find_links, index_url=index_url, extra_index_url=extra_index_url, pre=pre,
-                         extra_options=extra_options, env=env or {})
+                         extra_options=extra_options, force_build=force_build, **_secret_args(secrets, env))
 
     def pip_install_from_requirements(self, requirements_txt: str, find_links: str | None = None, *,
                                       index_url: str | None = None, extra_index_url: str | None = None,
@@ -154,19 +198,37 @@ class Image:
                                       gpu: Any = None) -> Image:
         return self._add("pip_install_from_requirements", requirements_txt=_abs(requirements_txt),
                          find_links=find_links, index_url=index_url, extra_index_url=extra_index_url, pre=pre,
-                         extra_options=extra_options, env=env or {})
+                         extra_options=extra_options, force_build=force_build, **_secret_args(secrets, env))
 
     def pip_install_from_pyproject(self, pyproject_toml: str, optional_dependencies: list[str] | None = None,
                                    **kwargs: Any) -> Image:
         return self._add("pip_install_from_pyproject", pyproject_toml=_abs(pyproject_toml),
                          optional_dependencies=optional_dependencies or [])
 
-    def uv_sync(self, uv_project_dir: str = "./", **kwargs: Any) -> Image:
-        return self._add("uv_sync", uv_project_dir=uv_project_dir)
+    def uv_sync(self, uv_project_dir: str = "./", *, force_build: bool = False, groups: list[str] | None = None,
+                extras: list[str] | None = None, frozen: bool = True, extra_options: str = "",
+                uv_version: str | None = None, env: dict[str, str | None] | None = None,
+                secrets: Sequence[Any] = (), gpu: Any = None) -> Image:
+        return self._add("uv_sync", uv_project_dir=_abs(uv_project_dir), groups=list(groups or []),
+                         extras=list(extras or []), frozen=frozen, extra_options=extra_options,
+                         force_build=force_build, **_secret_args(secrets, env))
+
+    def poetry_install_from_file(self, poetry_pyproject_toml: str, poetry_lockfile: str | None = None, *,
+                                 ignore_lockfile: bool = False, force_build: bool = False,
+                                 with_: list[str] | None = None, without: list[str] | None = None,
+                                 only: list[str] | None = None, poetry_version: str | None = "latest",
+                                 old_installer: bool = False, env: dict[str, str | None] | None = None,
+                                 secrets: Sequence[Any] = (), gpu: Any = None) -> Image:
+        return self._add("poetry_install_from_file", poetry_pyproject_toml=_abs(poetry_pyproject_toml),
+                         poetry_lockfile=_abs(poetry_lockfile) if poetry_lockfile else None,
+                         ignore_lockfile=ignore_lockfile, with_=list(with_ or []), without=list(without or []),
+                         only=list(only or []), poetry_version=poetry_version, force_build=force_build,
+                         **_secret_args(secrets, env))
 
     def apt_install(self, *packages: str | list[str], force_build: bool = False,
                     env: dict[str, str | None] | None = None, secrets: Sequence[Any] = (), gpu: Any = None) -> Image:
-        return self._add("apt_install", packages=_flatten(packages))
+        return self._add("apt_install", packages=_flatten(packages), force_build=force_build,
+                         **_secret_args(secrets, env))
 
     def micromamba_install(self, *packages: str | list[str], **kwargs: Any) -> Image:
         return self._add("micromamba_install", packages=_flatten(packages))
@@ -174,10 +236,16 @@ class Image:
     def run_commands(self, *commands: str | list[str], env: dict[str, str | None] | None = None,
                      secrets: Sequence[Any] = (), volumes: dict[str, Any] | None = None, gpu: Any = None,
                      force_build: bool = False) -> Image:
-        return self._add("run_commands", commands=_flatten(commands), env=env or {})
+        return self._add("run_commands", commands=_flatten(commands), force_build=force_build,
+                         **_secret_args(secrets, env))
 
-    def dockerfile_commands(self, *dockerfile_commands: str | list[str], **kwargs: Any) -> Image:
-        return self._add("dockerfile_commands", commands=_flatten(dockerfile_commands))
+    def dockerfile_commands(self, *dockerfile_commands: str | list[str], context_files: dict[str, str] | None = None,
+                            env: dict[str, str | None] | None = None, secrets: Sequence[Any] = (), gpu: Any = None,
+                            context_dir: str | Path | None = None, force_build: bool = False, ignore: Any = None,
+                            build_args: dict[str, str] | None = None) -> Image:
+        return self._add("dockerfile_commands", commands=_flatten(dockerfile_commands),
+                         context_dir=_abs(context_dir or "."), build_args=dict(build_args or {}),
+                         force_build=force_build, **_secret_args(secrets, env))
 
     def run_function(self, raw_f: Callable[..., Any], **kwargs: Any) -> Image:
         return self._add("run_function", function=getattr(raw_f, "__qualname__", repr(raw_f)))
@@ -192,10 +260,19 @@ class Image:
         return self._add("workdir", path=str(path))
 
     def cmd(self, cmd: list[str]) -> Image:
+        if not isinstance(cmd, list) or not all(isinstance(x, str) for x in cmd):
+            raise InvalidError("Image CMD must be a list of strings.")
         return self._add("cmd", cmd=list(cmd))
 
     def entrypoint(self, entrypoint_commands: list[str]) -> Image:
+        if not isinstance(entrypoint_commands, list) or not all(isinstance(x, str) for x in entrypoint_commands):
+            raise InvalidError("entrypoint_commands must be a list of strings.")
         return self._add("entrypoint", commands=list(entrypoint_commands))
+
+    def shell(self, shell_commands: list[str]) -> Image:
+        if not isinstance(shell_commands, list) or not all(isinstance(x, str) for x in shell_commands):
+            raise InvalidError("shell_commands must be a list of strings.")
+        return self._add("shell", shell=list(shell_commands))
 
     # -- local files -------------------------------------------------------------------------
     def add_local_dir(self, local_path: str | Path, remote_path: str, *, copy: bool = False,

@@ -482,7 +482,8 @@ class AppServer:
             out.append((entry, sub, truncated))
         return out
 
-    async def build_images(self, manifest: Manifest, hooks: BuildHooks | None = None) -> list[BuiltImage | None]:
+    async def build_images(self, manifest: Manifest, hooks: BuildHooks | None = None,
+                           workspace: str | None = None) -> list[BuiltImage | None]:
         """Build (or find) the image of every function (web ones, then the others, as in
         `manifest.functions + manifest.calls`); None where a function declares no image."""
         hooks = hooks or BuildHooks()
@@ -495,7 +496,9 @@ class AppServer:
             key = json.dumps(entry.image, sort_keys=True)
             if key not in built:
                 if self.rootfs is not None:
-                    image = await self.rootfs.build(list(entry.image), log=hooks.log, progress=hooks.progress)
+                    resolve = self.secret_resolver(workspace or self.settings.workspace)
+                    image = await self.rootfs.build(list(entry.image), log=hooks.log, progress=hooks.progress,
+                                                    secrets=lambda name: resolve(name, []))
                 else:
                     image = await self.images.build(list(entry.image), log=hooks.log, progress=hooks.progress)
                 built[key] = image
@@ -558,7 +561,7 @@ class AppServer:
             raise InvalidError(f"Custom domain {taken_domains[0]!r} is already in use by another workspace.")
         envs = [compose_env(entry, self.secret_resolver(workspace))  # fail early
                 for entry in [*manifest.functions, *manifest.calls]]
-        images = await self.build_images(manifest, hooks)
+        images = await self.build_images(manifest, hooks, workspace)
         web_images, call_images = images[:len(manifest.functions)], images[len(manifest.functions):]
         web_envs, call_envs = envs[:len(manifest.functions)], envs[len(manifest.functions):]
         taken = set(self.gateway.endpoint_ports.values()) | {self.gateway.port}
