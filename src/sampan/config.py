@@ -13,6 +13,9 @@
 | SAMPAN_SERVER_ID           | random         | tags every container (SAMPAN_LABEL_SERVER) of this server |
 | SAMPAN_IMAGES              | $SAMPAN_HOME/images | built image environments (can be shared between homes) |
 | SAMPAN_CONSTRAINTS / UV_CONSTRAINT | none     | a pip constraints file applied to every install into an image |
+| SAMPAN_IMAGE_BUILDER       | rootfs         | venv: build images as virtual environments even in the sandbox |
+| SAMPAN_IMAGE_CACHE_MAX     | 0 (no cap)     | size cap of built image layers (`20G`); least recently used go first |
+| SAMPAN_BUILD_CA_BUNDLE     | SSL_CERT_FILE  | CA bundle that image build steps trust while they run  |
 | SAMPAN_MAX_BODY_BYTES      | 4294967296     | largest request body (413 beyond)                     |
 | SAMPAN_REDIRECT_AFTER_S    | 150            | a request still running then gets a 303 to its result |
 | SAMPAN_RATE_LIMIT          | 200            | requests per second per workspace (0: no limit)       |
@@ -83,6 +86,20 @@ def _int_env(name: str, default: int) -> int:
     return value
 
 
+def parse_size(text: str) -> int:
+    """A size in bytes, or with a unit (`500M`, `20G`, `1.5T`, `20GiB`); empty or 0: none."""
+    text = (text or "").strip().upper().removesuffix("B").removesuffix("I")
+    if not text:
+        return 0
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    try:
+        if text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text)
+    except ValueError:
+        raise ValueError(f"Not a size: {text!r} (expected bytes, or a number with K, M, G or T)") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -99,6 +116,7 @@ class Settings:
     max_containers: int | None = 256  # live containers of the whole server (0 in the environment: no cap)
     max_containers_per_workspace: int | None = 128
     max_pools_per_function: int = 64  # class-parameter combinations live at once per function
+    image_cache_max: int = 0  # bytes of image layers kept (0: no cap)
 
     def __post_init__(self) -> None:
         if self.images_dir == Path():
@@ -122,6 +140,7 @@ class Settings:
             max_containers=_int_env("SAMPAN_MAX_CONTAINERS", 256) or None,
             max_containers_per_workspace=_int_env("SAMPAN_MAX_CONTAINERS_PER_WORKSPACE", 128) or None,
             max_pools_per_function=_int_env("SAMPAN_MAX_POOLS_PER_FUNCTION", 64),
+            image_cache_max=parse_size(os.environ.get("SAMPAN_IMAGE_CACHE_MAX", "")),
             limits=ProxyLimits(
                 max_body=_num_env("SAMPAN_MAX_BODY_BYTES", ProxyLimits.max_body, int),
                 redirect_after=_num_env("SAMPAN_REDIRECT_AFTER_S", ProxyLimits.redirect_after, float),

@@ -57,6 +57,9 @@ ATTACKS = {
     "GET /v1/volumes": "bob lists only his",
     "DELETE /v1/volumes/{name}": "DELETE of '..' is refused and alice's data stays",
     "POST /v1/tokens": "a token bob makes is for bob's workspace",
+    "GET /v1/images": "bob lists none of alice's images",
+    "DELETE /v1/images/{id}": "bob cannot remove alice's image; a bad id is no path",
+    "POST /v1/images/prune": "bob's prune keeps alice's images",
     "POST /v1/ephemeral/{name}/heartbeat": "bob cannot keep alice's serve session alive",
     "POST /v1/ephemeral/{name}/stop": "nor stop it",
     "GET /v1/ephemeral/{name}/logs": "nor read its logs",
@@ -114,7 +117,7 @@ class Api:
 ALICE_APP = """
     import modal
 
-    app = modal.App("shop")
+    app = modal.App("shop", image=modal.Image.debian_slim().env({"SHOP": "1"}))
     vol = modal.Volume.from_name("data", create_if_missing=True)
 
     @app.function(secrets=[modal.Secret.from_dict({"INLINE": "inline-secret-value-123"})], volumes={"/data": vol})
@@ -220,6 +223,20 @@ def test_two_workspaces_attack_each_other_through_every_route(two: tuple[Sampan,
     assert status == 200 and minted["workspace"] == "bob"
     # bob's proxy token does not open alice's endpoints (they need none; a private one is checked in test_deploy)
     assert bob("POST", "/v1/proxy-tokens", {"name": "bob-proxy"})[0] == 200
+
+    # Images: a workspace sees and removes only the images it built or used.
+    status, images = alice("GET", "/v1/images")
+    if status == 200:  # real images (a root server with the sandbox)
+        assert images, "alice's app image is listed for alice"
+        image_id = images[0]["id"]
+        assert bob("GET", "/v1/images") == (200, [])
+        assert bob("DELETE", f"/v1/images/{image_id}")[0] == 404
+        assert bob("DELETE", "/v1/images/im-..%2F..%2Flayers")[0] == 404
+        assert bob("POST", "/v1/images/prune", {"older_than": 0})[1] == {"deleted": []}
+        assert [i["id"] for i in alice("GET", "/v1/images")[1]] == [image_id]
+        assert alice("POST", "/v1/images/prune", {})[1] == {"deleted": []}  # her running app uses it
+    else:
+        assert status == 400 and "virtual environments" in str(images)
 
     # Names with no letter or digit would be the workspace's own directory or its parent (finding 8).
     for name in ("..", ".", "...", "-"):

@@ -50,10 +50,10 @@ def test_salts_change_keys() -> None:
 @pytest.mark.parametrize(
     ("image", "words"),
     [
-        (modal.Image.from_registry("python:3.11"), "`Image.from_registry` is not supported by the local backend"),
-        (modal.Image.from_dockerfile("Dockerfile"), "`Image.from_dockerfile` is not supported by the local backend"),
-        (modal.Image.micromamba(), "`Image.micromamba` is not supported by the local backend"),
-        (modal.Image.debian_slim().dockerfile_commands("RUN x"), "`Image.dockerfile_commands` is not supported"),
+        (modal.Image.from_registry("python:3.11"), "`Image.from_registry` needs real images"),
+        (modal.Image.from_dockerfile("Dockerfile"), "`Image.from_dockerfile` needs real images"),
+        (modal.Image.micromamba(), "`Image.micromamba` needs real images"),
+        (modal.Image.debian_slim().dockerfile_commands("RUN x"), "`Image.dockerfile_commands` needs real images"),
     ],
     ids=["registry", "dockerfile", "micromamba", "dockerfile-commands"],
 )

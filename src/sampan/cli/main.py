@@ -8,6 +8,7 @@ from .. import __version__
 from .app import app
 from .container import container
 from .deploy import deploy
+from .image import image
 from .run import run
 from .secret import secret
 from .serve import serve
@@ -26,7 +27,7 @@ def cli() -> None:
     """
 
 
-for command in (serve, deploy, run, server, app, secret, token, workspace, container, volume):
+for command in (serve, deploy, run, server, app, secret, token, workspace, container, volume, image):
     cli.add_command(command)
 
 

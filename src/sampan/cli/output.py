@@ -70,6 +70,11 @@ class BuildDisplay:
         return BuildHooks(progress=self._progress, log=self._log, built=self._built)
 
     def _progress(self, step: str) -> None:
+        # Each step stays on screen (as Modal prints `=> Step 2/5: RUN ...`); the spinner says which runs.
+        if step.startswith("Building image "):
+            console.print(escape(step))
+        else:
+            console.print(f"[bold]=>[/bold] {escape(step)}")
         text = f"Building image: {step}"
         if self._status is None:
             self._status = console.status(text, spinner="dots")

@@ -141,13 +141,9 @@ class Image:
                         ignore: Any = None, build_args: dict[str, str] | None = None, registry_secret: Any = None,
                         secrets: Sequence[Any] = (), env: dict[str, str | None] | None = None, gpu: Any = None,
                         add_python: str | None = None, **kwargs: Any) -> Image:
-        """The Dockerfile is read here, where the script runs (as Modal's client does); its COPY sources
-        come from `context_dir`, by default the current directory."""
-        try:
-            text = Path(_abs(path)).read_text()
-        except OSError as exc:
-            raise InvalidError(f"Cannot read Dockerfile {str(path)!r}: {exc}") from None
-        return Image().with_base("from_dockerfile", commands=text.split("\n"), context_dir=_abs(context_dir or "."),
+        """The Dockerfile and its COPY sources (from `context_dir`, by default the current directory) are
+        read when the image is built, as Modal's client reads them when it loads the image."""
+        return Image().with_base("from_dockerfile", path=_abs(path), context_dir=_abs(context_dir or "."),
                                  build_args=dict(build_args or {}), add_python=_python_series(add_python),
                                  force_build=force_build,
                                  **_secret_args([*secrets, *([registry_secret] if registry_secret else [])], env))

@@ -34,8 +34,8 @@ from .gateway.errors import TOO_MANY_POOLS, GatewayError
 from .gateway.listener import Gateway
 from .gateway.routing import RouteTable, normal_domain
 from .images.builder import BuiltImage, ImageBuilder
-from .images.rootfs import RootfsBuilder
 from .images.recipe import FS_DIR, reroot
+from .images.rootfs import RootfsBuilder
 from .logs import LogStore
 from .pool import Pool, PoolContainer
 from .quota import ContainerQuota
@@ -489,6 +489,11 @@ class AppServer:
         hooks = hooks or BuildHooks()
         built: dict[str, BuiltImage] = {}
         out: list[BuiltImage | None] = []
+        resolve = self.secret_resolver(workspace or self.settings.workspace)
+
+        def build_secrets(name: str) -> dict[str, str]:  # a build step's `secrets=` (named Secrets)
+            return resolve(name, [])
+
         for entry in [*manifest.functions, *manifest.calls]:
             if not entry.image:
                 out.append(None)  # no image anywhere: Sampan's own environment (docs/architecture.md)
@@ -496,15 +501,22 @@ class AppServer:
             key = json.dumps(entry.image, sort_keys=True)
             if key not in built:
                 if self.rootfs is not None:
-                    resolve = self.secret_resolver(workspace or self.settings.workspace)
                     image = await self.rootfs.build(list(entry.image), log=hooks.log, progress=hooks.progress,
-                                                    secrets=lambda name: resolve(name, []))
+                                                    secrets=build_secrets)
+                    self.rootfs.claim(image.id, workspace or self.settings.workspace)
+                    if not image.cached and self.settings.image_cache_max:
+                        await asyncio.to_thread(self.rootfs.enforce_cap, self.settings.image_cache_max,
+                                                self.images_in_use() | {image.id})
                 else:
                     image = await self.images.build(list(entry.image), log=hooks.log, progress=hooks.progress)
                 built[key] = image
                 hooks.built(image)
             out.append(built[key])
         return out
+
+    def images_in_use(self) -> set[str]:
+        """The images of every app version this server runs (never pruned or evicted)."""
+        return {e.image.id for v in self.apps.values() for e in v.all_endpoints() if e.image is not None}
 
     def container_root(self, bundle: Bundle, image: BuiltImage | None,
                        mounts: list[tuple[str, Path]] | None = None) -> Path:

@@ -20,6 +20,9 @@
     GET    /v1/objects/{dict|queue}          names | DELETE /v1/objects/{kind}/{name}
     POST   /v1/volumes/{name}  {op: create|listdir|read|upload|remove|copy, ...} (server/volumes.py)
     GET    /v1/volumes         names | DELETE /v1/volumes/{name}
+    GET    /v1/images                            images the caller's workspace built or used (size, steps, last use)
+    DELETE /v1/images/{id}                       the workspace stops using it; its layers go when nothing needs them
+    POST   /v1/images/prune  {older_than}        release the workspace's images no running app uses
     POST   /v1/tokens                            a new API token for the caller's workspace
     POST   /v1/ephemeral/{name}/heartbeat | POST /v1/ephemeral/{name}/stop | GET /v1/ephemeral/{name}/logs
                                                  a `sampan serve` session on this server (its CLI's calls)
@@ -41,6 +44,7 @@ import contextlib
 import hmac
 import json
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -59,6 +63,8 @@ from .images.recipe import ImageBuildError
 from .invoke import Invoker
 from .objects import Objects, check_name
 from .store import Workspace
+
+IMAGE_ID = re.compile(r"^im-[0-9a-f]{20}$")
 
 MAX_BODY = 256 * 1024 * 1024  # a deploy carries the code bundle
 EPHEMERAL_TIMEOUT_S = 30.0  # a served app whose CLI is silent this long is stopped
@@ -359,6 +365,8 @@ class ControlServer:
             self._secrets(method, ws, parts[2:], body, writer)
         elif parts[:2] == ["v1", "proxy-tokens"]:
             self._proxy_tokens(method, ws, parts[2:], body, writer)
+        elif parts[:2] == ["v1", "images"]:
+            await self._images(method, ws, parts[2:], body, writer)
         elif route == ("POST", "v1", "tokens"):
             token_id, secret = self._needs_store().create_token(ws)
             writer.write(_json(200, {"token_id": token_id, "token_secret": secret, "workspace": ws.name}))
@@ -588,6 +596,28 @@ class ControlServer:
             if not store.delete_secret(ws, rest[0]):
                 raise NotFoundError(f"Secret '{rest[0]}' not found.")
             writer.write(_json(200, {"deleted": rest[0]}))
+        else:
+            raise HTTPError(404, "not found")
+
+    async def _images(self, method: str, ws: Workspace, rest: list[str], body: Any,
+                      writer: asyncio.StreamWriter) -> None:
+        builder = self.server.rootfs
+        if builder is None:
+            raise InvalidError("This server builds images as virtual environments (the process runtime, or a "
+                               "server that is not root); `sampan image` manages root filesystem images only.")
+        if method == "GET" and not rest:
+            writer.write(_json(200, await asyncio.to_thread(builder.images, ws.name)))
+        elif method == "DELETE" and len(rest) == 1:
+            if not IMAGE_ID.match(rest[0]) or not builder.release(rest[0], ws.name):
+                raise NotFoundError(f"Image '{rest[0]}' not found.")
+            await asyncio.to_thread(builder.collect, self.server.images_in_use())
+            writer.write(_json(200, {"deleted": rest[0]}))
+        elif method == "POST" and rest == ["prune"]:
+            older = float((body or {}).get("older_than") or 0)
+            if older < 0:
+                raise InvalidError("older_than must not be negative.")
+            released = await asyncio.to_thread(builder.prune, ws.name, self.server.images_in_use(), older)
+            writer.write(_json(200, {"deleted": released}))
         else:
             raise HTTPError(404, "not found")
 

@@ -182,6 +182,10 @@ class RootfsBuilder:
         for i, step in enumerate(steps):
             args = step.get("args") or {}
             context = args.get("context_dir")
+            if step["op"] == "from_dockerfile":
+                lines = read_dockerfile(args)
+                salts[i + offset] = hashlib.sha256("\n".join(lines).encode()).hexdigest()
+                args = {**args, "commands": lines}
             if step["op"] in ("dockerfile_commands", "from_dockerfile") and context:
                 sources = [s for line in dockerfile.parse(list(args.get("commands") or []))
                            if line.keyword in ("COPY", "ADD") for s in dockerfile.copy_sources(line.value)[0]]
@@ -264,6 +268,7 @@ class RootfsBuilder:
         os.chmod(self.layers, 0o755)
         self._remove_abandoned()
         built_any = False
+        progress(f"Building image {iid}")
         for i, step in enumerate(chain):
             forced = force_from is not None and i >= force_from
             if not forced and self._meta(step.key) is not None:
@@ -367,6 +372,107 @@ class RootfsBuilder:
                 "`from_registry`/`from_dockerfile`, or install Python in the image.")
         meta["python"], meta["python_version"] = found[0], found[1]
         (self.layers / _key_dir(top.key) / "meta.json").write_text(json.dumps(meta, indent=1))
+
+    # -- the cache: who uses what, and what may go -------------------------------------------------
+    def claim(self, iid: str, workspace: str) -> None:
+        """Record that `workspace` uses image `iid` now (what `sampan image list` shows it)."""
+        path = self.layers / _key_dir(iid[3:]) / "users.json"
+        users = _read_json(path)
+        users[workspace] = time.time()
+        _write_json(path, users)
+
+    def images(self, workspace: str | None = None) -> list[dict[str, Any]]:
+        """Images (last layers with a Python) with their size, steps and use; those `workspace` used,
+        or all of them."""
+        out = []
+        for meta_path in self.layers.glob("*/meta.json"):
+            meta = _read_json(meta_path)
+            if not meta.get("python"):
+                continue
+            users = _read_json(meta_path.with_name("users.json"))
+            if workspace is not None and workspace not in users:
+                continue
+            chain = self._chain_metas(meta)
+            out.append({"id": "im-" + meta_path.parent.name, "python": meta.get("python_version"),
+                        "steps": [m.get("step") for m in reversed(chain)],
+                        "size": sum(int(m.get("size") or 0) for m in chain),
+                        "built_at": meta.get("built_at"),
+                        "last_used": max([*users.values(), meta_path.stat().st_mtime]),
+                        "workspaces": len(users)})
+        return sorted(out, key=lambda i: -i["last_used"])
+
+    def _chain_metas(self, meta: dict[str, Any]) -> list[dict[str, Any]]:
+        chain = []
+        current: dict[str, Any] | None = meta
+        while current:
+            chain.append(current)
+            current = self._meta(current["parent"]) if current.get("parent") else None
+        return chain
+
+    def release(self, iid: str, workspace: str | None) -> bool:
+        """`workspace` stops using `iid` (None: every workspace). False if it did not use it."""
+        path = self.layers / _key_dir(iid[3:]) / "users.json"
+        users = _read_json(path)
+        if workspace is None:
+            found = path.parent.joinpath("meta.json").exists()
+            users = {}
+        else:
+            found = users.pop(workspace, None) is not None
+        if found:
+            _write_json(path, users)
+        return found
+
+    def collect(self, in_use: set[str], grace: float = 600.0) -> int:
+        """Remove every layer that no image still claimed (or `in_use` by a running app) needs; returns the
+        bytes freed. Base tarballs and pulled images in the cache go when no layer was made from them
+        for a day."""
+        keep: set[str] = set()
+        for meta_path in self.layers.glob("*/meta.json"):
+            iid = "im-" + meta_path.parent.name
+            meta = _read_json(meta_path)
+            if iid in in_use or _read_json(meta_path.with_name("users.json")):
+                keep.update(_key_dir(m["key"]) for m in self._chain_metas(meta))
+        freed = 0
+        now = time.time()
+        for layer in self.layers.iterdir():
+            if layer.name.startswith(".") or layer.name in keep:
+                continue
+            built = _read_json(layer / "meta.json").get("built_at") or 0
+            if now - float(built) < grace:
+                continue  # a build may be stacking on it right now
+            freed += _du(layer)
+            shutil.rmtree(layer, ignore_errors=True)
+        return freed
+
+    def prune(self, workspace: str | None, in_use: set[str], older_than: float = 0.0) -> list[str]:
+        """Release `workspace`'s images (every workspace's, for None) not used by a running app and not
+        used for `older_than` seconds, then collect. Returns the ids released."""
+        now = time.time()
+        released = []
+        for image in self.images(workspace):
+            if image["id"] in in_use or now - image["last_used"] < older_than:
+                continue
+            if self.release(image["id"], workspace):
+                released.append(image["id"])
+        self.collect(in_use, grace=0.0 if older_than else 600.0)
+        return released
+
+    def enforce_cap(self, cap: int, in_use: set[str]) -> list[str]:
+        """Keep the layer store under `cap` bytes: the images used longest ago (and by no running app)
+        go first, for every workspace."""
+        evicted: list[str] = []
+        if cap <= 0:
+            return evicted
+        while _du(self.layers) > cap:
+            candidates = [i for i in self.images() if i["id"] not in in_use]
+            if not candidates:
+                break
+            oldest = min(candidates, key=lambda i: i["last_used"])
+            self.release(oldest["id"], None)
+            (self.layers / _key_dir(oldest["id"][3:]) / "meta.json").unlink(missing_ok=True)
+            evicted.append(oldest["id"])
+            self.collect(in_use, grace=0.0)
+        return evicted
 
     # -- the build sandbox --------------------------------------------------------------------
     async def box(self, argv: list[str], lowers: list[str], config: dict[str, Any], log: Log, step: Step, *,
@@ -563,6 +669,14 @@ class RootfsBuilder:
         return layout
 
 
+def read_dockerfile(args: dict[str, Any]) -> list[str]:
+    """The lines of a `from_dockerfile` step's Dockerfile (read where the server builds, as add_local_* files)."""
+    try:
+        return Path(args["path"]).read_text().split("\n")
+    except OSError as exc:
+        raise ImageBuildError(f"Cannot read Dockerfile {args.get('path')!r}: {exc.strerror}") from None
+
+
 def oci_config(layout: Path) -> dict[str, Any]:
     """The image configuration (Env, WorkingDir, Entrypoint, Cmd) of an OCI layout's only image."""
     index = json.loads((layout / "index.json").read_text())
@@ -570,6 +684,20 @@ def oci_config(layout: Path) -> dict[str, Any]:
     manifest = json.loads((layout / "blobs" / Path(*manifest_digest.split(":"))).read_text())
     config = json.loads((layout / "blobs" / Path(*manifest["config"]["digest"].split(":"))).read_text())
     return config.get("config") or {}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
 
 
 def _du(path: Path) -> int:
@@ -735,7 +863,7 @@ class _Run:
                              list(args.get("setup_dockerfile_commands") or []))
 
     async def op_from_dockerfile(self, args: dict[str, Any]) -> None:
-        instructions = dockerfile.parse(list(args.get("commands") or []))
+        instructions = dockerfile.parse(read_dockerfile(args))
         reference, rest = dockerfile.split_from(instructions)
         build_args = {k: str(v) for k, v in (args.get("build_args") or {}).items()}
         variables = dict(build_args)
