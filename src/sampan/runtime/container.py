@@ -123,7 +123,9 @@ class Runtime:
 
     def _load(self) -> Any:
         bundle = self.spec["bundle_dir"]
-        if bundle not in sys.path and os.path.isdir(bundle):
+        if not os.path.isdir(bundle):  # in the sandbox the code is at /root, importable whatever the WORKDIR
+            bundle = "/root"
+        if bundle not in sys.path:
             sys.path.insert(0, bundle)
         module = importlib.import_module(self.spec["module"])
         app = self.app = getattr(module, self.spec["app_var"])

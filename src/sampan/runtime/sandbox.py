@@ -530,6 +530,8 @@ def _build_root(plan: dict[str, Any], fds: dict[str, int]) -> None:
         path, target = f"/{name}", f"{new}/{name}"
         if os.path.islink(path):
             os.symlink(os.readlink(path), target)
+        elif image and os.path.isfile(path):  # a file at the image's top (`RUN echo x > /built`)
+            _top_file(path, target)
         elif name in fresh or not os.path.isdir(path):
             _mkdirs(target)
         elif name in layer_dirs or (image and name != "__sampan"):
@@ -590,6 +592,18 @@ def _build_root(plan: dict[str, Any], fds: dict[str, int]) -> None:
     for fd in fds.values():
         with contextlib.suppress(OSError):
             os.close(fd)
+
+
+def _top_file(path: str, target: str, copy_max: int = 1 << 20) -> None:
+    """A file at the root of an image: copied into the container's root (its own to change) when small,
+    else bound read-only."""
+    if os.path.getsize(path) <= copy_max:
+        with open(path, "rb") as src, open(target, "wb") as dst:
+            dst.write(src.read())
+        os.chmod(target, os.stat(path).st_mode & 0o7777)
+    else:
+        _touch(target)
+        _bind(path, target, readonly=True)
 
 
 def _overlay(lowers: list[str], target: str, stage: str, name: str) -> None:

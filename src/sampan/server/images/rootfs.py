@@ -867,10 +867,11 @@ class _Run:
         reference, rest = dockerfile.split_from(instructions)
         build_args = {k: str(v) for k, v in (args.get("build_args") or {}).items()}
         variables = dict(build_args)
-        for line in instructions:
-            if line.keyword == "ARG" and line.line < (rest[0].line if rest else 1 << 30):
-                for key, value in dockerfile.pairs(line.value).items():
-                    variables.setdefault(key, value)
+        for line in instructions:  # the ARGs before FROM are what FROM may use
+            if line.keyword == "FROM":
+                break
+            for key, value in dockerfile.pairs(line.value).items():
+                variables.setdefault(key, value)
         if reference is None:
             raise ImageBuildError("The Dockerfile has no FROM line.")
         reference = dockerfile.substitute(reference, variables)
@@ -973,6 +974,18 @@ class _Run:
 
     async def op_workdir(self, args: dict[str, Any]) -> None:
         self.config["workdir"] = str(args["path"])
+        self.make_dir(self.config["workdir"])
+
+    def make_dir(self, path: str) -> None:
+        """`WORKDIR` makes its directory, as Docker does (owned by the image's root)."""
+        if not path.startswith("/") or ".." in path.split("/"):
+            raise ImageBuildError(f"WORKDIR must be an absolute path without '..': {path!r}")
+        target = self.diff
+        for part in [p for p in path.split("/") if p]:
+            target = target / part
+            if not target.exists():
+                target.mkdir(mode=0o755)
+                os.lchown(target, self.b.uid, self.b.uid)
 
     async def op_entrypoint(self, args: dict[str, Any]) -> None:
         self.config["entrypoint"] = list(args.get("commands") or [])
@@ -1027,6 +1040,7 @@ class _Run:
                 path = dockerfile.substitute(value, variables)
                 base = self.config.get("workdir") or "/"
                 self.config["workdir"] = path if path.startswith("/") else os.path.join(base, path)
+                self.make_dir(self.config["workdir"])
             elif line.keyword in ("COPY", "ADD"):
                 sources, dest = dockerfile.copy_sources(dockerfile.substitute(value, variables))
                 if context is None:
