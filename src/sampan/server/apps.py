@@ -331,6 +331,8 @@ def rootfs_builder(images_dir: Path, backend: Backend, runtimes: ImageBuilder) -
         return None
     if isolation is None or not isolation.enabled or not isolation.privileged:
         return None
+    if shutil.which("mmdebstrap") is None:  # the README's first command must work on a fresh machine
+        return None
     return RootfsBuilder(images_dir, isolation.uid, count=isolation.count, slirp=isolation.slirp,
                          constraints=runtimes.constraints, runtimes=runtimes)
 
@@ -357,6 +359,11 @@ class AppServer:
         self.apps: dict[str, AppVersion] = {}
         self.images = ImageBuilder(settings.images_dir)
         self.rootfs = rootfs_builder(settings.images_dir, backend, self.images)
+        isolation = getattr(backend, "isolation", None)
+        if self.rootfs is None and isolation is not None and isolation.enabled and isolation.privileged \
+                and shutil.which("mmdebstrap") is None and warn is not None:
+            warn("Images are built as virtual environments: real images (apt_install, from_registry, "
+                 "Dockerfiles) need Debian's mmdebstrap (sudo apt-get install mmdebstrap skopeo umoci).")
         self.volumes = Volumes(settings.home)
         self.quota = ContainerQuota(settings.max_containers_per_workspace, settings.max_containers)
         if store is not None:

@@ -144,8 +144,9 @@ def plan(steps: list[dict[str, Any]], default_python: str, salts: dict[int, str]
         if not rootfs and op in UNSUPPORTED:
             raise ImageBuildError(
                 f"`Image.{op}` needs real images: it {UNSUPPORTED[op]}, which this server builds only in its "
-                "container sandbox as root (see `sampan server status`). Use `Image.debian_slim()` with "
-                "`pip_install`/`uv_pip_install`/`run_commands`, or run the server as root."
+                "container sandbox as root, with Debian's mmdebstrap, skopeo and umoci installed (see `sampan "
+                "server status`). Use `Image.debian_slim()` with `pip_install`/`uv_pip_install`/`run_commands`, "
+                "or run the server as root."
             )
         if i > 0 and op in BASE_OPS:
             raise ImageBuildError(f"`Image.{op}` starts an image; it cannot follow other steps.")

@@ -617,10 +617,38 @@ class RootfsBuilder:
         finally:
             os.close(fd)
 
+    async def find_python(self, version: str, log: Log) -> str:
+        """An interpreter of `version` to copy into an image: one of uv's managed (standalone, relocatable)
+        Pythons, downloaded where that is possible, else one installed on this machine; else the error
+        lists the versions that exist here."""
+        env = {**os.environ, "UV_PYTHON_DOWNLOADS": "automatic"}
+        for argv in ([uv_bin(), "python", "find", "--managed-python", version],
+                     [uv_bin(), "python", "install", version]):
+            proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
+                                                        stdout=asyncio.subprocess.PIPE,
+                                                        stderr=asyncio.subprocess.STDOUT, env=env)
+            try:
+                out = (await asyncio.wait_for(proc.communicate(), 300))[0].decode(errors="replace")
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()
+                break
+            if proc.returncode != 0:
+                log(f"uv's managed Python {version}: not available ({out.strip().splitlines()[-1:]})")
+                continue
+            if argv[2] == "install":
+                continue  # installed: found on the next pass
+            return out.strip().splitlines()[-1]
+        found = await asyncio.create_subprocess_exec(uv_bin(), "python", "find", "--managed-python", version,
+                                                     stdout=asyncio.subprocess.PIPE,
+                                                     stderr=asyncio.subprocess.DEVNULL)
+        path = (await found.communicate())[0].decode().strip()
+        return path if found.returncode == 0 and path else find_python(version)
+
     async def copy_python(self, version: str, upper: str, step: Step, log: Log) -> str:
-        """An interpreter of `version` from this machine (Debian's release has another), copied into the
-        image's /usr/local as Modal's `python:*-slim` images have it. Returns its path in the image."""
-        python = find_python(version)
+        """An interpreter of `version` (Debian's release has another), copied into the image's /usr/local
+        as Modal's `python:*-slim` images have it. Returns its path in the image."""
+        python = await self.find_python(version, log)
         out = await asyncio.create_subprocess_exec(python, "-c", "import sys; print(sys.base_prefix)",
                                                    stdout=asyncio.subprocess.PIPE)
         prefix = (await out.communicate())[0].decode().strip()
