@@ -108,3 +108,54 @@ def test_real_images_are_keyed_apart_and_bases_come_first() -> None:
         plan([*steps, {"op": "from_registry", "args": {"tag": "a:1"}}], "3.11", rootfs=True)
     with pytest.raises(ImageBuildError, match="run_function"):
         plan([*steps, {"op": "run_function", "args": {}}], "3.11", rootfs=True)
+
+
+def test_a_step_with_a_named_secret_is_keyed_by_the_workspace(tmp_path: Path) -> None:
+    import sampan as modal
+    from sampan.server.images.rootfs import RootfsBuilder
+
+    builder = RootfsBuilder(tmp_path, 100000)
+    private = modal.Image.debian_slim().pip_install("pkg", secrets=[modal.Secret.from_name("index")]).to_json()
+    public = modal.Image.debian_slim().pip_install("pkg").to_json()
+    alice, bob = builder.chain(private, "alice"), builder.chain(private, "bob")
+    assert alice[0].key == bob[0].key and alice[1].key != bob[1].key
+    assert builder.chain(public, "alice")[1].key == builder.chain(public, "bob")[1].key
+
+
+def _layer(store: Path, key: str, parent: str | None, size: int, python: str | None = "/usr/local/bin/python") -> None:
+    import json
+
+    layer = store / "layers" / key[:20]
+    (layer / "diff").mkdir(parents=True)
+    (layer / "diff" / "blob").write_bytes(b"x" * size)
+    meta = {"key": key, "parent": parent, "step": f"step {key[:4]}", "config": {"env": {}}, "empty": False,
+            "python": python, "python_version": "3.11" if python else None, "built_at": 1.0, "size": size}
+    (layer / "meta.json").write_text(json.dumps(meta))
+
+
+def test_the_image_cache_is_per_workspace_and_keeps_what_runs(tmp_path: Path) -> None:
+    import os
+
+    from sampan.server.images.rootfs import RootfsBuilder
+
+    builder = RootfsBuilder(tmp_path, 100000)
+    base, a, b = "b" * 64, "a" * 64, "c" * 64
+    _layer(tmp_path, base, None, 1000, python=None)
+    _layer(tmp_path, a, base, 10)
+    _layer(tmp_path, b, base, 20)
+    for key in (base, a, b):  # not used for an hour
+        os.utime(tmp_path / "layers" / key[:20] / "meta.json", (1.0, 1.0))
+    builder.claim("im-" + a[:20], "alice")
+    builder.claim("im-" + b[:20], "bob")
+    assert [i["id"] for i in builder.images("alice")] == ["im-" + a[:20]]
+    listed = builder.images("bob")[0]
+    assert listed["size"] > 1000 and listed["steps"] == ["step bbbb", "step cccc"]
+    assert not builder.release("im-" + a[:20], "bob")  # bob cannot release alice's
+    assert builder.prune("bob", in_use={"im-" + b[:20]}) == []  # bob's runs
+    assert builder.prune("bob", in_use=set()) == ["im-" + b[:20]]
+    assert not (tmp_path / "layers" / b[:20]).exists()  # nothing needs it now
+    assert (tmp_path / "layers" / base[:20]).exists() and (tmp_path / "layers" / a[:20]).exists()  # alice's
+    assert builder.enforce_cap(10 << 20, set()) == []  # under the cap
+    assert builder.enforce_cap(100, {"im-" + a[:20]}) == []  # over it, but alice's image runs
+    assert builder.enforce_cap(100, set()) == ["im-" + a[:20]]
+    assert list((tmp_path / "layers").iterdir()) == []

@@ -509,7 +509,7 @@ class AppServer:
             if key not in built:
                 if self.rootfs is not None:
                     image = await self.rootfs.build(list(entry.image), log=hooks.log, progress=hooks.progress,
-                                                    secrets=build_secrets)
+                                                    secrets=build_secrets, scope=workspace or self.settings.workspace)
                     self.rootfs.claim(image.id, workspace or self.settings.workspace)
                     if not image.cached and self.settings.image_cache_max:
                         await asyncio.to_thread(self.rootfs.enforce_cap, self.settings.image_cache_max,

@@ -173,7 +173,10 @@ class RootfsBuilder:
         self._inflight: dict[str, asyncio.Future[BuiltImage]] = {}
 
     # -- keys and lookups ---------------------------------------------------------------------
-    def chain(self, steps: list[dict[str, Any]]) -> list[Step]:
+    def chain(self, steps: list[dict[str, Any]], scope: str | None = None) -> list[Step]:
+        """The recipe's steps with their keys. A step that reads a named Secret is keyed by the workspace
+        (`scope`) too: two workspaces' Secrets of one name differ, and one must never get a layer built
+        with the other's (a private index's packages, say)."""
         steps = build_steps(steps)
         salts = salts_for(steps)
         offset = 0 if steps and steps[0]["op"] in ("debian_slim", "from_registry", "from_dockerfile",
@@ -191,6 +194,8 @@ class RootfsBuilder:
                            if line.keyword in ("COPY", "ADD") for s in dockerfile.copy_sources(line.value)[0]]
                 paths = [Path(context) / s for s in sources if (Path(context) / s).exists()]
                 salts[i + offset] = salts.get(i + offset, "") + _hash_paths(paths)
+            if args.get("secret_names"):
+                salts[i + offset] = salts.get(i + offset, "") + f";workspace={scope}"
             if step["op"] == "uv_sync":
                 project = Path(args.get("uv_project_dir") or ".")
                 salts[i + offset] = _hash_paths([p for p in (project / "pyproject.toml", project / "uv.lock")
@@ -225,8 +230,9 @@ class RootfsBuilder:
 
     # -- building -----------------------------------------------------------------------------
     async def build(self, steps: list[dict[str, Any]], *, force: bool = False, log: Log | None = None,
-                    progress: Log | None = None, secrets: SecretValues | None = None) -> BuiltImage:
-        chain = self.chain(steps)
+                    progress: Log | None = None, secrets: SecretValues | None = None,
+                    scope: str | None = None) -> BuiltImage:
+        chain = self.chain(steps, scope)
         iid = image_id(chain)
         forced = [i for i, s in enumerate(build_steps(steps)) if (s.get("args") or {}).get("force_build")]
         if force or os.environ.get("MODAL_FORCE_BUILD") == "1":
@@ -423,23 +429,21 @@ class RootfsBuilder:
         return found
 
     def collect(self, in_use: set[str], grace: float = 600.0) -> int:
-        """Remove every layer that no image still claimed (or `in_use` by a running app) needs; returns the
-        bytes freed. Base tarballs and pulled images in the cache go when no layer was made from them
-        for a day."""
+        """Remove every layer that no image still needs; returns the bytes freed. An image is needed while
+        a workspace claims it, an app of this server runs it (`in_use`), or anything (another server
+        sharing `$SAMPAN_IMAGES`, a build stacking on it) used it within `grace` seconds."""
+        now = time.time()
         keep: set[str] = set()
         for meta_path in self.layers.glob("*/meta.json"):
             iid = "im-" + meta_path.parent.name
             meta = _read_json(meta_path)
-            if iid in in_use or _read_json(meta_path.with_name("users.json")):
+            recent = now - _mtime(meta_path) < grace
+            if iid in in_use or recent or _read_json(meta_path.with_name("users.json")):
                 keep.update(_key_dir(m["key"]) for m in self._chain_metas(meta))
         freed = 0
-        now = time.time()
         for layer in self.layers.iterdir():
             if layer.name.startswith(".") or layer.name in keep:
                 continue
-            built = _read_json(layer / "meta.json").get("built_at") or 0
-            if now - float(built) < grace:
-                continue  # a build may be stacking on it right now
             freed += _du(layer)
             shutil.rmtree(layer, ignore_errors=True)
         return freed
@@ -726,6 +730,13 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, path)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _du(path: Path) -> int:
