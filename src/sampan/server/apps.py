@@ -521,6 +521,12 @@ class AppServer:
             out.append(built[key])
         return out
 
+    @property
+    def images_description(self) -> str:
+        if self.rootfs is not None:
+            return f"root filesystems (layers in {self.rootfs.layers})"
+        return f"virtual environments (in {self.settings.images_dir})"
+
     def images_in_use(self) -> set[str]:
         """The images of every app version this server runs (never pruned or evicted)."""
         return {e.image.id for v in self.apps.values() for e in v.all_endpoints() if e.image is not None}

@@ -73,6 +73,7 @@ async def run(settings: Settings, control_port: int = DEFAULT_CONTROL_PORT) -> i
         _log(f"WARNING: {warning}")
     server = AppServer(settings, backend, log_line, start_error, warn=_log,
                        store=store)
+    _log(f"images: {server.images_description}")
     await server.start()
     control = ControlServer(server, port=control_port)
     try:

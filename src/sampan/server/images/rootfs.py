@@ -783,7 +783,10 @@ class _Run:
     def _uv_binds(self) -> list[tuple[str, str]]:
         cache = self.b.cache / "uv"
         cache.mkdir(parents=True, exist_ok=True)
-        if cache.stat().st_uid != self.b.uid:
+        if cache.stat().st_uid != self.b.uid:  # made by hand, or for another container uid: the builds' own
+            for root, dirs, files in os.walk(cache):
+                for name in [*dirs, *files]:
+                    os.lchown(os.path.join(root, name), self.b.uid, self.b.uid)
             os.chown(cache, self.b.uid, self.b.uid)
         binds = [(uv_bin(), f"{TOOLS}/uv"), (str(cache), f"{TOOLS}/uv-cache")]
         if self.b.constraints is not None and self.b.constraints.is_file():
