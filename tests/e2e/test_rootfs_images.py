@@ -266,3 +266,37 @@ def test_layers_are_owned_by_the_container_range_not_host_root() -> None:
     assert owners and all(100000 <= uid < 100000 + 65536 for uid in owners)
     meta = json.loads((Path(built.path) / "meta.json").read_text())
     assert meta["python"] == "/usr/local/bin/python"
+
+
+RUN_FUNCTION_APP = """
+    import os
+    import modal
+
+    def download(name, size=3):
+        # runs once, while the image is built: what it writes is part of the image
+        os.makedirs("/models", exist_ok=True)
+        with open(f"/models/{{name}}", "w") as fh:
+            fh.write("w" * size + " " + os.environ.get("TOKEN", "-") + " " + os.environ.get("MODAL_IS_REMOTE", "-"))
+
+    image = (modal.Image.debian_slim().run_function(download, args=("weights",), kwargs={{"size": 5}},
+                                                    secrets=[modal.Secret.from_dict({{"TOKEN": "{token}"}})]))
+    app = modal.App("builder", image=image)
+
+    @app.function()
+    @modal.fastapi_endpoint()
+    def read():
+        return {{"weights": open("/models/weights").read(), "token_in_env": os.environ.get("TOKEN")}}
+"""
+
+
+def test_run_function_runs_once_at_build_and_its_files_are_the_layer(tmp_path: Path) -> None:
+    token = uuid.uuid4().hex
+    (tmp_path / "app.py").write_text(textwrap.dedent(RUN_FUNCTION_APP.format(token=token)))
+    with serve(tmp_path / "app.py", tmp_path / "home", cwd=tmp_path) as s:
+        body = requests.get(s.urls["read"], timeout=60).json()
+        assert body == {"weights": f"wwwww {token} 1", "token_in_env": None}  # the build's secret is not kept
+        assert "run_function download" in s.output
+    with pytest.raises(modal.exception.InvalidError, match="does not support lambda"):
+        modal.Image.debian_slim().run_function(lambda: None)
+    with pytest.raises(modal.exception.InvalidError, match="must be a function, not int"):
+        modal.Image.debian_slim().run_function(3)  # type: ignore[arg-type]

@@ -243,8 +243,35 @@ class Image:
                          context_dir=_abs(context_dir or "."), build_args=dict(build_args or {}),
                          force_build=force_build, **_secret_args(secrets, env))
 
-    def run_function(self, raw_f: Callable[..., Any], **kwargs: Any) -> Image:
-        return self._add("run_function", function=getattr(raw_f, "__qualname__", repr(raw_f)))
+    def run_function(self, raw_f: Callable[..., Any], *, env: dict[str, str | None] | None = None,
+                     secrets: Sequence[Any] = (), volumes: dict[str, Any] | None = None,
+                     network_file_systems: dict[str, Any] | None = None, gpu: Any = None, cpu: Any = None,
+                     memory: Any = None, timeout: int = 3600, cloud: str | None = None, region: Any = None,
+                     force_build: bool = False, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
+                     include_source: bool = True) -> Image:
+        """Run `raw_f` in a container of this image while building; the files it leaves are the next
+        layer. Keyed, as on Modal, by the function's source and its arguments (not by other code)."""
+        import base64
+        import hashlib
+        import inspect
+
+        if not callable(raw_f) or isinstance(raw_f, type):
+            raise InvalidError(f"Argument to Image.run_function must be a function, not {type(raw_f).__name__}.")
+        if getattr(raw_f, "__name__", "") == "<lambda>":
+            raise InvalidError("Image.run_function does not support lambda functions.")
+        import cloudpickle
+
+        payload = cloudpickle.dumps((tuple(args), dict(kwargs or {})))
+        if len(payload) > 2 * 1024 * 1024:
+            raise InvalidError(f"Arguments to `run_function` are too large ({len(payload)} bytes). "
+                               "Maximum size is 2097152 bytes.")
+        try:
+            source = inspect.getsource(raw_f)
+        except (OSError, TypeError):
+            source = repr(getattr(raw_f, "__code__", raw_f))
+        return self._add("run_function", module=raw_f.__module__, qualname=raw_f.__qualname__,
+                         source=hashlib.sha256(source.encode()).hexdigest(), args=base64.b64encode(payload).decode(),
+                         timeout=int(timeout), force_build=force_build, **_secret_args(secrets, env))
 
     # -- configuration -----------------------------------------------------------------------
     def env(self, vars: dict[str, str]) -> Image:  # noqa: A002 - Modal's name

@@ -490,7 +490,7 @@ class AppServer:
         return out
 
     async def build_images(self, manifest: Manifest, hooks: BuildHooks | None = None,
-                           workspace: str | None = None) -> list[BuiltImage | None]:
+                           workspace: str | None = None, bundle: Bundle | None = None) -> list[BuiltImage | None]:
         """Build (or find) the image of every function (web ones, then the others, as in
         `manifest.functions + manifest.calls`); None where a function declares no image."""
         hooks = hooks or BuildHooks()
@@ -509,7 +509,8 @@ class AppServer:
             if key not in built:
                 if self.rootfs is not None:
                     image = await self.rootfs.build(list(entry.image), log=hooks.log, progress=hooks.progress,
-                                                    secrets=build_secrets, scope=workspace or self.settings.workspace)
+                                                    secrets=build_secrets, scope=workspace or self.settings.workspace,
+                                                    code=(bundle.path, manifest.module) if bundle else None)
                     self.rootfs.claim(image.id, workspace or self.settings.workspace)
                     if not image.cached and self.settings.image_cache_max:
                         await asyncio.to_thread(self.rootfs.enforce_cap, self.settings.image_cache_max,
@@ -586,7 +587,7 @@ class AppServer:
             raise InvalidError(f"Custom domain {taken_domains[0]!r} is already in use by another workspace.")
         envs = [compose_env(entry, self.secret_resolver(workspace))  # fail early
                 for entry in [*manifest.functions, *manifest.calls]]
-        images = await self.build_images(manifest, hooks, workspace)
+        images = await self.build_images(manifest, hooks, workspace, bundle)
         web_images, call_images = images[:len(manifest.functions)], images[len(manifest.functions):]
         web_envs, call_envs = envs[:len(manifest.functions)], envs[len(manifest.functions):]
         taken = set(self.gateway.endpoint_ports.values()) | {self.gateway.port}

@@ -428,7 +428,7 @@ class ControlServer:
                 # Build and validate first: a failure leaves the previous version serving, unrecorded.
                 subdomains = [sub for _, sub, _ in self.server.plan_subdomains(manifest, False, ws.name)]
                 self.server.check_secrets(manifest, ws.name)
-                await self.server.build_images(manifest, hooks, ws.name)
+                await self.server.build_images(manifest, hooks, ws.name, bundle)
                 previous = store.app(ws, name)
                 labels = store.labels_of(previous.id) if previous is not None else []
                 app, record = store.add_version(ws, name, manifest.to_json(), bundle.id, body.get("tag") or "",
@@ -532,7 +532,7 @@ class ControlServer:
             record = store.version(app.id, int(target))
             manifest = Manifest.from_json(record.manifest)
             bundle = self.server.bundle(record.bundle_id)
-            await self.server.build_images(manifest, workspace=ws.name)
+            await self.server.build_images(manifest, workspace=ws.name, bundle=bundle)
             live = await self.server.publish(key, manifest, bundle, ephemeral=False, workspace=ws.name,
                                              number=record.version)
             store.set_current(app, record.version)  # only once it serves

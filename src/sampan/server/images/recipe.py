@@ -120,7 +120,7 @@ BASE_OPS = {"debian_slim", "from_registry", "from_aws_ecr", "from_gcp_artifact_r
 # What only the venv builder (the process runtime, or a server that is not root) cannot do.
 ROOTFS_ONLY = {"from_registry", "from_aws_ecr", "from_gcp_artifact_registry", "from_dockerfile", "micromamba",
                "micromamba_install", "dockerfile_commands", "shell", "poetry_install_from_file"}
-ROOTFS_UNSUPPORTED = {"run_function": "runs a function during the build, which the image builder cannot do yet"}
+ROOTFS_UNSUPPORTED: dict[str, str] = {}
 ROOTFS_LAYOUT = "rootfs-1"
 
 

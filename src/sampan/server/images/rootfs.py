@@ -231,7 +231,8 @@ class RootfsBuilder:
     # -- building -----------------------------------------------------------------------------
     async def build(self, steps: list[dict[str, Any]], *, force: bool = False, log: Log | None = None,
                     progress: Log | None = None, secrets: SecretValues | None = None,
-                    scope: str | None = None) -> BuiltImage:
+                    scope: str | None = None, code: tuple[Path, str] | None = None) -> BuiltImage:
+        """Build (or find) `steps`' image. `code`: the app's bundle and module, for `run_function`."""
         chain = self.chain(steps, scope)
         iid = image_id(chain)
         forced = [i for i, s in enumerate(build_steps(steps)) if (s.get("args") or {}).get("force_build")]
@@ -249,7 +250,7 @@ class RootfsBuilder:
         try:
             offset = len(chain) - len(build_steps(steps))
             image = await self._build(iid, chain, min(forced) + offset if forced else None, log or _ignore,
-                                      progress or _ignore, secrets)
+                                      progress or _ignore, secrets, code)
             image = await self._with_runtime(image, log or _ignore)
             future.set_result(image)
             return image
@@ -268,7 +269,7 @@ class RootfsBuilder:
         return BuiltImage(**{**image.__dict__, "runtime": str(layer)})
 
     async def _build(self, iid: str, chain: list[Step], force_from: int | None, log: Log, progress: Log,
-                     secrets: SecretValues | None) -> BuiltImage:
+                     secrets: SecretValues | None, code: tuple[Path, str] | None = None) -> BuiltImage:
         start = time.perf_counter()
         self.layers.mkdir(parents=True, exist_ok=True)
         os.chmod(self.layers, 0o755)
@@ -281,7 +282,7 @@ class RootfsBuilder:
                 continue
             parent = self._meta(chain[i - 1].key) if i else None
             progress(f"Step {i + 1}/{len(chain)}: {step.describe()}")
-            await self._locked(step, parent, forced, log, secrets)
+            await self._locked(step, parent, forced, log, secrets, code)
             built_any = True
         top = self._meta(chain[-1].key)
         assert top is not None
@@ -295,7 +296,7 @@ class RootfsBuilder:
         return image
 
     async def _locked(self, step: Step, parent: dict[str, Any] | None, forced: bool, log: Log,
-                      secrets: SecretValues | None) -> None:
+                      secrets: SecretValues | None, code: tuple[Path, str] | None = None) -> None:
         locks = self.dir / "locks"
         locks.mkdir(parents=True, exist_ok=True)
         fd = os.open(locks / f"layer-{_key_dir(step.key)}.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -303,7 +304,7 @@ class RootfsBuilder:
             await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
             if not forced and self._meta(step.key) is not None:
                 return  # another process built it meanwhile
-            await self._build_layer(step, parent, log, secrets)
+            await self._build_layer(step, parent, log, secrets, code)
         finally:
             with contextlib.suppress(OSError):
                 fcntl.flock(fd, fcntl.LOCK_UN)
@@ -319,7 +320,7 @@ class RootfsBuilder:
                 shutil.rmtree(path, ignore_errors=True)
 
     async def _build_layer(self, step: Step, parent: dict[str, Any] | None, log: Log,
-                           secrets: SecretValues | None) -> None:
+                           secrets: SecretValues | None, code: tuple[Path, str] | None = None) -> None:
         name = f".b-{_key_dir(step.key)}-{os.getpid()}"
         tmp = self.layers / name
         shutil.rmtree(tmp, ignore_errors=True)
@@ -333,7 +334,7 @@ class RootfsBuilder:
         config["env"] = dict(config.get("env") or {})
         below = self._stack(parent)
         try:
-            run = _Run(self, step, name, below, config, log, secrets)
+            run = _Run(self, step, name, below, config, log, secrets, code)
             await run.apply()
             meta = {"key": step.key, "parent": parent["key"] if parent else None, "op": step.op,
                     "step": step.describe(), "config": config, "built_at": time.time(), "sampan": __version__,
@@ -361,22 +362,25 @@ class RootfsBuilder:
             meta = self._meta(meta["parent"]) if meta.get("parent") else None
         return out
 
-    async def _finish(self, top: Step, log: Log) -> None:
-        """Find the image's Python (the first `python` on its PATH, as Modal's runtime is started) and
-        record it in the last layer's metadata: a recipe is an image once this is known."""
-        meta = self._meta(top.key)
-        assert meta is not None
+    async def probe_python(self, lowers: list[str], config: dict[str, Any], step: Step) -> tuple[str, str]:
+        """The first `python` on the image's PATH (as Modal's runtime is started) and its version."""
         probe = ("p=$(command -v python || command -v python3) || { echo 'no python'; exit 3; }; "
                  'exec "$p" -c "import sys; print(sys.executable, \'%d.%d\' % sys.version_info[:2])"')
         lines: list[str] = []
-        await self.box(["/bin/sh", "-c", probe], self._stack(meta), meta["config"],
-                       lambda line: lines.append(line), top, scratch=True, check=False)
+        await self.box(["/bin/sh", "-c", probe], lowers, config, lambda line: lines.append(line), step,
+                       scratch=True, check=False, net=False)
         found = next((ln.split() for ln in reversed(lines) if ln.startswith("/")), None)
         if not found or len(found) != 2:
             raise ImageBuildError(
                 "The image has no Python on its PATH, which Functions need. Use `add_python=\"3.12\"` with "
                 "`from_registry`/`from_dockerfile`, or install Python in the image.")
-        meta["python"], meta["python_version"] = found[0], found[1]
+        return found[0], found[1]
+
+    async def _finish(self, top: Step, log: Log) -> None:
+        """Record the image's Python in the last layer's metadata: a recipe is an image once it is known."""
+        meta = self._meta(top.key)
+        assert meta is not None
+        meta["python"], meta["python_version"] = await self.probe_python(self._stack(meta), meta["config"], top)
         (self.layers / _key_dir(top.key) / "meta.json").write_text(json.dumps(meta, indent=1))
 
     # -- the cache: who uses what, and what may go -------------------------------------------------
@@ -752,7 +756,8 @@ class _Run:
     """One step, applied to a layer being built: the sandbox runs, the settings it changes."""
 
     def __init__(self, builder: RootfsBuilder, step: Step, upper: str, below: list[str], config: dict[str, Any],
-                 log: Log, secrets: SecretValues | None) -> None:
+                 log: Log, secrets: SecretValues | None, code: tuple[Path, str] | None = None) -> None:
+        self.code = code
         self.b = builder
         self.step = step
         self.upper = upper
@@ -1010,6 +1015,46 @@ class _Run:
         groups += [f"--only {','.join(args['only'])}"] if args.get("only") else []
         await self.sh(f"cd /.poetry && poetry config virtualenvs.create false && poetry install --no-root "
                       f"{' '.join(groups)} --compile")
+
+    async def op_run_function(self, args: dict[str, Any]) -> None:
+        """The function, imported from the app's code, run once in the image as its root; what it writes
+        (outside /tmp and /run) is the layer. Its Secrets and `env=` are its environment."""
+        code = self.code
+        if code is None or self.b.runtimes is None:
+            raise ImageBuildError("`Image.run_function` needs the app's code, which this build was not given.")
+        bundle, app_module = code
+        module = args["module"] if args.get("module") not in (None, "__main__") else app_module
+        _, version = await self.b.probe_python(self.below, self.config, self.step)
+        runtime = await self.b.runtimes.runtime_layer(version, self.log)
+        boot = "; ".join([
+            "import sys, base64, importlib",
+            f"sys.path[:0] = [{TOOLS + '/code'!r}]",
+            f"sys.path += [{TOOLS + '/pkg'!r}, {TOOLS + '/deps'!r}]",
+            "from sampan import modal_alias; modal_alias.install()",
+            "import cloudpickle",
+            f"f = importlib.import_module({module!r})",
+            *[f"f = getattr(f, {part!r})" for part in str(args["qualname"]).split(".") if part != "<locals>"],
+            "f = getattr(f, 'raw_f', f)",
+            f"a, kw = cloudpickle.loads(base64.b64decode({args['args']!r}))",
+            "f(*a, **kw)",
+        ])
+        binds = [(str(bundle), f"{TOOLS}/code"), (str(runtime), f"{TOOLS}/deps"),
+                 (str(Path(sandbox.__file__).resolve().parents[1]), f"{TOOLS}/pkg/sampan")]
+        env = {"MODAL_IS_REMOTE": "1", "PYTHONUNBUFFERED": "1", **self._step_env()}
+        self.log(f"run_function {args['qualname']} (from module {module})")
+        shell = ["/bin/sh", "-c", 'exec "$(command -v python || command -v python3)" -c "$0"', boot]
+        old_workdir = self.config.get("workdir")
+        self.config["workdir"] = old_workdir or "/root"
+        try:
+            await asyncio.wait_for(
+                self.b.box(shell, self.below, self.config, self.log, self.step, upper=self.upper, env=env,
+                           binds=binds),
+                timeout=float(args.get("timeout") or 3600))
+        except asyncio.TimeoutError:
+            raise ImageBuildError(f"Image build failed at `{self.step.describe()}`: the function ran longer "
+                                  f"than its timeout ({args.get('timeout')} s).") from None
+        finally:
+            self.config["workdir"] = old_workdir
 
     async def op_env(self, args: dict[str, Any]) -> None:
         self.config["env"].update(args["vars"])
