@@ -27,6 +27,7 @@ from .sdk.partial import (
     web_server,
     wsgi_app,
 )
+from .sdk.schedule import Cron, Period
 from .sdk.secret import Secret
 from .sdk.volume import Volume
 
@@ -52,11 +53,13 @@ def current_input_id() -> str | None:
 __all__ = [
     "App",
     "Cls",
+    "Cron",
     "Dict",
     "Error",
     "Function",
     "FunctionCall",
     "Image",
+    "Period",
     "Queue",
     "Retries",
     "Secret",

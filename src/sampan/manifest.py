@@ -50,6 +50,7 @@ class FunctionEntry:
     retries: dict[str, Any] | None = None  # {"max_retries", "backoff_coefficient", "initial_delay", "max_delay"}
     volumes: tuple[dict[str, Any], ...] = ()  # {"path", "name", "create_if_missing"}
     resources: dict[str, Any] | None = None  # resources.Resources.to_json(): cpu, memory, gpu
+    schedule: dict[str, Any] | None = None  # {"cron", "timezone"} or {"period": {...}} (sampan/schedules.py)
 
     @property
     def function_name(self) -> str:
@@ -80,6 +81,7 @@ class FunctionEntry:
             "retries": self.retries,
             "volumes": list(self.volumes),
             "resources": self.resources,
+            "schedule": self.schedule,
         }
 
     @classmethod
@@ -183,6 +185,7 @@ def entry_for(app: App, spec: FunctionSpec) -> FunctionEntry:
         retries=retries_json(opts.get("retries")),
         volumes=volumes_json({**app.volumes, **(opts.get("volumes") or {})}),
         resources=Resources.parse(opts.get("cpu"), opts.get("memory"), opts.get("gpu")).to_json(),
+        schedule=opts["schedule"].to_json() if opts.get("schedule") is not None else None,
     )
 
 

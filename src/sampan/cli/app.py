@@ -38,6 +38,10 @@ def list_apps(as_json: bool) -> None:
         table.add_row(a["id"], a["name"] or "-", a["state"], str(a["version"] or "-"), str(a["containers"]),
                       _when(a["created_at"]), _when(a["stopped_at"]))
     output.console.print(table)
+    for a in apps:
+        for sched in a.get("schedules") or []:
+            output.console.print(f"  {a['name']}.{sched['function']}: {sched['schedule']}; next run "
+                                 f"{_when(sched['next_run'])}", markup=False)
 
 
 @app.command("stop")

@@ -28,6 +28,7 @@ from .partial import (
     fastapi_endpoint,
     wsgi_app,
 )
+from .schedule import Schedule
 from .secret import Secret
 
 _UNSET: Any = object()
@@ -35,7 +36,6 @@ _UNSET: Any = object()
 # Keywords Modal accepts that the local backend cannot honour (yet). Accepted, recorded in the
 # manifest, and reported once by the CLI. The value says why.
 NOT_HONOURED = {
-    "schedule": "schedules run with `sampan deploy` only (not implemented yet)",
     "ephemeral_disk": "containers share the host's disk",
     "network_file_systems": "network file systems are not implemented",
     "proxy": "static-IP egress proxies do not exist on a self-hosted server",
@@ -203,6 +203,7 @@ class App:
             if not callable(raw):
                 raise TypeError(f"`@app.function` must decorate a function, not {raw!r}.")
             tag = options.get("name") or raw.__name__
+            _check_schedule(raw, options.get("schedule"))
             spec = self._make_spec(tag, raw, pf, options)
             if not _is_global(raw) and not options.get("serialized"):
                 raise InvalidError(
@@ -524,6 +525,20 @@ def _apply_legacy_autoscaler(options: dict[str, Any]) -> dict[str, Any]:
             raise InvalidError(f"`allow_concurrent_inputs` must be a positive integer, not {conc!r}.")
         options["_legacy_max_inputs"] = conc
     return options
+
+
+def _check_schedule(raw_f: Any, schedule: Any) -> None:
+    """A scheduled function is a `Cron` or `Period` away from being called with no arguments."""
+    if schedule is None:
+        return
+    if not isinstance(schedule, Schedule):
+        raise InvalidError(f"`schedule` must be a modal.Cron or modal.Period, not {schedule!r}.")
+    try:
+        inspect.signature(raw_f).bind()
+    except TypeError:
+        raise InvalidError(
+            f"Function {raw_f} has a schedule, so it needs to support being called with no arguments"
+        ) from None
 
 
 def _validate_options(options: dict[str, Any]) -> None:

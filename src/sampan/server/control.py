@@ -62,6 +62,7 @@ from .gateway.errors import GatewayError, render
 from .images.recipe import ImageBuildError
 from .invoke import Invoker
 from .objects import Objects, check_name
+from .scheduler import NO_ARGS, Scheduler, Timer
 from .store import Workspace
 
 IMAGE_ID = re.compile(r"^im-[0-9a-f]{20}$")
@@ -119,6 +120,9 @@ class ControlServer:
         self.invoker = Invoker()
         self.objects: Objects | None = None
         server.call_env = self.call_env
+        # A persistent server remembers its schedules across restarts; a `serve` session does not.
+        state = server.settings.home / "schedules.json" if self.store is not None else None
+        self.scheduler = Scheduler(lambda: self.server.apps, self._fire_scheduled, state)
 
     @property
     def url(self) -> str:
@@ -127,8 +131,22 @@ class ControlServer:
     async def start(self) -> None:
         self._srv = await asyncio.start_server(self._handle, self.host, self.requested_port, limit=64 * 1024)
         self.port = self._srv.sockets[0].getsockname()[1]
+        self.scheduler.start()
+
+    def _fire_scheduled(self, timer: Timer) -> None:
+        """One tick of a schedule: an input with no arguments, spawned as `.spawn()` would."""
+        version = self.server.apps.get(timer.app_key)
+        endpoint = version.callables.get(timer.tag) if version is not None else None
+        if endpoint is None:
+            return
+
+        def pool_for() -> Any:
+            return self.server.apps[timer.app_key].callables[timer.tag].pool_for_params({})
+
+        self.invoker.spawn(timer.workspace, timer.tag, pool_for, NO_ARGS, endpoint.entry.retries)
 
     async def close(self) -> None:
+        await self.scheduler.close()
         await self.invoker.close()
         if self._srv is not None:
             self._srv.close()
@@ -382,12 +400,13 @@ class ControlServer:
                 info = live.get(self._app_key(ws, app.name), {})
                 out.append({"id": app.id, "name": app.name, "state": app.state, "version": app.current_version,
                             "containers": info.get("containers", 0), "created_at": app.created_at,
-                            "stopped_at": app.stopped_at, "endpoints": info.get("endpoints", [])})
+                            "stopped_at": app.stopped_at, "endpoints": info.get("endpoints", []),
+                            "schedules": self.scheduler.upcoming(self._app_key(ws, app.name))})
         for key, info in live.items():
             if info["ephemeral"] and key.startswith(f"{ws.name}/"):
                 out.append({"id": key, "name": info["name"], "state": "ephemeral", "version": info["version"],
                             "containers": info["containers"], "created_at": None, "stopped_at": None,
-                            "endpoints": info["endpoints"]})
+                            "endpoints": info["endpoints"], "schedules": self.scheduler.upcoming(key)})
         return out
 
     async def _deploy(self, ws: Workspace, body: dict[str, Any], writer: asyncio.StreamWriter) -> None:
