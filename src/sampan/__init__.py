@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os as _os
 
-from . import exception
+from . import call_graph, exception, gpu
 from .exception import Error
+from .output import enable_output
 from .sdk.app import App, Stub
 from .sdk.calls import FunctionCall, Retries
 from .sdk.functions import Cls, Function
@@ -17,6 +18,7 @@ from .sdk.image import Image
 from .sdk.objects import Dict, Queue
 from .sdk.partial import (
     asgi_app,
+    batched,
     concurrent,
     enter,
     exit,
@@ -67,13 +69,17 @@ __all__ = [
     "Volume",
     "__version__",
     "asgi_app",
+    "batched",
+    "call_graph",
     "concurrent",
     "current_function_call_id",
     "current_input_id",
+    "enable_output",
     "enter",
     "exception",
     "exit",
     "fastapi_endpoint",
+    "gpu",
     "is_local",
     "method",
     "parameter",

@@ -51,6 +51,7 @@ class FunctionEntry:
     volumes: tuple[dict[str, Any], ...] = ()  # {"path", "name", "create_if_missing"}
     resources: dict[str, Any] | None = None  # resources.Resources.to_json(): cpu, memory, gpu
     schedule: dict[str, Any] | None = None  # {"cron", "timezone"} or {"period": {...}} (sampan/schedules.py)
+    batch: dict[str, int] | None = None  # @modal.batched: {"max_batch_size", "wait_ms"}
 
     @property
     def function_name(self) -> str:
@@ -82,6 +83,7 @@ class FunctionEntry:
             "volumes": list(self.volumes),
             "resources": self.resources,
             "schedule": self.schedule,
+            "batch": self.batch,
         }
 
     @classmethod
@@ -186,6 +188,7 @@ def entry_for(app: App, spec: FunctionSpec) -> FunctionEntry:
         volumes=volumes_json({**app.volumes, **(opts.get("volumes") or {})}),
         resources=Resources.parse(opts.get("cpu"), opts.get("memory"), opts.get("gpu")).to_json(),
         schedule=opts["schedule"].to_json() if opts.get("schedule") is not None else None,
+        batch={"max_batch_size": spec.batch[0], "wait_ms": spec.batch[1]} if spec.batch else None,
     )
 
 

@@ -92,6 +92,8 @@ def _pair(value: Any, name: str, kind: type) -> tuple[Any, Any]:
 
 
 def _gpu(spec: Any) -> GpuChoice:
+    if hasattr(spec, "_modal_gpu_string"):  # a legacy `modal.gpu.H100(count=2)` object
+        spec = spec._modal_gpu_string()
     if not isinstance(spec, str) or not spec:
         raise InvalidError(f"Invalid gpu={spec!r}: use a GPU type such as 'A10G' or 'H100:2', or 'any'.")
     name, _, count = spec.partition(":")

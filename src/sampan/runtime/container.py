@@ -174,7 +174,8 @@ class Runtime:
         if kind == "wsgi_app":
             return kinds.wsgi_asgi_app(target(), self.entry.get("max_inputs") or 1)
         if kind == "function":
-            return kinds.call_app(target, bool(self.entry.get("is_generator")), self.entry.get("max_inputs") or 1)
+            return kinds.call_app(target, bool(self.entry.get("is_generator")), self.entry.get("max_inputs") or 1,
+                                  self.entry.get("batch"))
         raise ValueError(f"unknown web function kind {kind!r}")
 
 

@@ -80,7 +80,84 @@ def port_is_free(port: int, host: str = "0.0.0.0") -> bool:
     return True
 
 
-def call_app(target: Callable[..., Any], is_generator: bool, max_inputs: int) -> Any:
+class Batcher:
+    """`@modal.batched`: inputs that arrive while a batch gathers (up to `max_batch_size`, or for
+    `wait_ms` after the first) go to the function once, each parameter as a list; result `i` answers
+    input `i`, and an exception fails the whole batch (Modal's texts for a malformed batch)."""
+
+    def __init__(self, fn: Callable[..., Any], max_batch_size: int, wait_ms: int,
+                 run: Callable[..., Any]) -> None:
+        import inspect
+
+        self.fn = fn
+        self.name = getattr(fn, "__name__", repr(fn))
+        self.max = max_batch_size
+        self.wait = wait_ms / 1000
+        self.run = run  # awaits fn(**lists): in a thread for a sync function
+        self.params = [p.name for p in inspect.signature(fn).parameters.values() if p.name != "self"]
+        self.pending: list[tuple[dict[str, Any], asyncio.Future[Any]]] = []
+        self.timer: asyncio.TimerHandle | None = None
+
+    def _keywords(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        if len(args) > len(self.params):
+            raise InvalidBatch(f"Modal batched function {self.name} takes {len(self.params)} positional arguments, "
+                               f"but one invocation in the batch has {len(args)}.")
+        out = dict(zip(self.params, args, strict=False))
+        for key, value in kwargs.items():
+            if key not in self.params:
+                raise InvalidBatch(f"Modal batched function {self.name} got unexpected keyword argument {key} in "
+                                   "one invocation in the batch.")
+            if key in out:
+                raise InvalidBatch(f"Modal batched function {self.name} got multiple values for argument {key} "
+                                   "in one invocation in the batch.")
+            out[key] = value
+        return out
+
+    async def submit(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self.pending.append((self._keywords(args, kwargs), future))
+        if len(self.pending) >= self.max:
+            self._flush()
+        elif self.timer is None:
+            self.timer = loop.call_later(self.wait, self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        batch, self.pending = self.pending[:self.max], self.pending[self.max:]
+        if self.pending:  # more arrived than one batch holds: the rest start the next
+            self.timer = asyncio.get_running_loop().call_later(self.wait, self._flush)
+        if batch:
+            asyncio.ensure_future(self._call(batch))
+
+    async def _call(self, batch: list[tuple[dict[str, Any], asyncio.Future[Any]]]) -> None:
+        lists = {name: [kw.get(name) for kw, _ in batch] for name in self.params}
+        try:
+            results = await self.run(self.fn, lists)
+            if not isinstance(results, list):
+                raise InvalidBatch(f"Output of batched function {self.name} must be a list.")
+            if len(results) != len(batch):
+                raise InvalidBatch(f"Output of batched function {self.name} must be a list of equal length as its "
+                                   "inputs.")
+        except Exception as exc:  # noqa: BLE001 - every input of the batch gets it
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), value in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(value)
+
+
+class InvalidBatch(Exception):
+    """A batched function's inputs or outputs do not fit (raised to the callers as Modal's InvalidError)."""
+
+
+def call_app(target: Callable[..., Any], is_generator: bool, max_inputs: int,
+             batch: dict[str, int] | None = None) -> Any:
     """A function called with `.remote()`, `.spawn()` or `.map()`, as a small raw ASGI app.
 
     The server POSTs `cloudpickle((args, kwargs))`. The answer is one byte that says what follows,
@@ -117,6 +194,13 @@ def call_app(target: Callable[..., Any], is_generator: bool, max_inputs: int) ->
     def frame(marker: bytes, data: bytes) -> bytes:
         return (len(data) + 1).to_bytes(4, "big") + marker + data
 
+    async def run_batch(fn: Callable[..., Any], lists: dict[str, list[Any]]) -> Any:
+        if inspect.iscoroutinefunction(fn):
+            return await fn(**lists)
+        return await in_thread(functools.partial(fn, **lists))
+
+    batcher = Batcher(target, batch["max_batch_size"], batch["wait_ms"], run_batch) if batch else None
+
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             while True:
@@ -136,7 +220,12 @@ def call_app(target: Callable[..., Any], is_generator: bool, max_inputs: int) ->
         args, kwargs = cloudpickle.loads(bytes(body))
         if not is_generator:
             try:
-                if inspect.iscoroutinefunction(target):
+                if batcher is not None:
+                    try:
+                        value = await batcher.submit(tuple(args), dict(kwargs))
+                    except InvalidBatch as exc:
+                        raise InvalidError(str(exc)) from None
+                elif inspect.iscoroutinefunction(target):
                     value = await target(*args, **kwargs)
                 else:
                     value = await in_thread(functools.partial(target, *args, **kwargs))

@@ -7,18 +7,25 @@ reads the registry and publishes it.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import json
+import os
+import subprocess
+import sys
 import warnings
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
+from .. import output
 from .._deprecation import deprecation_warning
-from ..exception import InvalidError
+from ..exception import ExecutionError, InvalidError
 from .functions import ClassParam, Cls, Function, FunctionSpec, class_params_of
 from .image import Image
 from .partial import (
     CONCURRENT,
     FASTAPI_ENDPOINT,
+    INTERFACE_BATCHED,
     INTERFACE_METHOD,
     INTERFACE_WEB,
     LIFECYCLE_ENTER,
@@ -98,6 +105,7 @@ class App:
         self.classes: dict[str, Cls] = {}
         self.local_entrypoints: dict[str, Callable[..., Any]] = {}
         self.app_id: str | None = None
+        self._running = False
         from .._deprecation import _user_frame
 
         # Where the App was declared, so that `app.deploy()` can send that file (no I/O here).
@@ -252,6 +260,14 @@ class App:
                 raise InvalidError("Webhooks cannot be generators")
             if options.get("retries") is not None:
                 raise InvalidError("Web Functions do not support retries.")
+        if pf.batch is not None:
+            name = getattr(raw, "__name__", repr(raw))
+            if generator:
+                raise InvalidError(f"Modal batched function {name} cannot return generators")
+            if any(p.default is not inspect.Parameter.empty for p in inspect.signature(raw).parameters.values()):
+                raise InvalidError(f"Modal batched function {name} does not accept default arguments.")
+            # The container takes a whole batch of inputs at once (times `@modal.concurrent` batches).
+            max_inputs = pf.batch[0] * max(1, max_inputs)
         ignored = tuple(
             k for k, why in NOT_HONOURED.items() if k in options and _given(k, options[k])
         )
@@ -267,6 +283,7 @@ class App:
             is_generator=bool(generator),
             ignored=ignored,
             class_params=class_params,
+            batch=pf.batch,
         )
 
     # -- @app.cls ---------------------------------------------------------------------------
@@ -334,7 +351,8 @@ class App:
             methods: dict[str, FunctionSpec] = {}
             for klass in reversed(user_cls.__mro__):
                 for attr, value in vars(klass).items():
-                    if isinstance(value, PartialFunction) and value.flags & {INTERFACE_WEB, INTERFACE_METHOD}:
+                    if isinstance(value, PartialFunction) and value.flags & {INTERFACE_WEB, INTERFACE_METHOD,
+                                                                            INTERFACE_BATCHED}:
                         tag = f"{user_cls.__name__}.{attr}"
                         methods[attr] = self._make_spec(
                             tag, value.raw_f, value, dict(options), cls_name=user_cls.__name__,
@@ -350,6 +368,12 @@ class App:
                         raise InvalidError(
                             "A class must have `enable_memory_snapshot=True` to use `snap=True` on its methods."
                         )
+            batched_methods = [m for m in methods.values() if m.batch is not None]
+            if len(batched_methods) > 1:
+                raise InvalidError(f"Modal class {user_cls.__name__} can only have one batched function.")
+            if batched_methods and len(methods) > 1:
+                raise InvalidError(f"Modal class {user_cls.__name__} with a modal batched function cannot have "
+                                   "other modal methods.")
             if not _is_global(user_cls) and not options.get("serialized"):
                 raise InvalidError(
                     f"Class {user_cls.__qualname__} is not defined in global scope. Sampan imports your classes "
@@ -383,7 +407,6 @@ class App:
     def deploy(self, *, name: str | None = None, environment_name: str | None = None, tag: str = "",
                client: Any = None, strategy: str = "rolling") -> App:
         """Deploy this App to the Sampan server, as `sampan deploy <its file>` would."""
-        import sys
 
         caller = sys._getframe(1)
         if caller.f_code.co_name == "<module>" and caller.f_globals.get("__name__") != "__main__":
@@ -401,9 +424,77 @@ class App:
         self.app_id = result.get("app_id")
         return self
 
-    def _var_name(self) -> str | None:
-        import sys
+    @contextlib.contextmanager
+    def run(self, *, name: str | None = None, client: Any = None, detach: bool = False, interactive: bool = False,
+            environment_name: str | None = None, show_progress: bool | None = None) -> Iterator[App]:
+        """`with app.run(): f.remote()` from plain `python script.py`: the app is an ephemeral app on the
+        Sampan server (or an embedded one) for as long as the block runs (cli/apprun.py)."""
+        caller = sys._getframe(2)
+        if caller.f_code.co_name == "<module>" and caller.f_globals.get("__name__") != "__main__":
+            raise InvalidError(
+                "`App.run()` cannot be called in global scope. Use `if __name__ == \"__main__\"` to run Apps in "
+                "a script, or convert the block to a local entrypoint and use the `modal run` CLI.")
+        if show_progress is True:
+            raise InvalidError("`show_progress=True` is no longer supported. Use `with modal.enable_output():` "
+                               "instead.")
+        if self._running or os.environ.get("SAMPAN_APP_KEY"):
+            raise InvalidError("App is already running and can't be started again.\nYou should not use `app.run` "
+                               "or `run_app` within a Modal `local_entrypoint`")
+        if interactive and not output.is_enabled():
+            raise InvalidError("Interactive mode requires output to be enabled. (Use the the `modal.enable_output()` "
+                               "context manager.)")
+        if not self._source_file:
+            raise InvalidError("`App.run()` needs the App to be defined in a file.")
+        ref = self._source_file + (f"::{self._var_name()}" if self._var_name() else "")
+        read_fd, write_fd = os.pipe()
+        quiet = not output.is_enabled()
+        env = {**os.environ, "SAMPAN_APP_RUN_FD": str(write_fd), "SAMPAN_APP_RUN_NAME": name or ""}
+        proc = subprocess.Popen([sys.executable, "-m", "sampan.cli.apprun", ref], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL if quiet else None,
+                                stderr=subprocess.PIPE if quiet else None, pass_fds=(write_fd,), env=env)
+        os.close(write_fd)
+        with os.fdopen(read_fd) as handshake:
+            line = handshake.readline()
+        if not line:
+            proc.wait()
+            detail = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+            raise ExecutionError(f"The app could not be started:\n{detail}" if detail else
+                                 "The app could not be started.")
+        saved = {k: os.environ.get(k) for k in ("SAMPAN_SERVER_URL", "SAMPAN_SERVER_TOKEN", "SAMPAN_APP_KEY",
+                                                 "SAMPAN_WEB_URLS")}
+        published = json.loads(line)
+        os.environ.update(published)
+        urls: dict[str, str] = json.loads(published.get("SAMPAN_WEB_URLS") or "{}")
+        for tag, url in urls.items():
+            if tag in self.functions:
+                self.functions[tag]._web_url = url
+        self._running = True
+        try:
+            yield self
+        finally:
+            self._running = False
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            assert proc.stdin is not None
+            proc.stdin.close()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
+    @staticmethod
+    def lookup(name: str, *, client: Any = None, environment_name: str | None = None,
+               create_if_missing: bool = False) -> App:
+        """A handle to an app by name (for `Sandbox.create(app=...)`); Sampan needs no server record for it."""
+        if name.startswith("ap-") and create_if_missing:
+            raise InvalidError("`create_if_missing=True` is not supported when looking up an App by ID.")
+        return App(name)
+
+    def _var_name(self) -> str | None:
         module = sys.modules.get("__main__")
         for key, value in vars(module).items() if module else ():
             if value is self:

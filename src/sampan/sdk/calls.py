@@ -280,6 +280,14 @@ class FunctionCall:
         with _request("POST", f"/v1/calls/{self.object_id}/cancel", {}):
             pass
 
+    def num_inputs(self) -> int:
+        return 1  # a `.spawn()`: one input
+
+    @staticmethod
+    def gather(*function_calls: FunctionCall) -> list[Any]:
+        """Wait for every call; their results in argument order. The first failure is raised."""
+        return [call.get() for call in function_calls]
+
     def get_call_graph(self) -> list[InputInfo]:
         """The tree this call belongs to, from its root: the input made from outside (a web request, a
         local client's call), whose children are the calls made while it ran, and so on down, with

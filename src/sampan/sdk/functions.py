@@ -40,6 +40,7 @@ class FunctionSpec:
     is_generator: bool = False
     ignored: tuple[str, ...] = ()
     class_params: tuple[ClassParam, ...] = ()
+    batch: tuple[int, int] | None = None  # @modal.batched: (max_batch_size, wait_ms)
 
 
 @dataclass(frozen=True)

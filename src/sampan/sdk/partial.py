@@ -30,11 +30,14 @@ WEB_SERVER = "web_server"
 # Flags: which roles a callable plays.
 INTERFACE_WEB = "web"
 INTERFACE_METHOD = "method"
+INTERFACE_BATCHED = "batched"  # Modal's CALLABLE_INTERFACE, as `@modal.method` has it
+MAX_MAX_BATCH_SIZE = 1000
+MAX_BATCH_WAIT_MS = 10 * 60 * 1000
 LIFECYCLE_ENTER = "enter"
 LIFECYCLE_EXIT = "exit"
 CONCURRENT = "concurrent"
 
-_INTERFACE = {INTERFACE_WEB, INTERFACE_METHOD}
+_INTERFACE = {INTERFACE_WEB, INTERFACE_METHOD, INTERFACE_BATCHED}
 _LIFECYCLE = {LIFECYCLE_ENTER, LIFECYCLE_EXIT}
 
 
@@ -77,6 +80,7 @@ class PartialFunction:
     snap: bool = False
     is_generator: bool | None = None
     params_set: frozenset[str] = field(default_factory=frozenset)
+    batch: tuple[int, int] | None = None  # @modal.batched: (max_batch_size, wait_ms)
 
     def __get__(self, obj: Any, objtype: Any = None) -> Any:
         # On an instance of the user's class (inside a container, or `.local()`), behave like the
@@ -115,7 +119,7 @@ def _merge(obj: Any, decorator: str, *, flags: set[str], **params: Any) -> Parti
     new_flags = set(base.flags) | flags
     if new_flags & _INTERFACE and new_flags & _LIFECYCLE:
         raise InvalidError("Interface decorators cannot be combined with lifecycle decorators.")
-    if INTERFACE_METHOD in new_flags and (INTERFACE_WEB in new_flags):
+    if new_flags & {INTERFACE_METHOD, INTERFACE_BATCHED} and (INTERFACE_WEB in new_flags):
         raise InvalidError("Callable decorators cannot be combined with web interface decorators.")
     for key in params:
         if key in base.params_set:
@@ -345,6 +349,34 @@ def method(
         if isinstance(obj, PartialFunction) and obj.web is not None:
             raise InvalidError("Callable decorators cannot be combined with web interface decorators.")
         return _merge(obj, "method", flags={INTERFACE_METHOD}, is_generator=is_generator)
+
+    return wrapper
+
+
+def batched(_warn_parentheses_missing: Any = None, *, max_batch_size: int, wait_ms: int
+            ) -> Callable[[Any], PartialFunction]:
+    """Dynamic batching: callers send single inputs; the function gets up to `max_batch_size` of them
+    (or what arrived within `wait_ms` of the first) as lists, once, and returns a list of results."""
+    _check_positional(_warn_parentheses_missing, "batched")
+    if max_batch_size < 1:
+        raise InvalidError("max_batch_size must be a positive integer.")
+    if max_batch_size > MAX_MAX_BATCH_SIZE:
+        raise InvalidError(f"max_batch_size cannot be greater than {MAX_MAX_BATCH_SIZE}.")
+    if wait_ms < 0:
+        raise InvalidError("wait_ms must be a non-negative integer.")
+    if wait_ms >= MAX_BATCH_WAIT_MS + 1:
+        raise InvalidError(f"wait_ms cannot be greater than {MAX_BATCH_WAIT_MS}.")
+
+    def wrapper(obj: Any) -> PartialFunction:
+        if inspect.isclass(obj):
+            raise InvalidError("Cannot apply `@modal.batched` to a class. Hint: consider applying to a method "
+                               "instead.")
+        from .functions import Function
+
+        if isinstance(obj, Function):
+            raise InvalidError("Cannot stack `@modal.batched` on top of `@app.function`. Hint: swap the order of "
+                               "the decorators.")
+        return _merge(obj, "batched", flags={INTERFACE_BATCHED}, batch=(int(max_batch_size), int(wait_ms)))
 
     return wrapper
 

@@ -1,0 +1,5 @@
+"""`modal.app`: Modal's module path for `App`."""
+
+from .sdk.app import App, Stub
+
+__all__ = ["App", "Stub"]

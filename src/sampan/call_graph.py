@@ -1,0 +1,5 @@
+"""`modal.call_graph`: `InputInfo` and `InputStatus`, what `FunctionCall.get_call_graph()` returns."""
+
+from .sdk.calls import InputInfo, InputStatus
+
+__all__ = ["InputInfo", "InputStatus"]
