@@ -1,0 +1,72 @@
+"""Modal's surface end to end: dynamic batching behind a web endpoint, and `with app.run():` from a
+plain `python script.py` (no `sampan` command)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.helpers import IMAGES_DIR, serve
+
+pytestmark = pytest.mark.slow
+
+BATCHED = """
+    import modal
+
+    app = modal.App("batches")
+
+    @app.function()
+    @modal.batched(max_batch_size=8, wait_ms=800)
+    def embed(xs: list[int]) -> list[dict]:
+        return [{"x": x, "batch": len(xs)} for x in xs]
+
+    @app.function()
+    @modal.fastapi_endpoint()
+    async def one(x: int):
+        return await embed.remote.aio(x)
+"""
+
+
+def test_concurrent_web_requests_reach_a_batched_function_as_one_batch(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(textwrap.dedent(BATCHED))
+    with serve(tmp_path / "app.py", tmp_path / "home", cwd=tmp_path) as s:
+        url = s.urls["one"]
+        requests.get(url, params={"x": -1}, timeout=60).raise_for_status()  # containers are warm
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda i: requests.get(url, params={"x": i}, timeout=60).json(), range(8)))
+    assert sorted(a["x"] for a in answers) == list(range(8))
+    assert max(a["batch"] for a in answers) >= 2, answers
+
+
+PLAIN = """
+    import modal
+
+    app = modal.App("plain")
+
+    @app.function()
+    def square(x):
+        return x * x
+
+    if __name__ == "__main__":
+        with app.run():
+            print("result", square.remote(12))
+            print("again", sum(square.map(range(4))))
+        print("stopped")
+"""
+
+
+def test_app_run_from_plain_python(tmp_path: Path) -> None:
+    (tmp_path / "script.py").write_text(textwrap.dedent(PLAIN))
+    env = {**os.environ, "SAMPAN_HOME": str(tmp_path / "home"), "SAMPAN_IMAGES": IMAGES_DIR,
+           "SAMPAN_GATEWAY_PORT": "0", "SAMPAN_ENDPOINT_PORT_BASE": "0"}
+    out = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["result", "144", "again", "14", "stopped"], out.stdout
