@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import os as _os
 
-from . import call_graph, exception, gpu
+from . import call_graph, config, container_process, exception, gpu, io_streams, stream_type  # noqa: F401 - modal.X
+from ._tunnel import Tunnel, forward
+from .client import Client
+from .cloud_bucket_mount import CloudBucketMount
 from .exception import Error
+from .exception import InvalidError as _InvalidError
+from .file_pattern_matcher import FilePatternMatcher
+from .mount import Mount
+from .network_file_system import NetworkFileSystem
 from .output import enable_output
+from .proxy import Proxy
+from .sandbox import Probe, Sandbox, SandboxSnapshot
 from .sdk.app import App, Stub
 from .sdk.calls import FunctionCall, Retries
 from .sdk.functions import Cls, Function
@@ -52,25 +61,42 @@ def current_input_id() -> str | None:
     return current_function_call_id()
 
 
+def interact() -> None:
+    """Modal opens a shell back to `modal run -i`; Sampan has no interactive mode (use a local
+    entrypoint, or `breakpoint()` under `sampan run` with SAMPAN_FORK=0)."""
+    if is_local():
+        raise _InvalidError("Interactivity only works inside a Modal Function's container.")
+    raise _InvalidError("Cannot use modal.interact() without running Modal in interactive mode.")
+
+
 __all__ = [
     "App",
+    "Client",
+    "CloudBucketMount",
     "Cls",
     "Cron",
     "Dict",
     "Error",
+    "FilePatternMatcher",
     "Function",
     "FunctionCall",
     "Image",
+    "Mount",
+    "NetworkFileSystem",
     "Period",
+    "Probe",
+    "Proxy",
     "Queue",
     "Retries",
+    "Sandbox",
+    "SandboxSnapshot",
     "Secret",
     "Stub",
+    "Tunnel",
     "Volume",
     "__version__",
     "asgi_app",
     "batched",
-    "call_graph",
     "concurrent",
     "current_function_call_id",
     "current_input_id",
@@ -79,7 +105,8 @@ __all__ = [
     "exception",
     "exit",
     "fastapi_endpoint",
-    "gpu",
+    "forward",
+    "interact",
     "is_local",
     "method",
     "parameter",

@@ -38,12 +38,14 @@
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import profiles
 from .naming import slugify, validate_dev_suffix
 from .server.gateway.proxy import ProxyLimits
 
@@ -171,18 +173,22 @@ def read_token(settings: Settings) -> tuple[str, str] | None:
     token_id, secret = os.environ.get("SAMPAN_TOKEN_ID"), os.environ.get("SAMPAN_TOKEN_SECRET")
     if token_id and secret:
         return token_id, secret
+    values = active_profile(settings)
+    if values.get("token_id") and values.get("token_secret"):
+        return str(values["token_id"]), str(values["token_secret"])
+    return None
+
+
+def active_profile(settings: Settings) -> dict[str, Any]:
+    """The active profile of config.toml (sampan/profiles.py): SAMPAN_PROFILE/MODAL_PROFILE, else the one
+    marked active, else `default`; {} when there is none."""
     try:
         text = config_path(settings).read_text()
     except OSError:
-        return None
-    values: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            values[key.strip()] = value.strip().strip('"')
-    if values.get("token_id") and values.get("token_secret"):
-        return values["token_id"], values["token_secret"]
-    return None
+        return {}
+    data = profiles.parse(text)
+    name = profiles.active(data, os.environ.get("SAMPAN_PROFILE") or os.environ.get("MODAL_PROFILE") or None)
+    return dict(data.get(name or "", {}))
 
 
 def write_token_config(settings: Settings, store: Any, workspace: Any, force: bool = False) -> tuple[str, str]:
@@ -196,3 +202,43 @@ def write_token_config(settings: Settings, store: Any, workspace: Any, force: bo
     with os.fdopen(fd, "w") as fh:
         fh.write(f'[default]\nworkspace = "{workspace.name}"\ntoken_id = "{token_id}"\ntoken_secret = "{secret}"\n')
     return token_id, secret
+
+
+class Config:
+    """`modal.config.config`: Modal's settings, read as Modal reads them: `MODAL_<KEY>` from the
+    environment, then the active profile of config.toml, then the default."""
+
+    DEFAULTS: dict[str, Any] = {"loglevel": "WARNING", "log_format": "STRING", "server_url": None,
+                                "environment": None, "dev_suffix": "", "force_build": False, "ignore_cache": False,
+                                "build_validation": "error", "traceback": False, "image_builder_version": None,
+                                "serve_timeout": None, "logs_timeout": 10.0, "payload_format": "pickle"}
+
+    def get(self, key: str, *, profile: str | None = None, use_env: bool = True) -> Any:
+        if use_env and f"MODAL_{key.upper()}" in os.environ:
+            value: Any = os.environ[f"MODAL_{key.upper()}"]
+            default = self.DEFAULTS.get(key)
+            if isinstance(default, bool):
+                return value.lower() in ("1", "true", "yes")
+            return float(value) if isinstance(default, float) else value
+        try:
+            text = config_path(Settings.from_env()).read_text()
+            data = profiles.parse(text)
+            name = profiles.active(data, profile)
+            if name is not None and key in data.get(name, {}):
+                return data[name][key]
+        except (OSError, ValueError):
+            pass
+        return self.DEFAULTS.get(key)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.get(key)
+
+    def to_dict(self, include_internal: bool = False) -> dict[str, Any]:
+        return {key: self.get(key) for key in self.DEFAULTS}
+
+    def override_locally(self, key: str, value: str) -> None:
+        os.environ[f"MODAL_{key.upper()}"] = value
+
+
+config = Config()
+logger = logging.getLogger("modal-client")

@@ -162,6 +162,13 @@ def entry_for(app: App, spec: FunctionSpec) -> FunctionEntry:
     """The server's view of one function. App-level image and secrets apply unless overridden."""
     opts = spec.options
     image: Image | None = opts.get("image") or app.image
+    legacy_mounts = [*getattr(app, "mounts", ()), *(opts.get("mounts") or ())]
+    if legacy_mounts:  # `mounts=[modal.Mount...]` (Modal < 1.0): the `add_local_*` steps that replaced them
+        from .sdk.image import Image as _Image
+
+        image = image or _Image.debian_slim()
+        for mount in legacy_mounts:
+            image = mount.apply(image)
     secrets = [*app.secrets, *(opts.get("secrets") or ())]
     return FunctionEntry(
         tag=spec.tag,
@@ -185,7 +192,8 @@ def entry_for(app: App, spec: FunctionSpec) -> FunctionEntry:
         enable_memory_snapshot=bool(opts.get("enable_memory_snapshot")),
         is_generator=spec.is_generator,
         retries=retries_json(opts.get("retries")),
-        volumes=volumes_json({**app.volumes, **(opts.get("volumes") or {})}),
+        volumes=volumes_json({**app.volumes, **(opts.get("volumes") or {}),
+                              **(opts.get("network_file_systems") or {})}),
         resources=Resources.parse(opts.get("cpu"), opts.get("memory"), opts.get("gpu")).to_json(),
         schedule=opts["schedule"].to_json() if opts.get("schedule") is not None else None,
         batch={"max_batch_size": spec.batch[0], "wait_ms": spec.batch[1]} if spec.batch else None,
@@ -251,7 +259,11 @@ def volumes_json(volumes: dict[Any, Any]) -> tuple[dict[str, Any], ...]:
 
     out = []
     where: dict[str, list[str]] = {}
+    from .cloud_bucket_mount import CloudBucketMount
+
     for path, volume in validate_mount_points(volumes):
+        if isinstance(volume, CloudBucketMount):
+            continue  # accepted, reported once as not mounted (sdk/app.py NOT_HONOURED)
         if not isinstance(volume, Volume):
             raise InvalidError(f"Object of type {type(volume)} mounted at '{path}' is not usable as a volume.")
         out.append({"path": path, **volume.to_json()})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import re
 import stat
 import textwrap
@@ -117,7 +118,7 @@ class Api:
 ALICE_APP = """
     import modal
 
-    app = modal.App("shop", image=modal.Image.debian_slim().env({"SHOP": "1"}))
+    app = modal.App("shop", image=modal.Image.debian_slim().env({"SHOP": "RUN_TOKEN"}))
     vol = modal.Volume.from_name("data", create_if_missing=True)
 
     @app.function(secrets=[modal.Secret.from_dict({"INLINE": "inline-secret-value-123"})], volumes={"/data": vol})
@@ -174,7 +175,8 @@ def test_two_workspaces_attack_each_other_through_every_route(two: tuple[Sampan,
 
     # Alice deploys an app with an inline secret, a Volume and a custom domain, and makes some state.
     app = tmp_path / "shop.py"
-    app.write_text(textwrap.dedent(ALICE_APP))
+    # (an image of this run's own: the image directory, and who used which image, outlive a test run)
+    app.write_text(textwrap.dedent(ALICE_APP.replace("RUN_TOKEN", tmp_path.name + str(os.getpid()))))
     cli.run("deploy", str(app))
     shop = cli.urls("shop")["square"]
     assert requests.get(shop, timeout=60).json() == {"square": 9, "inline": True}

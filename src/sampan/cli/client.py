@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from ..config import Settings, private_home, read_token
+from ..config import Settings, active_profile, private_home, read_token
 from ..server.control import ServerInfo, running_servers
 
 
@@ -33,6 +33,13 @@ class Client:
         runs but a `sampan serve` session does, its server answers (`serve_ok`: volumes, secrets, tokens
         of the local workspace), with the session's own token: starting a daemon beside it could not
         get its ports."""
+        profile = active_profile(settings)
+        if profile.get("server_url") and not os.environ.get("SAMPAN_TOKEN_ID"):  # a profile for another server
+            token = read_token(settings)
+            if token is None:
+                raise click.ClickException(f"The active profile names server {profile['server_url']} but no token.")
+            remote = ServerInfo("profile", 0, str(profile["server_url"]).rstrip("/"), "", "server", 0.0)
+            return cls(remote, f"{token[0]}:{token[1]}")
         running = running_servers(settings.home)
         found = [s for s in running if s.kind == "server"]
         serving = [s for s in running if s.kind == "serve" and s.token]

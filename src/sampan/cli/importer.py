@@ -17,9 +17,12 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..file_pattern_matcher import from_recipe
 
 EXIT_NOT_FOUND = 2
 EXIT_IMPORT_ERROR = 3
@@ -132,13 +135,16 @@ def local_files(root: Path) -> list[str]:
     return sorted(found)
 
 
-def _expand(local: Path, target: str, only_python: bool = False) -> list[tuple[str, str]]:
+def _expand(local: Path, target: str, only_python: bool = False,
+            ignore: Callable[[Path], bool] | None = None) -> list[tuple[str, str]]:
     if local.is_file():
         return [(str(local), target)]
     out = []
     for path in sorted(local.rglob("*")):
         rel = path.relative_to(local)
         if not path.is_file() or any(part in _SKIP_DIRS for part in rel.parts):
+            continue
+        if ignore is not None and ignore(rel):  # `add_local_dir(ignore=...)`
             continue
         if only_python and path.suffix != ".py":
             continue
@@ -174,7 +180,7 @@ def mounts(manifest: Any) -> list[tuple[str, str]]:
             target = bundle_path(args["remote_path"])
             if op == "add_local_file" and args["remote_path"].endswith("/"):
                 target = f"{target}/{local.name}" if target else local.name
-            found.update(_expand(local, target))
+            found.update(_expand(local, target, ignore=from_recipe(args)))
     return sorted(found.items())
 
 

@@ -9,10 +9,12 @@ from .app import app
 from .container import container
 from .deploy import deploy
 from .image import image
+from .objects import dict_group, queue_group
 from .run import run
 from .secret import secret
 from .serve import serve
 from .server import server
+from .settings import config, curl, environment, launch, nfs, profile, setup
 from .token import token
 from .volume import volume
 from .workspace import workspace
@@ -27,7 +29,8 @@ def cli() -> None:
     """
 
 
-for command in (serve, deploy, run, server, app, secret, token, workspace, container, volume, image):
+for command in (serve, deploy, run, server, app, secret, token, workspace, container, volume, image, dict_group,
+                queue_group, config, profile, environment, setup, launch, nfs, curl):
     cli.add_command(command)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from .. import output
 from .._deprecation import deprecation_warning
+from ..cloud_bucket_mount import CloudBucketMount
 from ..exception import ExecutionError, InvalidError
 from .functions import ClassParam, Cls, Function, FunctionSpec, class_params_of
 from .image import Image
@@ -44,7 +45,7 @@ _UNSET: Any = object()
 # manifest, and reported once by the CLI. The value says why.
 NOT_HONOURED = {
     "ephemeral_disk": "containers share the host's disk",
-    "network_file_systems": "network file systems are not implemented",
+    "cloud_bucket_mounts": "cloud buckets are not mounted yet (that needs a FUSE client in the container)",
     "proxy": "static-IP egress proxies do not exist on a self-hosted server",
     "cloud": "there is one cloud here: your machine",
     "region": "there is one region here: your machine",
@@ -57,7 +58,6 @@ NOT_HONOURED = {
     "experimental_options": "no experimental options are known to Sampan",
     "_experimental_restrict_output": "outputs are not pickled for web functions",
     "serialized": "functions are always imported from the code bundle",
-    "mounts": "legacy mounts: use `Image.add_local_*` (not built yet)",
 }
 
 _AUTOSCALER_RENAMES = {
@@ -98,6 +98,7 @@ class App:
         self.description = description or name
         self.tags = dict(tags or {})
         self.image = image
+        self.mounts = tuple(mounts or ())  # legacy `modal.Mount`s: added to every function's image (manifest.py)
         self.secrets = list(secrets)
         self.volumes = dict(volumes or {})
         self.include_source = include_source
@@ -268,9 +269,10 @@ class App:
                 raise InvalidError(f"Modal batched function {name} does not accept default arguments.")
             # The container takes a whole batch of inputs at once (times `@modal.concurrent` batches).
             max_inputs = pf.batch[0] * max(1, max_inputs)
+        buckets = [v for v in (options.get("volumes") or {}).values() if isinstance(v, CloudBucketMount)]
         ignored = tuple(
             k for k, why in NOT_HONOURED.items() if k in options and _given(k, options[k])
-        )
+        ) + (("cloud_bucket_mounts",) if buckets else ())
         return FunctionSpec(
             tag=tag,
             raw_f=raw,

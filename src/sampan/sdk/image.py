@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exception import InvalidError
+from ..file_pattern_matcher import recipe_ignore
 from ..mountpaths import validate_remote_path
 
 
@@ -301,7 +302,8 @@ class Image:
     def add_local_dir(self, local_path: str | Path, remote_path: str, *, copy: bool = False,
                       ignore: Sequence[str] | Callable[[Path], bool] = ()) -> Image:
         validate_remote_path(remote_path, "add_local_dir")
-        return self._add("add_local_dir", local_path=_abs(local_path), remote_path=str(remote_path), copy=copy)
+        return self._add("add_local_dir", local_path=_abs(local_path), remote_path=str(remote_path), copy=copy,
+                         **recipe_ignore(ignore, Path(_abs(local_path))))
 
     def add_local_file(self, local_path: str | Path, remote_path: str, *, copy: bool = False) -> Image:
         validate_remote_path(remote_path, "add_local_file")

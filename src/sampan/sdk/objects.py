@@ -166,6 +166,10 @@ class Queue(_Object):
             raise _queue.Empty()
         return [_load(v) for v in found["values"]]
 
+    def peek(self, n: int = 1, *, partition: str | None = None) -> list[Any]:
+        """The next `n` items, left in the queue (what `sampan queue peek` shows)."""
+        return [_load(v) for v in self._op("peek", n=n, partition=partition)["values"]]
+
     def get(self, block: bool = True, timeout: float | None = None, *, partition: str | None = None) -> Any:
         """The oldest item; None at once when empty and `block=False`; queue.Empty after `timeout`."""
         values = self._get(1, block, timeout, partition)

@@ -153,6 +153,11 @@ class Objects:
                     await asyncio.wait_for(event.wait(), remaining)
                 except asyncio.TimeoutError:
                     pass
+        if op == "peek":
+            n = max(1, min(1000, int(body.get("n") or 1)))
+            rows = self.db.execute("SELECT value FROM queue_items WHERE object_id = ? AND partition = ? AND "
+                                   "expires_at >= ? ORDER BY seq LIMIT ?", (oid, partition, time.time(), n)).fetchall()
+            return {"values": [value for (value,) in rows]}
         if op == "len":
             now = time.time()
             if body.get("total"):

@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from ... import __version__
 from ..._proc import pid_alive
+from ...file_pattern_matcher import from_recipe
 from ...runtime import sandbox
 from . import dockerfile
 from .builder import BuiltImage, Log, _hash_paths, _ignore, build_steps, salts_for, uv_bin
@@ -1084,7 +1085,16 @@ class _Run:
         self.config["shell"] = list(args.get("shell") or [])
 
     async def op_add_local_dir(self, args: dict[str, Any]) -> None:
-        self.copy_in(Path(args["local_path"]), args["remote_path"])
+        source = Path(args["local_path"])
+        rule = from_recipe(args)
+
+        def ignore(directory: str, names: list[str]) -> set[str]:  # shutil.copytree's `ignore=`
+            if rule is None:
+                return set()
+            rel = Path(os.path.relpath(directory, source))
+            return {n for n in names if not os.path.isdir(os.path.join(directory, n)) and rule(rel / n)}
+
+        self.copy_in(source, args["remote_path"], ignore=ignore)
 
     async def op_add_local_file(self, args: dict[str, Any]) -> None:
         source = Path(args["local_path"])

@@ -1,0 +1,76 @@
+"""The CLI groups of Modal's index against a running server: dict, queue, config, profile,
+environment, nfs, launch; and legacy objects (Mount, NetworkFileSystem, CloudBucketMount, Proxy) in a
+deployed app."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.e2e.test_deploy import Sampan, sampan  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.slow
+
+LEGACY = """
+    import os
+    import modal
+
+    app = modal.App("legacy")
+    share = modal.NetworkFileSystem.from_name("shared", create_if_missing=True)
+    bucket = modal.CloudBucketMount("some-bucket", key_prefix="data/")
+
+    @app.function(network_file_systems={{"/shared": share}}, volumes={{"/bucket": bucket}},
+                  mounts=[modal.Mount.from_local_file({asset!r}, remote_path="/assets/asset.txt")],
+                  proxy=modal.Proxy.from_name("static-ip"), gpu=None)
+    @modal.fastapi_endpoint()
+    def look():
+        with open("/shared/note", "w") as fh:
+            fh.write("shared")
+        return {{"asset": open("/assets/asset.txt").read(), "bucket": os.path.exists("/bucket")}}
+"""
+
+
+def test_dict_and_queue_groups(sampan: Sampan) -> None:  # noqa: F811
+    sampan.run("server", "start")
+    sampan.run("dict", "create", "prefs")
+    assert [d["name"] for d in sampan.json("dict", "list")] == ["prefs"]  # type: ignore[union-attr]
+    sampan.run("queue", "create", "jobs")
+    assert "jobs" in sampan.run("queue", "list").stdout
+    assert sampan.run("queue", "len", "jobs").stdout.strip() == "0"
+    assert sampan.run("dict", "get", "prefs", "missing", check=False).returncode != 0
+    sampan.run("dict", "clear", "prefs", "--yes")
+    sampan.run("dict", "delete", "prefs", "--yes")
+    sampan.run("queue", "delete", "jobs", "--yes")
+    assert sampan.json("dict", "list") == []
+
+
+def test_config_profile_environment_launch(sampan: Sampan) -> None:  # noqa: F811
+    sampan.run("server", "start")
+    shown = json.loads(sampan.run("config", "show").stdout)
+    assert shown["workspace"] == "alice" and shown["profile"] == "default"
+    assert shown["profile_settings"]["token_secret"] == "***"
+    assert sampan.run("profile", "current").stdout.strip() == "default"
+    assert sampan.json("profile", "list") == [{"name": "default", "workspace": "alice", "active": True,
+                                               "server_url": ""}]
+    assert "main" in sampan.run("environment", "list").stdout
+    refused = sampan.run("launch", "jupyter", check=False)
+    assert refused.returncode != 0 and "not offered" in refused.stderr
+    assert sampan.run("environment", "create", "x", check=False).returncode != 0
+
+
+def test_legacy_objects_in_a_deployed_app(sampan: Sampan, tmp_path: Path) -> None:  # noqa: F811
+    asset = tmp_path / "asset.txt"
+    asset.write_text("from a legacy mount")
+    (tmp_path / "legacy.py").write_text(textwrap.dedent(LEGACY.format(asset=str(asset))))
+    sampan.run("server", "start")
+    deployed = sampan.run("deploy", str(tmp_path / "legacy.py"))
+    assert "cloud buckets are not mounted" in deployed.stdout + deployed.stderr
+    url = sampan.urls("legacy")["look"]
+    body = requests.get(url, timeout=120).json()
+    assert body == {"asset": "from a legacy mount", "bucket": False}
+    assert [n["name"] for n in sampan.json("nfs", "list")] == ["shared"]  # type: ignore[index]
+    assert sampan.run("nfs", "get", "shared", "/note").stdout == "shared"
