@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os as _os
 
-from . import call_graph, config, container_process, exception, gpu, io_streams, stream_type  # noqa: F401 - modal.X
+from . import call_graph, config, container_process, exception, file_io, gpu, io_streams, stream_type  # noqa: F401
 from ._tunnel import Tunnel, forward
 from .client import Client
 from .cloud_bucket_mount import CloudBucketMount
@@ -28,6 +28,7 @@ from .sdk.objects import Dict, Queue
 from .sdk.partial import (
     asgi_app,
     batched,
+    build,
     concurrent,
     enter,
     exit,
@@ -97,6 +98,7 @@ __all__ = [
     "__version__",
     "asgi_app",
     "batched",
+    "build",
     "concurrent",
     "current_function_call_id",
     "current_input_id",

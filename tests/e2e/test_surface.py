@@ -70,3 +70,44 @@ def test_app_run_from_plain_python(tmp_path: Path) -> None:
                          timeout=180)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["result", "144", "again", "14", "stopped"], out.stdout
+
+
+INDEX = ["App", "Client", "CloudBucketMount", "Cls", "Cron", "Dict", "Error", "FilePatternMatcher", "Function",
+         "FunctionCall", "Image", "Mount", "NetworkFileSystem", "Period", "Proxy", "Queue", "Retries", "Sandbox",
+         "SandboxSnapshot", "Secret", "Tunnel", "Volume", "asgi_app", "batched", "build", "call_graph", "concurrent",
+         "container_process", "current_function_call_id", "current_input_id", "enable_output", "enter", "exit",
+         "fastapi_endpoint", "file_io", "forward", "gpu", "interact", "io_streams", "is_local", "method", "parameter",
+         "web_endpoint", "web_server", "wsgi_app", "exception", "config"]
+MODULE_PATHS = ["app", "functions", "cls", "partial_function", "image", "secret", "volume", "dict", "queue",
+                "exception", "schedule", "retries", "call_graph", "runner", "config", "output", "gpu", "sandbox",
+                "mount", "network_file_system", "cloud_bucket_mount", "file_io", "io_streams", "container_process",
+                "proxy", "client", "stream_type", "file_pattern_matcher", "types"]
+
+EVERYTHING = """
+    import importlib
+    import modal
+
+    app = modal.App("surface")
+
+    @app.local_entrypoint()
+    def main():
+        missing = [n for n in {index!r} if not hasattr(modal, n)]
+        for path in {paths!r}:
+            try:
+                importlib.import_module("modal." + path)
+            except ImportError as exc:
+                missing.append(f"modal.{{path}}: {{exc}}")
+        assert importlib.import_module("modal.runner").run_app
+        print("MISSING", missing)
+"""
+
+
+def test_every_name_of_the_index_and_every_module_path_under_sampan_run(tmp_path: Path) -> None:
+    assert len(INDEX) == 48 - 1  # the index's 48 minus `runner`, which (as on Modal) needs `import modal.runner`
+    (tmp_path / "everything.py").write_text(textwrap.dedent(EVERYTHING.format(index=INDEX, paths=MODULE_PATHS)))
+    env = {**os.environ, "SAMPAN_HOME": str(tmp_path / "home"), "SAMPAN_IMAGES": IMAGES_DIR,
+           "SAMPAN_GATEWAY_PORT": "0", "SAMPAN_ENDPOINT_PORT_BASE": "0"}
+    out = subprocess.run([sys.executable, "-m", "sampan", "run", "everything.py"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "MISSING []" in out.stdout, out.stdout

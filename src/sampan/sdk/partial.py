@@ -327,6 +327,27 @@ def enter(_warn_parentheses_missing: Any = None, *, snap: bool = False) -> Calla
     return wrapper
 
 
+def build(_warn_parentheses_missing: Any = None, *, force: bool = False, timeout: int = 86400
+          ) -> Callable[[Any], PartialFunction]:
+    """Legacy (removed from Modal in 1.1): ran a method of an `@app.cls` while building its image.
+    Here it runs when each container starts, before `@modal.enter` hooks: what it writes (model weights,
+    say) is there for the methods, as it was, but made per container, not once per image."""
+    _check_positional(_warn_parentheses_missing, "build")
+    deprecation_warning((2025, 1, 15), "The `@modal.build` decorator is deprecated and will be removed in a future "
+                                       "release.\n\nWe now recommend storing large assets (such as model weights) "
+                                       "using a `modal.Volume` instead of writing them directly into the "
+                                       "`modal.Image` filesystem. For other use cases we recommend using "
+                                       "`Image.run_function` instead.\n\nSee "
+                                       "https://modal.com/docs/guide/modal-1-0-migration for more information.")
+
+    def wrapper(obj: Any) -> PartialFunction:
+        if inspect.isclass(obj):
+            raise InvalidError("Cannot apply `@modal.build` to a class. Hint: consider applying to a method instead.")
+        return _merge(obj, "build", flags={LIFECYCLE_ENTER}, snap=False)
+
+    return wrapper
+
+
 def exit(_warn_parentheses_missing: Any = None) -> Callable[[Any], PartialFunction]:  # noqa: A001
     """Run this method once when a container of the class shuts down."""
     _check_positional(_warn_parentheses_missing, "exit")
