@@ -145,3 +145,20 @@ def test_app_run_refuses_global_scope_and_nesting(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import lib"],
                          capture_output=True, text=True, timeout=60)
     assert "`App.run()` cannot be called in global scope" in out.stderr
+
+
+def test_tables_piped_to_another_program_never_cut_ids() -> None:
+    code = textwrap.dedent("""
+        from rich.table import Table
+        from sampan.cli import output
+        table = Table(title="Apps")
+        for column in ("App ID", "Name", "State", "Version", "Containers", "Created at", "Stopped at"):
+            table.add_column(column)
+        table.add_row("ap-3ac8c0d1e2f3a4b5c6d7e8f9", "acc-simple-with-a-long-name", "deployed", "3", "1",
+                      "2026-12-02 03:00", "-")
+        output.print_table(table)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={"COLUMNS": "40", "PATH": "/usr/bin:/bin"})
+    assert "ap-3ac8c0d1e2f3a4b5c6d7e8f9" in out.stdout and "acc-simple-with-a-long-name" in out.stdout, out.stdout
+    assert "…" not in out.stdout

@@ -37,7 +37,7 @@ def list_apps(as_json: bool) -> None:
     for a in apps:
         table.add_row(a["id"], a["name"] or "-", a["state"], str(a["version"] or "-"), str(a["containers"]),
                       _when(a["created_at"]), _when(a["stopped_at"]))
-    output.console.print(table)
+    output.print_table(table)
     for a in apps:
         for sched in a.get("schedules") or []:
             output.console.print(f"  {a['name']}.{sched['function']}: {sched['schedule']}; next run "
@@ -93,7 +93,7 @@ def history(name: str, as_json: bool) -> None:
     for v in data["versions"]:
         table.add_row(str(v["version"]), v["tag"] or "-", _when(v["created_at"]), v["bundle"],
                       "← current" if v["version"] == data["current"] else "")
-    output.console.print(table)
+    output.print_table(table)
 
 
 @app.command("rollback")

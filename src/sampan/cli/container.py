@@ -58,7 +58,7 @@ def list_containers(as_json: bool) -> None:
     for _, c in rows:
         table.add_row(c["id"], str(c["app"] or "-"), c["function"], c["pool"], c["state"], str(c["in_flight"]),
                       f"{c['age_s']:.0f} s")
-    output.console.print(table)
+    output.print_table(table)
 
 
 @container.command("logs")

@@ -52,7 +52,7 @@ def list_images(as_json: bool) -> None:
         steps = [s for s in item["steps"] if s]
         table.add_row(item["id"], item.get("python") or "-", human(item["size"]), _when(item.get("built_at")),
                       _when(item.get("last_used")), " → ".join(steps))
-    output.console.print(table)
+    output.print_table(table)
     total = sum(item["size"] for item in items)
     output.console.print(f"{len(items)} image(s), {human(total)} (layers shared between images count in each).")
 

@@ -33,7 +33,7 @@ def _list(kind: str, title: str, as_json: bool) -> None:
     for row in rows:
         created = row.get("created_at")
         table.add_row(row["name"], time.strftime("%Y-%m-%d %H:%M", time.localtime(created)) if created else "-")
-    output.console.print(table)
+    output.print_table(table)
 
 
 def _show(value: Any) -> str:
@@ -118,7 +118,7 @@ def dict_items(name: str, n: int, show_all: bool, as_json: bool) -> None:
     table.add_column("Value", overflow="fold")
     for key, value in items:
         table.add_row(_show(key), _show(value))
-    output.console.print(table)
+    output.print_table(table)
 
 
 @click.group("queue")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -18,6 +19,17 @@ from ..server.apps import EndpointInfo
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def print_table(table: Any) -> None:
+    """A table whose IDs and names are never cut: on a terminal it fits the screen (long cells fold onto
+    the next line); piped to another program it is as wide as its content."""
+    for column in table.columns:
+        column.overflow = "fold"
+    if console.is_terminal:
+        console.print(table)
+    else:  # Rich never renders wider than its console: a console as wide as any table needs
+        Console(highlight=False, width=100_000, file=console.file, color_system=None).print(table)
 
 
 def created_tree(infos: Iterable[EndpointInfo], other_functions: Iterable[str]) -> Tree:

@@ -66,7 +66,7 @@ def list_secrets(as_json: bool) -> None:
     for s in items:
         table.add_row(s["name"], time.strftime("%Y-%m-%d %H:%M", time.localtime(s["created_at"])),
                       time.strftime("%Y-%m-%d %H:%M", time.localtime(s["updated_at"])))
-    output.console.print(table)
+    output.print_table(table)
 
 
 @secret.command("delete")

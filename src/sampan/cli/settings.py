@@ -135,7 +135,7 @@ def profile_list(as_json: bool) -> None:
     for row in rows:
         table.add_row(("• " if row["active"] else "  ") + row["name"], str(row["workspace"]),
                       str(row["server_url"]) or "(this machine)")
-    output.console.print(table)
+    output.print_table(table)
 
 
 @profile.command("activate")
@@ -239,7 +239,7 @@ def nfs_list(as_json: bool) -> None:
     table.add_column("Name", overflow="fold")
     for r in rows:
         table.add_row(r["name"])
-    output.console.print(table)
+    output.print_table(table)
 
 
 def _nfs_forward(command: click.Command) -> click.Command:

@@ -61,7 +61,7 @@ def list_volumes(as_json: bool) -> None:
     table.add_column("Created at")
     for row in rows:
         table.add_row(row["name"], time.strftime("%Y-%m-%d %H:%M", time.localtime(row["created_at"])))
-    output.console.print(table)
+    output.print_table(table)
 
 
 @volume.command("ls")
@@ -79,7 +79,7 @@ def ls(name: str, path: str, as_json: bool) -> None:
         table.add_column(column)
     for e in entries:
         table.add_row(e.path, e.type, str(e.size) if e.type == "file" else "")
-    output.console.print(table)
+    output.print_table(table)
 
 
 @volume.command("put")

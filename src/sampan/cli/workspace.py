@@ -51,7 +51,7 @@ def list_tokens(as_json: bool) -> None:
         table.add_column(column)
     for t in items:
         table.add_row(t["token_id"], t["name"] or "-", time.strftime("%Y-%m-%d %H:%M", time.localtime(t["created_at"])))
-    output.console.print(table)
+    output.print_table(table)
 
 
 @proxy_tokens.command("delete")
