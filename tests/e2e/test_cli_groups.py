@@ -74,3 +74,37 @@ def test_legacy_objects_in_a_deployed_app(sampan: Sampan, tmp_path: Path) -> Non
     assert body == {"asset": "from a legacy mount", "bucket": False}
     assert [n["name"] for n in sampan.json("nfs", "list")] == ["shared"]  # type: ignore[index]
     assert sampan.run("nfs", "get", "shared", "/note").stdout == "shared"
+
+
+WARM = """
+    import modal
+
+    app = modal.App("warm")
+
+    @app.function(min_containers=1)
+    @modal.fastapi_endpoint()
+    def hi():
+        return "hi"
+"""
+
+
+def test_container_exec_and_stop(sampan: Sampan, tmp_path: Path) -> None:  # noqa: F811
+    from sampan.runtime import sandbox
+
+    (tmp_path / "warm.py").write_text(textwrap.dedent(WARM))
+    sampan.run("server", "start")
+    sampan.run("deploy", str(tmp_path / "warm.py"))
+    from tests.helpers import wait_until
+
+    rows = wait_until(lambda: [c for c in sampan.json("container", "list") if c["state"] in ("ready", "idle")],  # type: ignore
+                      timeout=60)
+    cid = rows[0]["id"]
+    done = sampan.run("container", "exec", cid, "--", "sh", "-c", "echo $(id -u) $(hostname); exit 3", check=False)
+    if sandbox.probe() is None:
+        assert done.returncode == 3 and done.stdout.split() == ["0", "modal"], done.stdout + done.stderr
+    else:
+        assert done.returncode != 0 and "needs the container sandbox" in done.stderr
+    sampan.run("container", "stop", cid, "--yes")
+    wait_until(lambda: cid not in [c["id"] for c in sampan.json("container", "list")], timeout=30)  # type: ignore
+    missing = sampan.run("container", "stop", "ta-nothing", "--yes", check=False)
+    assert missing.returncode != 0 and "No running container" in missing.stderr

@@ -42,6 +42,8 @@ ATTACKS = {
     "GET /v1/functions/{app}/{tag}": "nor look its functions up",
     "GET /v1/containers": "nor list its containers",
     "GET /v1/containers/{id}/logs": "nor read a container's logs, running or stopped",
+    "POST /v1/containers/{id}/stop": "nor stop a container of hers",
+    "POST /v1/containers/{id}/exec": "nor run a command in it",
     "GET /v1/secrets": "bob lists only his secrets",
     "POST /v1/secrets": "bob's secret of the same name is his own",
     "DELETE /v1/secrets/{name}": "bob cannot delete alice's",
@@ -205,7 +207,8 @@ def test_two_workspaces_attack_each_other_through_every_route(two: tuple[Sampan,
                          ("GET", f"/v1/calls/{call_id}?timeout=0"), ("POST", f"/v1/calls/{call_id}/cancel"),
                          ("DELETE", "/v1/objects/dict/alice-dict"), ("DELETE", "/v1/volumes/data"),
                          ("POST", "/v1/ephemeral/shop/heartbeat"), ("POST", "/v1/ephemeral/shop/stop"),
-                         ("GET", "/v1/ephemeral/shop/logs")):
+                         ("GET", "/v1/ephemeral/shop/logs"), ("POST", f"/v1/containers/{cid}/stop"),
+                         ("POST", f"/v1/containers/{cid}/exec")):
         status, answer = bob(method, path)
         assert status == 404, (method, path, status, answer)
     assert bob("GET", "/v1/containers") == (200, [])

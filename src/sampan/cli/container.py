@@ -1,8 +1,12 @@
-"""`sampan container list|logs`: what the running servers' containers are doing."""
+"""`sampan container list|logs|exec|stop` and `sampan shell`: what the running servers' containers are
+doing, and a way in."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import shutil
 import sys
 import urllib.error
 import urllib.request
@@ -85,3 +89,83 @@ def container_logs(container_id: str, follow: bool, tail: int | None) -> None:
         return
     raise click.ClickException(f"No container {container_id} on any running Sampan server.")
 
+
+
+def _post(server: ServerInfo, path: str, body: dict[str, Any], timeout: float | None = 30.0) -> Any:
+    request = urllib.request.Request(server.control_url + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {_bearer(server)}",
+                                              "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - loopback control API
+        return json.load(resp)
+
+
+def _owner(container_id: str) -> tuple[ServerInfo, dict[str, Any]]:
+    for server, row in _all_containers(Settings.from_env()):
+        if row["id"] == container_id:
+            return server, row
+    raise click.ClickException(f"No running container {container_id} (see `sampan container list`).")
+
+
+def _answer(exc: urllib.error.HTTPError) -> str:
+    try:
+        return json.loads(exc.read()).get("error", "") or str(exc)
+    except ValueError:
+        return str(exc)
+
+
+@container.command("stop")
+@click.argument("container_id")
+@click.option("--graceful", is_flag=True, help="Let it finish the requests it holds first.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def container_stop(container_id: str, graceful: bool, yes: bool) -> None:
+    """Stop a container (its pool starts another if it needs one)."""
+    server, _ = _owner(container_id)
+    if not yes:
+        click.confirm(f"Stop container {container_id}?", abort=True)
+    try:
+        _post(server, f"/v1/containers/{container_id}/stop", {"graceful": graceful})
+    except urllib.error.HTTPError as exc:
+        raise click.ClickException(_answer(exc)) from None
+    output.console.print(f"[green]✓[/green] Stopped container {container_id}.")
+
+
+@container.command("exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("container_id")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--pty/--no-pty", default=None, help="Accepted for Modal compatibility (output is not a terminal).")
+@click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds before the command is ended.")
+def container_exec(container_id: str, command: tuple[str, ...], pty: bool | None, timeout: float) -> None:
+    """Run a command in a running container, as its root, in its filesystem; exits with its status."""
+    server, _ = _owner(container_id)
+    argv = list(command[1:] if command and command[0] == "--" else command)
+    try:
+        result = _post(server, f"/v1/containers/{container_id}/exec", {"argv": argv, "timeout": timeout},
+                       timeout=timeout + 30)
+    except urllib.error.HTTPError as exc:
+        raise click.ClickException(_answer(exc)) from None
+    sys.stdout.buffer.write(base64.b64decode(result["stdout"]))
+    sys.stdout.flush()
+    sys.stderr.buffer.write(base64.b64decode(result["stderr"]))
+    sys.exit(int(result["code"] or 0))
+
+
+@click.command()
+@click.argument("container_id")
+@click.option("-c", "--cmd", default="/bin/sh", show_default=True, help="The command to run (a shell).")
+def shell(container_id: str, cmd: str) -> None:
+    """An interactive shell in a running container (`ta-...`): its namespaces, its root, its files.
+
+    Enters the container directly, so it runs on the server's machine as root (the container's root
+    is still an unprivileged host uid). Modal's `shell app.py::fn` (a new container of a function's
+    image) is `sampan serve`/`run` plus this."""
+    _, row = _owner(container_id)
+    if row.get("pid") is None:
+        raise click.ClickException("`sampan shell` needs a sandboxed container (see `sampan server status`).")
+    if os.geteuid() != 0:
+        raise click.ClickException("`sampan shell` enters the container's namespaces and must run as root on the "
+                                   "server's machine; use `sampan container exec ID -- CMD` elsewhere.")
+    nsenter = shutil.which("nsenter")
+    if nsenter is None:
+        raise click.ClickException("nsenter is not installed (Debian package util-linux).")
+    os.execv(nsenter, [nsenter, "--target", str(row["pid"]), "--all", "--root", "--wd", "/bin/sh", "-c",
+                       f'export HOME=/root PS1="root@modal:\\w# "; exec {cmd}'])

@@ -418,6 +418,25 @@ class AppServer:
             for endpoint, pool, pc in self._containers()
         ]
 
+    def find_container(self, workspace: str, container_id: str) -> tuple[Pool, PoolContainer] | None:
+        """A live container of `workspace` (another workspace's is as good as none)."""
+        for endpoint, pool, pc in self._containers():
+            if pc.id == container_id and endpoint.workspace == workspace:
+                return pool, pc
+        return None
+
+    def stop_container(self, workspace: str, container_id: str, graceful: bool) -> bool:
+        """`sampan container stop`: out of rotation at once; ended now, or after its requests (`graceful`).
+        The pool starts another if it needs one."""
+        found = self.find_container(workspace, container_id)
+        if found is None:
+            return False
+        pool, pc = found
+        if not graceful and pc.backend is not None:
+            pc.backend.kill()
+        pool.recycle(pc)
+        return True
+
     def describe_apps(self) -> list[dict[str, Any]]:
         return [
             {

@@ -10,6 +10,8 @@
     GET    /v1/functions/{app}/{tag}             {"web_url": ...}
     GET    /v1/containers                        every container of the workspace
     GET    /v1/containers/{id}/logs?n=&follow=1
+    POST   /v1/containers/{id}/stop  {graceful}  end a container (the pool starts another if it needs one)
+    POST   /v1/containers/{id}/exec  {argv, timeout}  run a command in a sandboxed container -> {code, stdout, stderr}
     GET    /v1/secrets | POST /v1/secrets {name, values, force} | DELETE /v1/secrets/{name}
     GET    /v1/proxy-tokens | POST /v1/proxy-tokens {name} | DELETE /v1/proxy-tokens/{id}
     POST   /v1/calls      {app, app_key?, function, params, args, mode}  a .remote() call (server/invoke.py):
@@ -132,6 +134,37 @@ class ControlServer:
         self._srv = await asyncio.start_server(self._handle, self.host, self.requested_port, limit=64 * 1024)
         self.port = self._srv.sockets[0].getsockname()[1]
         self.scheduler.start()
+
+    async def _exec(self, ws: Workspace, container_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A command in the container's own namespaces (nsenter into its PID 1: its root, its uid)."""
+        found = self.server.find_container(ws.name, container_id)
+        if found is None:
+            raise HTTPError(404, f"no container {container_id}")
+        argv = body.get("argv")
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv) \
+                or argv[0].startswith("-"):
+            raise InvalidError("exec needs `argv`, a non-empty list of strings naming a program.")
+        timeout = float(body.get("timeout") or 60)
+        if not 0 < timeout <= 3600:
+            raise InvalidError("exec `timeout` must be between 0 and 3600 seconds.")
+        pid = container_pid(found[1].backend)
+        if pid is None:
+            raise InvalidError("`container exec` needs the container sandbox (this container runs as a plain "
+                               "process, or has exited).")
+        proc = await asyncio.create_subprocess_exec(
+            "nsenter", "--target", str(pid), "--all", "--root", "--wd", *argv,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            start_new_session=True)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        except asyncio.TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)
+            await proc.wait()
+            raise HTTPError(504, f"the command ran longer than {timeout:g} s") from None
+        limit = 16 << 20
+        return {"code": proc.returncode, "stdout": base64.b64encode(out[-limit:]).decode(),
+                "stderr": base64.b64encode(err[-limit:]).decode()}
 
     def _fire_scheduled(self, timer: Timer) -> None:
         """One tick of a schedule: an input with no arguments, spawned as `.spawn()` would."""
@@ -373,12 +406,22 @@ class ControlServer:
         elif method == "GET" and len(parts) == 4 and parts[:2] == ["v1", "functions"]:
             writer.write(_json(200, {"web_url": self._web_url(ws, parts[2], parts[3])}))
         elif route == ("GET", "v1", "containers"):
-            writer.write(_json(200, [c for c in self.server.describe_containers() if c["workspace"] == ws.name]))
+            rows = [c for c in self.server.describe_containers() if c["workspace"] == ws.name]
+            for row in rows:  # the host pid of a sandboxed container's PID 1: what `sampan shell` enters
+                found = self.server.find_container(ws.name, row["id"])
+                row["pid"] = container_pid(found[1].backend) if found is not None else None
+            writer.write(_json(200, rows))
         elif method == "GET" and len(parts) == 4 and parts[:2] == ["v1", "containers"] and parts[3] == "logs":
             # Running or stopped, a container's logs are its workspace's alone.
             if not self.server.logs.known(parts[2]) or self.server.logs.workspace_of(parts[2]) != ws.name:
                 raise HTTPError(404, f"no container {parts[2]}")
             await self._stream_logs([parts[2]], query, writer)
+        elif method == "POST" and len(parts) == 4 and parts[:2] == ["v1", "containers"] and parts[3] == "stop":
+            if not self.server.stop_container(ws.name, parts[2], bool((body or {}).get("graceful"))):
+                raise HTTPError(404, f"no container {parts[2]}")
+            writer.write(_json(200, {"stopped": parts[2]}))
+        elif method == "POST" and len(parts) == 4 and parts[:2] == ["v1", "containers"] and parts[3] == "exec":
+            writer.write(_json(200, await self._exec(ws, parts[2], body or {})))
         elif parts[:2] == ["v1", "secrets"]:
             self._secrets(method, ws, parts[2:], body, writer)
         elif parts[:2] == ["v1", "proxy-tokens"]:
@@ -676,6 +719,19 @@ class ServerInfo:
 
     def alive(self) -> bool:
         return pid_alive(self.pid)
+
+
+def container_pid(container: Any) -> int | None:
+    """The host pid of a sandboxed container's PID 1: the only child of its supervisor."""
+    isolation = getattr(container, "isolation", None)
+    proc = getattr(container, "proc", None)
+    if isolation is None or not isolation.enabled or proc is None or proc.returncode is not None:
+        return None
+    try:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
 
 
 def runtime_description(backend: Any) -> str:
