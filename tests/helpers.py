@@ -49,6 +49,15 @@ def kill_marked(marker: str) -> list[int]:
     return pids
 
 
+def gone_after_kill(marker: str, timeout: float = 10.0) -> list[int]:
+    """Kill what carries `marker` until nothing does (a process killed while it forks leaves a child; one
+    that is exiting takes a moment to unmount a container's root); returns what is left at `timeout`."""
+    deadline = time.monotonic() + timeout
+    while kill_marked(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return marker_pids(marker)
+
+
 class Serve:
     """`sampan serve <ref>` in a subprocess, with its output captured line by line."""
 

@@ -108,3 +108,46 @@ def test_container_exec_and_stop(sampan: Sampan, tmp_path: Path) -> None:  # noq
     wait_until(lambda: cid not in [c["id"] for c in sampan.json("container", "list")], timeout=30)  # type: ignore
     missing = sampan.run("container", "stop", "ta-nothing", "--yes", check=False)
     assert missing.returncode != 0 and "No running container" in missing.stderr
+
+
+SCALED = """
+    import modal
+
+    app = modal.App("scaled")
+
+    @app.function()
+    def work(x):
+        return x
+"""
+
+UPDATE = """
+    import sys
+    import modal
+
+    f = modal.Function.from_name("scaled", "work")
+    print(f.update_autoscaler(min_containers=int(sys.argv[1])))
+    try:
+        f.update_autoscaler(scaledown_window=1)
+    except modal.exception.InvalidError as exc:
+        print("refused:", exc)
+"""
+
+
+def test_update_autoscaler_of_a_deployed_function(sampan: Sampan, tmp_path: Path) -> None:  # noqa: F811
+    import subprocess
+    import sys
+
+    from tests.helpers import wait_until
+
+    (tmp_path / "scaled.py").write_text(textwrap.dedent(SCALED))
+    (tmp_path / "update.py").write_text(textwrap.dedent(UPDATE))
+    sampan.run("server", "start")
+    sampan.run("deploy", str(tmp_path / "scaled.py"))
+    assert sampan.json("container", "list") == []
+    out = subprocess.run([sys.executable, "-c", f"import runpy, sys; sys.argv = ['u', '1']; "
+                          f"from sampan import modal_alias; modal_alias.install(); "
+                          f"runpy.run_path({str(tmp_path / 'update.py')!r}, run_name='__main__')"],
+                         env=sampan.env, capture_output=True, text=True, timeout=120)
+    assert "min_containers=1" in out.stdout, out.stdout + out.stderr
+    assert "refused: Invalid argument: `scaledown_window` must be between 2 and 3600 (inclusive)" in out.stdout
+    wait_until(lambda: len(sampan.json("container", "list")) == 1, timeout=60)  # type: ignore[arg-type]

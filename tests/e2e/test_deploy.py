@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import IMAGES_DIR, SRC, kill_marked, marker_pids, wait_until
+from tests.helpers import IMAGES_DIR, SRC, gone_after_kill, kill_marked, marker_pids, wait_until
 
 pytestmark = pytest.mark.slow
 GUIDES = Path(__file__).resolve().parents[2] / "examples" / "guides"
@@ -72,7 +72,7 @@ def sampan(tmp_path: Path) -> Iterator[Sampan]:
         yield s
     finally:
         s.close()
-        assert marker_pids(s.marker) == []
+        assert gone_after_kill(s.marker) == []
 
 
 def write_app(path: Path, version: int, extra: str = "") -> Path:

@@ -51,6 +51,7 @@ ATTACKS = {
     "POST /v1/proxy-tokens": "bob's proxy token does not open alice's endpoints",
     "DELETE /v1/proxy-tokens/{id}": "bob cannot delete alice's",
     "POST /v1/calls": "bob cannot call alice's functions",
+    "POST /v1/autoscaler": "nor change their autoscaling",
     "GET /v1/calls/{id}": "nor read her spawned calls",
     "POST /v1/calls/{id}/cancel": "nor cancel them",
     "POST /v1/objects/{dict|queue}/{name}": "bob's Dict of the same name is his own; '..' is no name",
@@ -219,6 +220,9 @@ def test_two_workspaces_attack_each_other_through_every_route(two: tuple[Sampan,
     assert bob("GET", "/v1/volumes") == (200, [])
     status, answer = bob("POST", "/v1/calls", {"app": "shop", "function": "slow", "params": {}, "mode": "call",
                                                "args": _args(0.0)})
+    assert status == 404, answer
+    status, answer = bob("POST", "/v1/autoscaler", {"app": "shop", "function": "slow",
+                                                     "settings": {"min_containers": 5}})
     assert status == 404, answer
     status, answer = bob("POST", "/v1/objects/dict/alice-dict", {"op": "len"})
     assert status == 404, answer

@@ -247,6 +247,48 @@ class CallMixin:
             spawn(self._call_target(), args, dict(kwargs or {}))
 
 
+@dataclass(frozen=True)
+class FunctionAutoscalerSettings:
+    min_containers: int | None = None
+    max_containers: int | None = None
+    buffer_containers: int | None = None
+    scaledown_window: int | None = None
+
+
+class AutoscalerMixin:
+    """`update_autoscaler` and `autoscaler` of a deployed function (a handle or a `from_name` lookup)."""
+
+    def update_autoscaler(self, *, min_containers: int | None = None, max_containers: int | None = None,
+                          buffer_containers: int | None = None, scaledown_window: int | None = None
+                          ) -> FunctionAutoscalerSettings:
+        """Override the function's autoscaler until its next deploy; None keeps a setting."""
+        target: CallTarget = self._call_target()  # type: ignore[attr-defined]
+        if "." in target.tag:
+            raise InvalidError("Cannot call .update_autoscaler() on a method. Call it on the class instance instead.")
+        settings = {k: v for k, v in (("min_containers", min_containers), ("max_containers", max_containers),
+                                      ("buffer_containers", buffer_containers),
+                                      ("scaledown_window", scaledown_window)) if v is not None}
+        body = {"app": target.app, "app_key": target.app_key, "function": target.tag, "settings": settings}
+        with _request("POST", "/v1/autoscaler", body, timeout=30) as resp:
+            return FunctionAutoscalerSettings(**json.load(resp))
+
+    @property
+    def autoscaler(self) -> _Autoscaler:
+        """`f.autoscaler.settings()` and `f.autoscaler.update(...)` (Modal 1.6)."""
+        return _Autoscaler(self)
+
+
+class _Autoscaler:
+    def __init__(self, function: AutoscalerMixin) -> None:
+        self.function = function
+
+    def settings(self) -> FunctionAutoscalerSettings:
+        return self.function.update_autoscaler()
+
+    def update(self, **settings: Any) -> FunctionAutoscalerSettings:
+        return self.function.update_autoscaler(**settings)
+
+
 class FunctionCall:
     """A spawned call: `.get(timeout=)` its result, `.cancel()` it. `FunctionCall.from_id(id)` finds it
     again, from any process that reaches the same server."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..exception import InvalidError
-from .calls import CallMixin, CallTarget, local_target
+from .calls import AutoscalerMixin, CallMixin, CallTarget, local_target
 from .partial import (
     LIFECYCLE_ENTER,
     LIFECYCLE_EXIT,
@@ -105,7 +105,7 @@ class _WebMixin(CallMixin):
                                "Use `.remote(...)` instead.")
 
 
-class Function(_WebMixin):
+class Function(_WebMixin, AutoscalerMixin):
     """A function registered on an App. Not callable directly: use `.local()` (or the web URL)."""
 
     def __init__(self, app: Any, spec: FunctionSpec) -> None:

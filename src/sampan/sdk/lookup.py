@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..exception import ExecutionError, InvalidError, NotFoundError
-from .calls import CallMixin, CallTarget
+from .calls import AutoscalerMixin, CallMixin, CallTarget
 
 
 def _control() -> tuple[str, str]:
@@ -59,7 +59,7 @@ def web_url(app_name: str, tag: str) -> str | None:
         raise NotFoundError(message) from None
 
 
-class RemoteFunction(CallMixin):
+class RemoteFunction(CallMixin, AutoscalerMixin):
     """A deployed function, looked up by name (the server checks what it is when it is called)."""
 
     def __init__(self, app_name: str, tag: str) -> None:

@@ -28,6 +28,7 @@ from ..manifest import FunctionEntry, Manifest, compose_env
 from ..sdk.functions import ClassParam, resolve_class_params
 from ..sdk.image import recipe_hash
 from ..sdk.partial import NO_DEFAULT
+from . import autoscaler
 from .autoscaler import READY, STARTING, PoolConfig
 from .bundle import Bundle
 from .gateway.errors import TOO_MANY_POOLS, GatewayError
@@ -151,6 +152,14 @@ class WebEndpoint:
     @property
     def tag(self) -> str:
         return self.entry.tag
+
+    def update_autoscaler(self, **settings: Any) -> dict[str, Any]:
+        """Override the deployed autoscaler settings of every pool of this function (until the next
+        deploy, as on Modal). Raises ValueError with Modal's texts."""
+        self.config = autoscaler.override(self.config, **settings)
+        for pool in self.pools.values():
+            pool.reconfigure(self.config)
+        return autoscaler.describe(self.config)
 
     @property
     def requires_proxy_auth(self) -> bool:

@@ -22,7 +22,8 @@ finishes, when a container becomes ready or dies, and at `next_check`; it carrie
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 STARTING = "starting"
 READY = "ready"
@@ -101,3 +102,38 @@ def start_backoff(failures: int) -> float:
     if failures <= 0:
         return 0.0
     return min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (failures - 1))
+
+
+def override(config: PoolConfig, *, min_containers: int | None = None, max_containers: int | None = None,
+             buffer_containers: int | None = None, scaledown_window: float | None = None) -> PoolConfig:
+    """`Function.update_autoscaler(...)`: the given settings replace the deployed ones (None keeps one),
+    checked with Modal's texts. Raises ValueError."""
+    def count(name: str, value: Any, positive: bool = False) -> None:
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if positive else 0):
+            kind = "a postive integer" if positive else "a nonnegative integer"  # sic, as Modal spells it
+            raise ValueError(f"Invalid argument: `{name}` must be {kind} or `None`.")
+
+    count("min_containers", min_containers)
+    count("max_containers", max_containers, positive=True)
+    count("buffer_containers", buffer_containers)
+    if scaledown_window is not None and (isinstance(scaledown_window, bool) or
+                                         not isinstance(scaledown_window, (int, float))
+                                         or not 2 <= scaledown_window <= 3600):
+        raise ValueError("Invalid argument: `scaledown_window` must be between 2 and 3600 (inclusive)")
+    changes: dict[str, Any] = {k: v for k, v in (("min_containers", min_containers),
+                                                 ("max_containers", max_containers),
+                                                 ("buffer_containers", buffer_containers),
+                                                 ("scaledown_window", scaledown_window)) if v is not None}
+    updated = replace(config, **changes)
+    if updated.max_containers is not None and updated.min_containers > updated.max_containers:
+        raise ValueError(f"`min_containers` ({updated.min_containers}) cannot be greater than `max_containers` "
+                         f"({updated.max_containers})")
+    return updated
+
+
+def describe(config: PoolConfig) -> dict[str, Any]:
+    """What `Function.autoscaler.settings()` reports (Modal's FunctionAutoscalerSettings)."""
+    return {"min_containers": config.min_containers, "max_containers": config.max_containers,
+            "buffer_containers": config.buffer_containers, "scaledown_window": int(config.scaledown_window)}

@@ -17,6 +17,7 @@
     POST   /v1/calls      {app, app_key?, function, params, args, mode}  a .remote() call (server/invoke.py):
                           mode "call" -> {"result"}; "gen" -> NDJSON {"frame"}s; "spawn" -> {"call_id"}
     GET    /v1/calls/{id}?timeout=    {"status", "result"} of a spawned call ("result" null while pending)
+    POST   /v1/autoscaler  {app, app_key?, function, settings}  override a function's autoscaler -> its settings
     POST   /v1/calls/{id}/cancel
     POST   /v1/objects/{dict|queue}/{name}   {op, create_if_missing, ...}  a Dict or Queue operation
     GET    /v1/objects/{dict|queue}          names | DELETE /v1/objects/{kind}/{name}
@@ -322,6 +323,18 @@ class ControlServer:
             raise NotFoundError(f"Function '{tag}' not found in app '{name or version.manifest.app_name}'.")
         return endpoint
 
+    def _endpoint(self, ws: Workspace, body: dict[str, Any]) -> Any:
+        """A function of the workspace's app by tag: called with `.remote()`, or a web function."""
+        try:
+            return self._callable(ws, body)
+        except InvalidError:  # a web function: found among the version's web endpoints
+            version = self.server.apps.get(body.get("app_key") or "") or self.server.apps.get(
+                self._app_key(ws, body.get("app") or ""))
+            for endpoint in version.endpoints.values() if version is not None else ():
+                if endpoint.tag == body["function"]:
+                    return endpoint
+            raise
+
     async def _call(self, ws: Workspace, body: dict[str, Any], writer: asyncio.StreamWriter) -> None:
         endpoint = self._callable(ws, body)
         params = body.get("params") or {}
@@ -382,6 +395,16 @@ class ControlServer:
             writer.write(_json(200, {"ok": True, "server_id": self.server.settings.server_id, "workspace": ws.name}))
         elif route == ("POST", "v1", "calls"):
             await self._call(ws, body, writer)
+        elif route == ("POST", "v1", "autoscaler"):
+            endpoint = self._endpoint(ws, body or {})
+            settings = (body or {}).get("settings") or {}
+            unknown = set(settings) - {"min_containers", "max_containers", "buffer_containers", "scaledown_window"}
+            if unknown:
+                raise InvalidError(f"Unknown autoscaler settings: {', '.join(sorted(unknown))}")
+            try:
+                writer.write(_json(200, endpoint.update_autoscaler(**settings)))
+            except ValueError as exc:
+                raise InvalidError(str(exc)) from None
         elif len(parts) >= 3 and parts[:2] == ["v1", "calls"]:
             await self._call_action(method, ws, parts[2:], query, writer)
         elif parts[:2] == ["v1", "volumes"] and len(parts) in (2, 3):

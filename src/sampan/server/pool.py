@@ -290,6 +290,13 @@ class Pool:
         if pc.backend is not None:
             self._spawn(pc.backend.stop(self.stop_grace))
 
+    def reconfigure(self, config: PoolConfig) -> None:
+        """New autoscaler settings (`Function.update_autoscaler`), acted on at once."""
+        self.config = config
+        self._changed.set()
+        if not self.closed:
+            self._reconcile()
+
     def recycle(self, pc: PoolContainer) -> None:
         """Take a container out of rotation and stop it (its work could not be cancelled)."""
         self._stop_container(pc)
