@@ -151,3 +151,34 @@ def test_update_autoscaler_of_a_deployed_function(sampan: Sampan, tmp_path: Path
     assert "min_containers=1" in out.stdout, out.stdout + out.stderr
     assert "refused: Invalid argument: `scaledown_window` must be between 2 and 3600 (inclusive)" in out.stdout
     wait_until(lambda: len(sampan.json("container", "list")) == 1, timeout=60)  # type: ignore[arg-type]
+
+
+LOUD = """
+    import sys
+    import modal
+
+    app = modal.App("loud")
+
+    @app.function()
+    @modal.fastapi_endpoint()
+    def speak(word: str = "x"):
+        print("said", word)
+        print("oops", word, file=sys.stderr)
+        return word
+"""
+
+
+def test_app_logs_filters(sampan: Sampan, tmp_path: Path) -> None:  # noqa: F811
+    from tests.helpers import wait_until
+
+    (tmp_path / "loud.py").write_text(textwrap.dedent(LOUD))
+    sampan.run("server", "start")
+    sampan.run("deploy", str(tmp_path / "loud.py"))
+    url = sampan.urls("loud")["speak"]
+    for word in ("apple", "banana"):
+        assert requests.get(url, params={"word": word}, timeout=120).json() == word
+    wait_until(lambda: "oops banana" in sampan.run("app", "logs", "loud").stdout, timeout=20)
+    only = sampan.run("app", "logs", "loud", "--search", "banana", "--source", "stdout").stdout
+    assert "said banana" in only and "apple" not in only and "oops" not in only
+    assert "said" not in sampan.run("app", "logs", "loud", "--until", "1h").stdout
+    assert "said apple" in sampan.run("app", "logs", "loud", "--since", "10m").stdout

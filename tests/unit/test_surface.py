@@ -162,3 +162,19 @@ def test_tables_piped_to_another_program_never_cut_ids() -> None:
                          env={"COLUMNS": "40", "PATH": "/usr/bin:/bin"})
     assert "ap-3ac8c0d1e2f3a4b5c6d7e8f9" in out.stdout and "acc-simple-with-a-long-name" in out.stdout, out.stdout
     assert "…" not in out.stdout
+
+
+def test_log_windows_take_iso_times_and_durations() -> None:
+    import datetime as dt
+
+    import click
+
+    from sampan.cli.app import point_in_time
+
+    now = 1_000_000.0
+    assert point_in_time("90", now) == now - 90 and point_in_time("15m", now) == now - 900
+    assert point_in_time("2h", now) == now - 7200 and point_in_time("1d", now) == now - 86400
+    iso = point_in_time("2026-12-01T09:00:00+00:00", now)
+    assert iso == dt.datetime(2026, 12, 1, 9, tzinfo=dt.timezone.utc).timestamp()
+    with pytest.raises(click.BadParameter, match="expected an ISO time"):
+        point_in_time("yesterday", now)

@@ -14,6 +14,25 @@ from . import output
 from .client import Client
 
 
+def point_in_time(text: str, now: float) -> float:
+    """`--since`/`--until`: an ISO date or time (local time unless it says otherwise), or a while ago:
+    `90` or `90s`, `15m`, `2h`, `1d`, `1w`. Raises click.BadParameter."""
+    import datetime as dt
+
+    value = text.strip()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    try:
+        if value and value[-1].lower() in units and value[:-1].replace(".", "", 1).isdigit():
+            return now - float(value[:-1]) * units[value[-1].lower()]
+        if value.replace(".", "", 1).isdigit():
+            return now - float(value)
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected an ISO time such as 2026-12-01T09:00, or 30s, 15m, 2h, 1d"
+                                 ) from None
+    return parsed.timestamp()
+
+
 def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
@@ -63,16 +82,27 @@ def stop(name: str, yes: bool) -> None:
 @click.argument("name")
 @click.option("-f", "--follow", is_flag=True, help="Keep streaming new lines.")
 @click.option("-n", "--tail", type=int, default=None, help="Only the last N lines.")
-@click.option("--since", type=float, default=None, help="Only lines from the last N seconds.")
-def logs(name: str, follow: bool, tail: int | None, since: float | None) -> None:
+@click.option("--since", default=None, help="Only lines since: an ISO time, or 30s/15m/2h/1d ago (or seconds).")
+@click.option("--until", default=None, help="Only lines until: an ISO time, or 30s/15m/2h/1d ago.")
+@click.option("--search", default=None, help="Only lines containing this text.")
+@click.option("-s", "--source", type=click.Choice(["stdout", "stderr"]), default=None, help="Only this stream.")
+def logs(name: str, follow: bool, tail: int | None, since: str | None, until: str | None, search: str | None,
+         source: str | None) -> None:
     """Print the output of an app's containers."""
     params = []
     if follow:
         params.append("follow=1")
     if tail:
         params.append(f"n={tail}")
+    now = time.time()
     if since is not None:
-        params.append(f"since={time.time() - since}")
+        params.append(f"since={point_in_time(since, now)}")
+    if until is not None:
+        params.append(f"until={point_in_time(until, now)}")
+    if search:
+        params.append("search=" + quote(search, safe=""))
+    if source:
+        params.append(f"source={source}")
     query = "?" + "&".join(params) if params else ""
     for line in Client.connect(Settings.from_env()).stream_text(f"/v1/apps/{quote(name)}/logs{query}"):
         click.echo(line, nl=False)

@@ -646,9 +646,16 @@ class ControlServer:
         follow = query.get("follow") in ("1", "true")
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\ntransfer-encoding: chunked\r\n"
                      b"connection: close\r\n\r\n")
+        until = float(query["until"]) if query.get("until") else None
+        search = query.get("search") or None
+        source = query.get("source") or None
+
+        def wanted(ln: Any) -> bool:  # --since/--until/--search/--source of `sampan app logs`
+            return ((since is None or ln.time >= since) and (until is None or ln.time <= until)
+                    and (search is None or search in ln.text) and (source is None or ln.stream == source))
+
         lines = sorted((line for cid in container_ids for line in logs.tail(cid)), key=lambda ln: ln.time)
-        if since is not None:
-            lines = [ln for ln in lines if ln.time >= since]
+        lines = [ln for ln in lines if wanted(ln)]
         for line in lines[-n:] if n else lines:
             writer.write(_chunk((line.display() + "\n").encode()))
         await writer.drain()
@@ -659,6 +666,8 @@ class ControlServer:
                     item = await queue.get()
                     if item is None:
                         break
+                    if not wanted(item):
+                        continue
                     writer.write(_chunk((item.display() + "\n").encode()))
                     await writer.drain()
             finally:
