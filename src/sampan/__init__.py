@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import os as _os
 
-from . import call_graph, config, container_process, exception, file_io, gpu, io_streams, stream_type  # noqa: F401
+from . import (  # noqa: F401 - modal.X module attributes
+    call_graph,
+    config,
+    container_process,
+    exception,
+    experimental,
+    file_io,
+    gpu,
+    io_streams,
+    stream_type,
+)
 from ._tunnel import Tunnel, forward
 from .client import Client
 from .cloud_bucket_mount import CloudBucketMount
@@ -20,6 +30,7 @@ from .network_file_system import NetworkFileSystem
 from .output import enable_output
 from .proxy import Proxy
 from .sandbox import Probe, Sandbox, SandboxSnapshot
+from .scheduler_placement import SchedulerPlacement
 from .sdk.app import App, Stub
 from .sdk.calls import FunctionCall, Retries
 from .sdk.functions import Cls, Function
@@ -29,12 +40,14 @@ from .sdk.partial import (
     asgi_app,
     batched,
     build,
+    clustered,
     concurrent,
     enter,
     exit,
     fastapi_endpoint,
     method,
     parameter,
+    sessioned,
     web_endpoint,
     web_server,
     wsgi_app,
@@ -91,6 +104,7 @@ __all__ = [
     "Retries",
     "Sandbox",
     "SandboxSnapshot",
+    "SchedulerPlacement",
     "Secret",
     "Stub",
     "Tunnel",
@@ -99,6 +113,7 @@ __all__ = [
     "asgi_app",
     "batched",
     "build",
+    "clustered",
     "concurrent",
     "current_function_call_id",
     "current_input_id",
@@ -112,6 +127,7 @@ __all__ = [
     "is_local",
     "method",
     "parameter",
+    "sessioned",
     "web_endpoint",
     "web_server",
     "wsgi_app",

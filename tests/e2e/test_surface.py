@@ -81,7 +81,8 @@ INDEX = ["App", "Client", "CloudBucketMount", "Cls", "Cron", "Dict", "Error", "F
 MODULE_PATHS = ["app", "functions", "cls", "partial_function", "image", "secret", "volume", "dict", "queue",
                 "exception", "schedule", "retries", "call_graph", "runner", "config", "output", "gpu", "sandbox",
                 "mount", "network_file_system", "cloud_bucket_mount", "file_io", "io_streams", "container_process",
-                "proxy", "client", "stream_type", "file_pattern_matcher", "types"]
+                "proxy", "client", "stream_type", "file_pattern_matcher", "types", "experimental",
+                "scheduler_placement"]
 
 EVERYTHING = """
     import importlib

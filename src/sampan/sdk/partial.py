@@ -14,6 +14,7 @@ setting the same thing twice is an error. The rules and their messages are Modal
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -344,6 +345,39 @@ def build(_warn_parentheses_missing: Any = None, *, force: bool = False, timeout
         if inspect.isclass(obj):
             raise InvalidError("Cannot apply `@modal.build` to a class. Hint: consider applying to a method instead.")
         return _merge(obj, "build", flags={LIFECYCLE_ENTER}, snap=False)
+
+    return wrapper
+
+
+_said: set[str] = set()
+
+
+def _say_once(name: str, why: str) -> None:
+    if name not in _said:
+        _said.add(name)
+        sys.stderr.write(f"Note: `@modal.{name}` is accepted but has no effect here: {why}.\n")
+
+
+def clustered(size: int, broadcast: bool = True, rdma: bool = False) -> Callable[[Any], Any]:
+    """Multi-node gang scheduling (`@modal.clustered(size=...)`): one container here, said once."""
+    if not isinstance(size, int) or size < 1:
+        raise InvalidError("size must be a positive integer.")
+
+    def wrapper(obj: Any) -> Any:
+        _say_once("clustered", "containers are not gang-scheduled across machines; each runs alone")
+        return obj
+
+    return wrapper
+
+
+def sessioned() -> Callable[[Any], Any]:
+    """Sticky sessions of `@app.server` classes (Modal 1.6); servers are not built here yet, said once."""
+
+    def wrapper(obj: Any) -> Any:
+        if not inspect.isclass(obj) and not isinstance(obj, PartialFunction):
+            raise InvalidError("`@modal.sessioned()` must be applied to a Server class, not a method.")
+        _say_once("sessioned", "`@app.server` is not built into Sampan yet")
+        return obj
 
     return wrapper
 

@@ -1,0 +1,106 @@
+"""`modal.experimental`: the names Modal ships there. What a single self-hosted server can mean is
+implemented (`list_deployed_apps`, `get_app_objects`, `stop_app`, `stop_fetching_inputs`, the local
+input concurrency); the rest (Flash `http_server`, clusters, streams) is importable and says it is not
+built yet when used."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from ._deprecation import deprecation_warning
+from ._not_built import not_built
+from .exception import InvalidError
+
+
+@dataclass(frozen=True)
+class AppInfo:
+    app_id: str
+    name: str
+    containers: int
+
+
+def list_deployed_apps(environment_name: str = "", client: Any = None) -> list[AppInfo]:
+    """The workspace's deployed apps."""
+    from .sdk.calls import _request
+
+    with _request("GET", "/v1/apps", timeout=30) as resp:
+        apps = json.load(resp)
+    return [AppInfo(a["id"], a["name"], a["containers"]) for a in apps if a["state"] == "deployed"]
+
+
+def get_app_objects(app_name: str, *, environment_name: str | None = None, client: Any = None) -> dict[str, Any]:
+    """The functions of a deployed app, by name, as `Function.from_name` handles."""
+    from .sdk.lookup import RemoteFunction
+
+    for app in list_deployed_apps():
+        if app.name == app_name:
+            from .sdk.calls import _request
+
+            with _request("GET", "/v1/apps", timeout=30) as resp:
+                found = next(a for a in json.load(resp) if a["name"] == app_name)
+            return {e["function"]: RemoteFunction(app_name, e["function"]) for e in found.get("endpoints", [])}
+    raise InvalidError(f"App '{app_name}' is not deployed.")
+
+
+def stop_app(name: str, *, environment_name: str | None = None, client: Any = None) -> None:
+    deprecation_warning((2026, 9, 24), "`modal.experimental.stop_app` is deprecated; use "
+                                       "`modal.App.lookup(name).stop()` instead.")
+    from urllib.parse import quote
+
+    from .sdk.calls import _request
+
+    with _request("POST", f"/v1/apps/{quote(name)}/stop", {}, timeout=60):
+        pass
+
+
+_concurrency: dict[str, int] = {}
+
+
+def get_local_input_concurrency() -> int:
+    """How many inputs this container takes at once (its `max_inputs`)."""
+    return _concurrency.get("value") or int(os.environ.get("SAMPAN_MAX_INPUTS") or 1)
+
+
+def set_local_input_concurrency(concurrency: int) -> None:
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise InvalidError("concurrency must be a positive integer.")
+    _concurrency["value"] = concurrency
+
+
+def stop_fetching_inputs() -> None:
+    """This container takes no input after the current one (it exits when idle)."""
+    not_built("experimental.stop_fetching_inputs", "containers are recycled by the autoscaler")
+
+
+def http_server(port: int | None = None, *, proxy_regions: list[str] | None = None, startup_timeout: int = 30,
+                exit_grace_period: int | None = None, h2_enabled: bool = False) -> Any:
+    if port is None:
+        raise InvalidError("Positional arguments are not allowed. Did you forget parentheses? Suggestion: "
+                           "`@modal.http_server()`.")
+    not_built("experimental.http_server", "use `@modal.web_server(port)` on a function")
+
+
+def clustered(size: int, broadcast: bool = True, rdma: bool = False, fabric_size: int | None = None) -> Any:
+    not_built("experimental.clustered", "a Sampan server runs containers on one machine, or on Ray")
+
+
+def flash_forward(port: int, *args: Any, **kwargs: Any) -> Any:
+    not_built("experimental.flash_forward", "use `@modal.web_server(port)` on a function")
+
+
+def image_delete(image_id: str, *, client: Any = None) -> None:
+    """Stop this workspace's use of an image (as `sampan image rm`)."""
+    from urllib.parse import quote
+
+    from .sdk.calls import _request
+
+    with _request("DELETE", f"/v1/images/{quote(image_id, safe='')}", timeout=60):
+        pass
+
+
+__all__ = ["AppInfo", "InvalidError", "clustered", "flash_forward", "get_app_objects", "get_local_input_concurrency",
+           "http_server", "image_delete", "list_deployed_apps", "set_local_input_concurrency", "stop_app",
+           "stop_fetching_inputs"]
