@@ -14,6 +14,7 @@
 | SAMPAN_IMAGES              | $SAMPAN_HOME/images | built image environments (can be shared between homes) |
 | SAMPAN_CONSTRAINTS / UV_CONSTRAINT | none     | a pip constraints file applied to every install into an image |
 | SAMPAN_IMAGE_BUILDER       | rootfs         | venv: build images as virtual environments even in the sandbox |
+| SAMPAN_PROFILE / MODAL_PROFILE | active table | the profile of config.toml the CLI uses (sampan/profiles.py) |
 | SAMPAN_IMAGE_CACHE_MAX     | 0 (no cap)     | size cap of built image layers (`20G`); least recently used go first |
 | SAMPAN_BUILD_CA_BUNDLE     | SSL_CERT_FILE  | CA bundle that image build steps trust while they run  |
 | SAMPAN_MAX_BODY_BYTES      | 4294967296     | largest request body (413 beyond)                     |
