@@ -109,12 +109,7 @@ def main() -> None:
             _furnish(job, fds, root)
             with contextlib.suppress(OSError):
                 socket.sethostname("modal")
-            os.chdir(root)
-            sandbox._mkdirs(".sampan-old")
-            sandbox.pivot_root(".", ".sampan-old")
-            os.chdir("/")
-            sandbox.umount("/.sampan-old")
-            os.rmdir("/.sampan-old")
+            sandbox.pivot_into(root)
             cwd = job.get("cwd") or "/"
             sandbox._mkdirs(cwd)
             os.chdir(cwd)
@@ -127,9 +122,7 @@ def main() -> None:
     except (OSError, sandbox.SandboxError) as exc:
         print(f"sampan: the build sandbox failed: {exc}", file=sys.stderr, flush=True)
         os._exit(125)
-    for fd in fds.values():
-        with contextlib.suppress(OSError):
-            os.close(fd)
+    sandbox.close_all(fds)
     env = job.get("env") or {}
     argv = job["argv"]
     try:

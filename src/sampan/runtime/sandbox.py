@@ -245,11 +245,22 @@ def enter_base(base: dict[str, Any], fds: dict[str, int]) -> None:
         os.chdir("/")
         mount("none", HOST, None, MS_REC | MS_PRIVATE)
     else:
-        _mkdirs(stage + "/.sampan-old")
-        pivot_root(".", "./.sampan-old")
-        os.chdir("/")
-        umount("/.sampan-old")
-        os.rmdir("/.sampan-old")
+        pivot_into(stage)
+    close_all(fds)
+
+
+def pivot_into(root: str) -> None:
+    """Make `root` (a mount point) the root of this mount namespace, and drop the old root entirely."""
+    os.chdir(root)
+    _mkdirs(".sampan-old")
+    pivot_root(".", ".sampan-old")
+    os.chdir("/")
+    umount("/.sampan-old")
+    os.rmdir("/.sampan-old")
+
+
+def close_all(fds: dict[str, int]) -> None:
+    """The handed-over descriptors, once their mounts are attached."""
     for fd in fds.values():
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -285,15 +296,8 @@ def _enter_image(base: dict[str, Any], fds: dict[str, int]) -> None:
         target = root + bind["dst"]
         _source(bind, fds, target)
         mount("none", target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
-    os.chdir(root)
-    _mkdirs(f"{root}/.sampan-old")
-    pivot_root(".", "./.sampan-old")
-    os.chdir("/")
-    umount("/.sampan-old")
-    os.rmdir("/.sampan-old")
-    for fd in fds.values():
-        with contextlib.suppress(OSError):
-            os.close(fd)
+    pivot_into(root)
+    close_all(fds)
 
 
 IMAGE_PATH = ("/__sampan/pkg", "/__sampan/deps")  # appended to sys.path: the image's packages win
@@ -580,18 +584,11 @@ def _build_root(plan: dict[str, Any], fds: dict[str, int]) -> None:
                 _write(new + path, text)
     if plan.get("net"):
         _loopback_up()  # the container's own lo; its ports are the container's alone
-    os.chdir(new)
-    _mkdirs(".sampan-old")
-    pivot_root(".", ".sampan-old")
-    os.chdir("/")
-    umount("/.sampan-old")
-    os.rmdir("/.sampan-old")
+    pivot_into(new)
     workdir = plan.get("workdir") or "/root"
     _mkdirs(workdir)
     os.chdir(workdir)
-    for fd in fds.values():
-        with contextlib.suppress(OSError):
-            os.close(fd)
+    close_all(fds)
 
 
 def _top_file(path: str, target: str, copy_max: int = 1 << 20) -> None:

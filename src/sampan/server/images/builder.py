@@ -30,7 +30,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,21 +163,8 @@ class ImageBuilder:
             found = self.lookup(iid)
             if found is not None:
                 return found
-        pending = self._inflight.get(iid)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[BuiltImage] = asyncio.get_running_loop().create_future()
-        self._inflight[iid] = future
-        try:
-            image = await self._build_locked(iid, chain, force, log or _ignore, progress or _ignore)
-            future.set_result(image)
-            return image
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved
-            raise
-        finally:
-            self._inflight.pop(iid, None)
+        return await coalesce(self._inflight, iid,
+                              lambda: self._build_locked(iid, chain, force, log or _ignore, progress or _ignore))
 
     async def _build_locked(self, iid: str, chain: list[Step], force: bool, log: Log, progress: Log) -> BuiltImage:
         lock_dir = self.dir / "locks"
@@ -248,11 +235,7 @@ class ImageBuilder:
                     "env": env, "workdir": workdir, "python_version": python_version, "built_at": time.time(),
                     "sampan": __version__}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-            final = self.dir / iid
-            if final.exists():  # force_build: replace
-                shutil.rmtree(final, ignore_errors=True)
-            os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide it from the container's unprivileged uid
-            os.rename(tmp, final)
+            publish_dir(tmp, self.dir / iid)  # force_build: replaces it
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -353,12 +336,7 @@ class ImageBuilder:
         proc = await asyncio.create_subprocess_exec(*argv, cwd=str(cwd), env=full_env,
                                                     stdin=asyncio.subprocess.DEVNULL,
                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        tail: list[str] = []
-        assert proc.stdout is not None
-        async for raw in proc.stdout:
-            line = raw.decode(errors="replace").rstrip()
-            tail = (tail + [line])[-60:]
-            log(line)
+        tail = await stream_output(proc, log)
         code = await proc.wait()
         if code != 0:
             output = "\n".join(tail)
@@ -389,10 +367,7 @@ class ImageBuilder:
                                  *RUNTIME_REQUIREMENTS], env={}, log=log, step=step, cwd=tmp)
                 os.symlink(_SAMPAN_PACKAGE, tmp / "sampan")
                 (tmp / ".complete").write_text("")
-                if layer.exists():
-                    shutil.rmtree(layer, ignore_errors=True)
-                os.chmod(tmp, 0o755)
-                os.rename(tmp, layer)
+                publish_dir(tmp, layer)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
@@ -403,6 +378,45 @@ class ImageBuilder:
 
 def _ignore(line: str) -> None:
     return None
+
+
+async def coalesce(inflight: dict[str, asyncio.Future[BuiltImage]], key: str,
+                   build: Callable[[], Awaitable[BuiltImage]]) -> BuiltImage:
+    """One build per key at a time in this process: a second caller awaits the first one's result."""
+    pending = inflight.get(key)
+    if pending is not None:
+        return await asyncio.shield(pending)
+    future: asyncio.Future[BuiltImage] = asyncio.get_running_loop().create_future()
+    inflight[key] = future
+    try:
+        image = await build()
+        future.set_result(image)
+        return image
+    except BaseException as exc:
+        future.set_exception(exc)
+        future.exception()  # mark retrieved
+        raise
+    finally:
+        inflight.pop(key, None)
+
+
+def publish_dir(tmp: Path, final: Path) -> None:
+    """A finished build directory into place (replacing a forced rebuild's), readable by containers."""
+    if final.exists():
+        shutil.rmtree(final, ignore_errors=True)
+    os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide it from the container's unprivileged uid
+    os.rename(tmp, final)
+
+
+async def stream_output(proc: asyncio.subprocess.Process, log: Log, keep: int = 60) -> list[str]:
+    """Relay a process's output line by line to `log`; returns its last `keep` lines (for the error)."""
+    tail: list[str] = []
+    assert proc.stdout is not None
+    async for raw in proc.stdout:
+        line = raw.decode(errors="replace").rstrip()
+        tail = (tail + [line])[-keep:]
+        log(line)
+    return tail
 
 
 def _copy_tree(source: Path, target: Path) -> None:

@@ -40,7 +40,18 @@ from ..._proc import pid_alive
 from ...file_pattern_matcher import from_recipe
 from ...runtime import sandbox
 from . import dockerfile
-from .builder import BuiltImage, Log, _hash_paths, _ignore, build_steps, salts_for, uv_bin
+from .builder import (
+    BuiltImage,
+    Log,
+    _hash_paths,
+    _ignore,
+    build_steps,
+    coalesce,
+    publish_dir,
+    salts_for,
+    stream_output,
+    uv_bin,
+)
 from .pythons import find_python
 from .recipe import ImageBuildError, Step, image_id, pip_args, plan, seed_packages, step_env
 
@@ -243,24 +254,14 @@ class RootfsBuilder:
             found = self.lookup(iid)
             if found is not None:
                 return await self._with_runtime(found, log or _ignore)
-        pending = self._inflight.get(iid)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[BuiltImage] = asyncio.get_running_loop().create_future()
-        self._inflight[iid] = future
-        try:
-            offset = len(chain) - len(build_steps(steps))
+        offset = len(chain) - len(build_steps(steps))
+
+        async def build() -> BuiltImage:
             image = await self._build(iid, chain, min(forced) + offset if forced else None, log or _ignore,
                                       progress or _ignore, secrets, code)
-            image = await self._with_runtime(image, log or _ignore)
-            future.set_result(image)
-            return image
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()
-            raise
-        finally:
-            self._inflight.pop(iid, None)
+            return await self._with_runtime(image, log or _ignore)
+
+        return await coalesce(self._inflight, iid, build)
 
     async def _with_runtime(self, image: BuiltImage, log: Log) -> BuiltImage:
         """The image with Sampan's runtime for its Python (built once per version, shared)."""
@@ -345,11 +346,7 @@ class RootfsBuilder:
                 meta["base_python"] = run.python
             shutil.rmtree(tmp / "work", ignore_errors=True)
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-            final = self.layers / _key_dir(step.key)
-            if final.exists():
-                shutil.rmtree(final, ignore_errors=True)
-            os.chmod(tmp, 0o755)
-            os.rename(tmp, final)
+            publish_dir(tmp, self.layers / _key_dir(step.key))
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -542,12 +539,7 @@ class RootfsBuilder:
         try:
             if outbound:
                 slirp = await self._attach(proc.pid)
-            tail: list[str] = []
-            assert proc.stdout is not None
-            async for raw in proc.stdout:
-                line = raw.decode(errors="replace").rstrip()
-                tail = (tail + [line])[-STEP_OUTPUT_LINES:]
-                log(line)
+            tail = await stream_output(proc, log, STEP_OUTPUT_LINES)
             code = await proc.wait()
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
@@ -605,12 +597,7 @@ class RootfsBuilder:
         proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
                                                     stdout=asyncio.subprocess.PIPE,
                                                     stderr=asyncio.subprocess.STDOUT)
-        tail: list[str] = []
-        assert proc.stdout is not None
-        async for raw in proc.stdout:
-            line = raw.decode(errors="replace").rstrip()
-            tail = (tail + [line])[-STEP_OUTPUT_LINES:]
-            log(line)
+        tail = await stream_output(proc, log, STEP_OUTPUT_LINES)
         if await proc.wait() != 0:
             tmp.unlink(missing_ok=True)
             raise ImageBuildError("mmdebstrap could not make the Debian base:\n" + "\n".join(tail))
