@@ -36,6 +36,22 @@ def _list(kind: str, title: str, as_json: bool) -> None:
     output.print_table(table)
 
 
+def _create(kind: type[Any], name: str) -> None:
+    _call(kind(name, create_if_missing=True).len)
+    output.console.print(f"[green]✓[/green] Created {kind.__name__} '{name}'.")
+
+
+def _delete(kind: type[Any], name: str, yes: bool, allow_missing: bool) -> None:
+    if not yes:
+        click.confirm(f"Are you sure you want to irrevocably delete the modal.{kind.__name__} '{name}'?", abort=True)
+    try:
+        _call(kind.delete, name)
+    except click.ClickException:
+        if not allow_missing:
+            raise
+    output.console.print(f"[green]✓[/green] Deleted {kind.__name__} '{name}'.")
+
+
 def _show(value: Any) -> str:
     return value if isinstance(value, str) else repr(value)
 
@@ -49,8 +65,7 @@ def dict_group() -> None:
 @click.argument("name")
 def dict_create(name: str) -> None:
     """Create a named Dict."""
-    _call(Dict(name, create_if_missing=True).len)
-    output.console.print(f"[green]✓[/green] Created Dict '{name}'.")
+    _create(Dict, name)
 
 
 @dict_group.command("list")
@@ -77,14 +92,7 @@ def dict_clear(name: str, yes: bool) -> None:
 @click.option("--allow-missing", is_flag=True, help="Succeed when the Dict does not exist.")
 def dict_delete(name: str, yes: bool, allow_missing: bool) -> None:
     """Delete a Dict and its contents."""
-    if not yes:
-        click.confirm(f"Are you sure you want to irrevocably delete the modal.Dict '{name}'?", abort=True)
-    try:
-        _call(Dict.delete, name)
-    except click.ClickException:
-        if not allow_missing:
-            raise
-    output.console.print(f"[green]✓[/green] Deleted Dict '{name}'.")
+    _delete(Dict, name, yes, allow_missing)
 
 
 @dict_group.command("get")
@@ -130,8 +138,7 @@ def queue_group() -> None:
 @click.argument("name")
 def queue_create(name: str) -> None:
     """Create a named Queue."""
-    _call(Queue(name, create_if_missing=True).len)
-    output.console.print(f"[green]✓[/green] Created Queue '{name}'.")
+    _create(Queue, name)
 
 
 @queue_group.command("list")
@@ -161,14 +168,7 @@ def queue_clear(name: str, partition: str | None, all_partitions: bool, yes: boo
 @click.option("--allow-missing", is_flag=True, help="Succeed when the Queue does not exist.")
 def queue_delete(name: str, yes: bool, allow_missing: bool) -> None:
     """Delete a Queue and its contents."""
-    if not yes:
-        click.confirm(f"Are you sure you want to irrevocably delete the modal.Queue '{name}'?", abort=True)
-    try:
-        _call(Queue.delete, name)
-    except click.ClickException:
-        if not allow_missing:
-            raise
-    output.console.print(f"[green]✓[/green] Deleted Queue '{name}'.")
+    _delete(Queue, name, yes, allow_missing)
 
 
 @queue_group.command("peek")
