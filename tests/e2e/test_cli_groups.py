@@ -182,3 +182,36 @@ def test_app_logs_filters(sampan: Sampan, tmp_path: Path) -> None:  # noqa: F811
     assert "said banana" in only and "apple" not in only and "oops" not in only
     assert "said" not in sampan.run("app", "logs", "loud", "--until", "1h").stdout
     assert "said apple" in sampan.run("app", "logs", "loud", "--since", "10m").stdout
+
+
+IMAGED = """
+    import modal
+
+    app = modal.App("imaged", image=modal.Image.debian_slim().env({{"RUN": "{token}"}}))
+
+    @app.function()
+    @modal.fastapi_endpoint()
+    def hi():
+        return "hi"
+"""
+
+
+def test_image_list_and_rm(sampan: Sampan, tmp_path: Path) -> None:  # noqa: F811
+    import uuid
+
+    from sampan.runtime import sandbox
+
+    if sandbox.probe() is not None or not sandbox.host_root():
+        pytest.skip("real images need a root server with the sandbox")
+    (tmp_path / "imaged.py").write_text(textwrap.dedent(IMAGED.format(token=uuid.uuid4().hex)))
+    sampan.run("server", "start")
+    sampan.run("deploy", str(tmp_path / "imaged.py"))
+    images = sampan.json("image", "list")
+    assert isinstance(images, list)
+    mine = [i for i in images if any("env" in (s or "") for s in i["steps"])]
+    assert mine and mine[0]["size"] > 0 and mine[0]["python"] == "3.11"
+    assert mine[0]["id"] in sampan.run("image", "list").stdout  # the whole id, even piped
+    sampan.run("image", "rm", mine[0]["id"])
+    assert mine[0]["id"] not in [i["id"] for i in sampan.json("image", "list")]  # type: ignore[union-attr]
+    missing = sampan.run("image", "rm", "im-00000000000000000000", check=False)
+    assert missing.returncode != 0 and "not found" in (missing.stdout + missing.stderr)
