@@ -89,21 +89,21 @@ async def measure(backend_name: str, trials: int, requests: int, workdir: Path, 
     from tests.server_helpers import Logs, load, settings
 
     from sampan.backends.base import get_backend
-    from sampan.server.apps import AppServer
+    from sampan.config import ProxyLimits
+    from sampan.server.assemble import Sinks, assemble
     from sampan.server.bundle import read_files, write_bundle
-    from sampan.server.gateway.proxy import ProxyLimits
+    from sampan.server.images.builder import build_on_node
 
     options: dict[str, Any] = {"home": workdir / f"home-{backend_name}"}
     if address:
         options["address"] = address
+    if backend_name == "ray":
+        options["build_image"] = build_on_node
     logs = Logs()
-    server = AppServer(
+    server = assemble(
         settings(workdir / f"home-{backend_name}", ProxyLimits(rate=0)),  # no rate limit: this is the load
-        get_backend(backend_name, **options),
-        logs.log,
-        logs.error,
-        stop_grace=5,
-    )
+        backend=get_backend(backend_name, **options), sinks=Sinks(logs.log, logs.error), stop_grace=5,
+    ).server
     await server.start()
     manifest, root, files = load(workdir / "bench_app.py")
     version = await server.publish(

@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from sampan.backends.local import LocalBackend
-from sampan.config import Settings
+from sampan.config import ProxyLimits, Settings
 from sampan.manifest import Manifest
-from sampan.server.apps import AppServer
+from sampan.server.assemble import Sinks, assemble
 from sampan.server.bundle import read_files, write_bundle
-from sampan.server.gateway.proxy import ProxyLimits
 from tests.helpers import IMAGES_DIR
 
 
@@ -53,8 +52,8 @@ async def running(tmp_path: Path, source: str, name: str = "app.py",  # noqa: AN
     app.write_text(textwrap.dedent(source))
     manifest, root, files = load(app)
     logs = Logs()
-    server = AppServer(settings(tmp_path / "home", limits, **overrides), LocalBackend(home=tmp_path / "home"), logs.log,
-                       logs.error, stop_grace=5)
+    server = assemble(settings(tmp_path / "home", limits, **overrides), backend=LocalBackend(home=tmp_path / "home"),
+                      sinks=Sinks(logs.log, logs.error), stop_grace=5).server
     await server.start()
     bundle = write_bundle(tmp_path / "home", read_files(root, files))
     version = await server.publish("app", manifest, bundle, ephemeral=True)

@@ -20,6 +20,7 @@ from . import (  # noqa: F401 - modal.X module attributes
     stream_type,
 )
 from ._tunnel import Tunnel, forward
+from .callcontext import current_call_id as _current_call_id
 from .client import Client
 from .cloud_bucket_mount import CloudBucketMount
 from .exception import Error
@@ -66,9 +67,7 @@ def is_local() -> bool:
 
 def current_function_call_id() -> str | None:
     """The id of the request being handled, inside a container (None elsewhere)."""
-    from .runtime.context import current_call_id
-
-    return current_call_id()
+    return _current_call_id()
 
 
 def current_input_id() -> str | None:

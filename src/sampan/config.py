@@ -32,23 +32,20 @@
 | SAMPAN_MAX_POOLS_PER_FUNCTION | 64          | class-parameter combinations live at once (429 beyond) |
 | SAMPAN_BACKEND             | local          | where `sampan server` runs containers: local or ray   |
 | SAMPAN_RAY_ADDRESS         | auto           | the Ray cluster to join (ray backend)                 |
+| SAMPAN_EPHEMERAL_TIMEOUT_S | 30             | a `serve` session on the server, silent this long, stops |
 | SAMPAN_NODE_HOME           | $TMPDIR/sampan-node-<uid> | a Ray node's bundles and templates (on the node) |
 | SAMPAN_GPUS                | nvidia-smi -L  | GPUs the local backend hands out as CUDA_VISIBLE_DEVICES |
 """
 
 from __future__ import annotations
 
-import getpass
-import logging
 import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import profiles
 from .naming import slugify, validate_dev_suffix
-from .server.gateway.proxy import ProxyLimits
 
 DEFAULT_GATEWAY_PORT = 8487
 DEFAULT_ENDPOINT_PORT_BASE = 8488
@@ -57,6 +54,8 @@ DEFAULT_DEBOUNCE_MS = 300
 
 def _default_workspace() -> str:
     try:
+        import getpass
+
         user = getpass.getuser()
     except Exception:  # no passwd entry (some containers)
         user = "sampan"
@@ -103,6 +102,24 @@ def parse_size(text: str) -> int:
         raise ValueError(f"Not a size: {text!r} (expected bytes, or a number with K, M, G or T)") from None
 
 
+GIB = 1 << 30
+WS_MAX_MESSAGE = 2 * 1024 * 1024  # the largest WebSocket message the gateway relays
+
+
+@dataclass
+class ProxyLimits:
+    """The edge's limits. Defaults are Modal's where it documents one (fact sheet §5, §6)."""
+
+    max_body: int = 4 * GIB  # request bodies up to 4 GiB
+    head_timeout: float = 60.0  # a complete request head within this (also the keep-alive idle time)
+    body_timeout: float = 60.0  # the longest pause while reading a request body
+    redirect_after: float = 150.0  # then 303 to the result URL
+    ws_max_message: int = WS_MAX_MESSAGE
+    rate: float = 200.0  # requests per second per workspace
+    burst_seconds: float = 5.0
+    max_connections: int = 10_000  # open client connections, all ports together; beyond: 503 and close
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -120,6 +137,9 @@ class Settings:
     max_containers_per_workspace: int | None = 128
     max_pools_per_function: int = 64  # class-parameter combinations live at once per function
     image_cache_max: int = 0  # bytes of image layers kept (0: no cap)
+    backend: str = "local"  # where `sampan server` runs containers: local or ray
+    ray_address: str = "auto"
+    ephemeral_timeout: float = 30.0  # a `serve` session on the server whose CLI is silent this long is stopped
 
     def __post_init__(self) -> None:
         if self.images_dir == Path():
@@ -138,12 +158,15 @@ class Settings:
             endpoint_port_base=_int_env("SAMPAN_ENDPOINT_PORT_BASE", DEFAULT_ENDPOINT_PORT_BASE),
             dev_suffix=validate_dev_suffix(suffix),
             debounce_ms=_int_env("SAMPAN_WATCH_DEBOUNCE_MS", DEFAULT_DEBOUNCE_MS),
-            server_id=os.environ.get("SAMPAN_SERVER_ID") or uuid.uuid4().hex[:12],
+            server_id=os.environ.get("SAMPAN_SERVER_ID") or os.urandom(6).hex(),
             images_dir=Path(os.environ.get("SAMPAN_IMAGES") or home / "images").expanduser(),
             max_containers=_int_env("SAMPAN_MAX_CONTAINERS", 256) or None,
             max_containers_per_workspace=_int_env("SAMPAN_MAX_CONTAINERS_PER_WORKSPACE", 128) or None,
             max_pools_per_function=_int_env("SAMPAN_MAX_POOLS_PER_FUNCTION", 64),
             image_cache_max=parse_size(os.environ.get("SAMPAN_IMAGE_CACHE_MAX", "")),
+            backend=os.environ.get("SAMPAN_BACKEND") or "local",
+            ray_address=os.environ.get("SAMPAN_RAY_ADDRESS") or "auto",
+            ephemeral_timeout=_num_env("SAMPAN_EPHEMERAL_TIMEOUT_S", 30.0, float),
             limits=ProxyLimits(
                 max_body=_num_env("SAMPAN_MAX_BODY_BYTES", ProxyLimits.max_body, int),
                 redirect_after=_num_env("SAMPAN_REDIRECT_AFTER_S", ProxyLimits.redirect_after, float),
@@ -242,4 +265,12 @@ class Config:
 
 
 config = Config()
-logger = logging.getLogger("modal-client")
+
+
+def __getattr__(name: str) -> Any:
+    """`modal.config.logger`, made on first use (logging stays out of `import modal`)."""
+    if name == "logger":
+        import logging
+
+        return logging.getLogger("modal-client")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,14 +5,15 @@ built yet when used."""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Any
 
 from ._deprecation import deprecation_warning
 from ._not_built import not_built
+from .api import default_client, path
 from .exception import InvalidError
+from .sdk.lookup import RemoteFunction
 
 
 @dataclass(frozen=True)
@@ -24,23 +25,14 @@ class AppInfo:
 
 def list_deployed_apps(environment_name: str = "", client: Any = None) -> list[AppInfo]:
     """The workspace's deployed apps."""
-    from .sdk.calls import _request
-
-    with _request("GET", "/v1/apps", timeout=30) as resp:
-        apps = json.load(resp)
+    apps = default_client().get("/v1/apps")
     return [AppInfo(a["id"], a["name"], a["containers"]) for a in apps if a["state"] == "deployed"]
 
 
 def get_app_objects(app_name: str, *, environment_name: str | None = None, client: Any = None) -> dict[str, Any]:
     """The functions of a deployed app, by name, as `Function.from_name` handles."""
-    from .sdk.lookup import RemoteFunction
-
-    for app in list_deployed_apps():
-        if app.name == app_name:
-            from .sdk.calls import _request
-
-            with _request("GET", "/v1/apps", timeout=30) as resp:
-                found = next(a for a in json.load(resp) if a["name"] == app_name)
+    for found in default_client().get("/v1/apps"):
+        if found["name"] == app_name and found["state"] == "deployed":
             return {e["function"]: RemoteFunction(app_name, e["function"]) for e in found.get("endpoints", [])}
     raise InvalidError(f"App '{app_name}' is not deployed.")
 
@@ -48,12 +40,7 @@ def get_app_objects(app_name: str, *, environment_name: str | None = None, clien
 def stop_app(name: str, *, environment_name: str | None = None, client: Any = None) -> None:
     deprecation_warning((2026, 9, 24), "`modal.experimental.stop_app` is deprecated; use "
                                        "`modal.App.lookup(name).stop()` instead.")
-    from urllib.parse import quote
-
-    from .sdk.calls import _request
-
-    with _request("POST", f"/v1/apps/{quote(name)}/stop", {}, timeout=60):
-        pass
+    default_client().post(path("v1", "apps", name, "stop"), timeout=60)
 
 
 _concurrency: dict[str, int] = {}
@@ -93,12 +80,7 @@ def flash_forward(port: int, *args: Any, **kwargs: Any) -> Any:
 
 def image_delete(image_id: str, *, client: Any = None) -> None:
     """Stop this workspace's use of an image (as `sampan image rm`)."""
-    from urllib.parse import quote
-
-    from .sdk.calls import _request
-
-    with _request("DELETE", f"/v1/images/{quote(image_id, safe='')}", timeout=60):
-        pass
+    default_client().delete(path("v1", "images", image_id), timeout=60)
 
 
 __all__ = ["AppInfo", "InvalidError", "clustered", "flash_forward", "get_app_objects", "get_local_input_concurrency",

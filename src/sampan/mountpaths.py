@@ -66,3 +66,31 @@ def validate_remote_path(remote_path: str, method: str) -> str:
     if _covers_system(normal):
         raise InvalidError(f"image.{method}(): remote_path {text!r} is a system directory of the container")
     return text
+
+
+FS_DIR = ".sampan-fs"  # in a code bundle: files of `add_local_*(copy=False)` outside /root, by absolute path
+
+
+def bundle_path(remote_path: str) -> str:
+    """Where a file mounted at `remote_path` is kept in the code bundle, which becomes /root: `/root/x`
+    is `x`; any other absolute path `/a/b` is `.sampan-fs/a/b`, placed at `/a/b` when the container starts."""
+    if not remote_path.startswith("/"):
+        raise InvalidError(f"remote_path must be absolute, got {remote_path!r}")
+    if remote_path == "/root" or remote_path.startswith("/root/"):
+        return remote_path[len("/root"):].strip("/")
+    return f"{FS_DIR}/{remote_path.strip('/')}".rstrip("/")
+
+
+def reroot(remote_path: str) -> str:
+    """Where an absolute container path lands in the container's working directory.
+
+    Only for the process runtime (no sandbox), which has no private filesystem: `/root/x` (Modal's working
+    directory) becomes `x`, any other absolute path `/a/b` becomes `a/b`, relative to the container's
+    working directory.
+    """
+    if not remote_path.startswith("/"):
+        raise InvalidError(f"remote_path must be absolute, got {remote_path!r}")
+    path = remote_path
+    if path == "/root" or path.startswith("/root/"):
+        path = path[len("/root"):]
+    return path.strip("/")

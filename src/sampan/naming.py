@@ -12,7 +12,6 @@ goes when truncating; Sampan applies the documented rule to the full subdomain, 
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 from .exception import InvalidError
@@ -60,6 +59,8 @@ def subdomain(workspace: str, label_: str, dev_suffix: str | None = None) -> tup
         full = f"{full}-{dev_suffix}"
     if len(full) <= MAX_DNS_LABEL:
         return full, False
+    import hashlib
+
     digest = hashlib.sha256(full.encode()).hexdigest()[:6]
     return f"{full[:56].rstrip('-')}-{digest}", True
 

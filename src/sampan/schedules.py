@@ -15,11 +15,9 @@ Shared by the SDK (which validates a schedule where it is declared) and the serv
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 UTC = dt.timezone.utc
 _MONTHS = {name: i for i, name in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
@@ -91,9 +89,11 @@ def parse_cron(expression: str, timezone: str = "UTC") -> CronRule:
 def zone(name: str) -> dt.tzinfo:
     if name in ("UTC", "utc", "Etc/UTC"):
         return UTC
+    import zoneinfo
+
     try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise ScheduleError(f"Unknown timezone {name!r}: expected an IANA name such as 'America/New_York'.") \
             from None
 
@@ -172,6 +172,8 @@ def parse_period(**units: Any) -> PeriodRule:
 def _add_months(when: dt.datetime, months: int) -> dt.datetime:
     total = when.year * 12 + (when.month - 1) + months
     year, month = divmod(total, 12)
+    import calendar
+
     day = min(when.day, calendar.monthrange(year, month + 1)[1])
     return when.replace(year=year, month=month + 1, day=day)
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import enum
-import subprocess
 
 
 class StreamType(enum.Enum):
-    DEVNULL = subprocess.DEVNULL
-    PIPE = subprocess.PIPE
-    STDOUT = subprocess.STDOUT
+    DEVNULL = -3  # subprocess.DEVNULL (not imported: `import modal` stays light)
+    PIPE = -1  # subprocess.PIPE
+    STDOUT = -2  # subprocess.STDOUT
 
 
 __all__ = ["StreamType"]

@@ -28,7 +28,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from sampan.backends.base import get_backend  # noqa: E402
 from sampan.server.apps import AppServer  # noqa: E402
+from sampan.server.assemble import Sinks, assemble  # noqa: E402
 from sampan.server.bundle import read_files, write_bundle  # noqa: E402
+from sampan.server.images.builder import build_on_node  # noqa: E402
 from tests.server_helpers import Logs, load, settings  # noqa: E402
 
 PLACED = """
@@ -161,11 +163,14 @@ async def main(backend_name: str, out_path: Path) -> None:
             out["big_node_expected"] = cluster.add_node(num_cpus=2).node_id
             out["cluster_start_s"] = round(time.monotonic() - started, 1)
             options["address"] = cluster.address
+        if backend_name == "ray":
+            options["build_image"] = build_on_node
         backend = get_backend(backend_name, **options)
         if cluster is not None:
             backend._cluster = cluster  # type: ignore[attr-defined]
         logs = Logs()
-        server = AppServer(settings(tmp / "home"), backend, logs.log, logs.error, stop_grace=5)
+        server = assemble(settings(tmp / "home"), backend=backend, sinks=Sinks(logs.log, logs.error),
+                          stop_grace=5).server
         await server.start()
         try:
             async with httpx.AsyncClient(timeout=120) as client:

@@ -16,7 +16,7 @@ import requests
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from sampan.server.gateway.proxy import ProxyLimits
+from sampan.config import ProxyLimits
 from tests.server_helpers import running
 
 pytestmark = pytest.mark.slow

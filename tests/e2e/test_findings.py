@@ -158,8 +158,8 @@ def test_connections_that_never_send_their_body_are_reaped_and_capped(tmp_path: 
     import resource
     import socket
 
+    from sampan.config import ProxyLimits
     from sampan.server.apps import raise_open_files_limit
-    from sampan.server.gateway.proxy import ProxyLimits
     from tests.server_helpers import running
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -1,8 +1,8 @@
 """Two workspaces attack each other through every route of the control API and the gateway, on a real
 server process (issue: correct under real apps, safe under hostile tenants).
 
-`ATTACKS` names, for every route of the control API's route table (the docstring of
-server/control.py), where it is attacked here: a new route without an attack fails
+`ATTACKS` names, for every route of the control API's route table (server/control/routes.py),
+where it is attacked here: a new route without an attack fails
 `test_every_control_route_is_attacked`.
 """
 
@@ -54,8 +54,8 @@ ATTACKS = {
     "POST /v1/autoscaler": "nor change their autoscaling",
     "GET /v1/calls/{id}": "nor read her spawned calls",
     "POST /v1/calls/{id}/cancel": "nor cancel them",
-    "POST /v1/objects/{dict|queue}/{name}": "bob's Dict of the same name is his own; '..' is no name",
-    "GET /v1/objects/{dict|queue}": "bob lists only his",
+    "POST /v1/objects/{kind}/{name}": "bob's Dict of the same name is his own; '..' is no name",
+    "GET /v1/objects/{kind}": "bob lists only his",
     "DELETE /v1/objects/{kind}/{name}": "bob cannot delete alice's",
     "POST /v1/volumes/{name}": "'..' and '.' are no Volume names; bob cannot read alice's",
     "GET /v1/volumes": "bob lists only his",
@@ -71,19 +71,16 @@ ATTACKS = {
 
 
 def control_routes() -> set[str]:
-    """`METHOD /path` of every route in the control API's route table."""
-    assert control.__doc__ is not None
-    routes = set()
-    for method, path in re.findall(r"\b(GET|POST|DELETE)\s+(/v1/\S+)", control.__doc__):
-        routes.add(f"{method} {path.split('?')[0]}")
-    return routes
+    """`METHOD /path` of every route in the control API's route table (server/control/routes.py)."""
+    return {f"{route.method} {route.pattern}" for route in control.ROUTES}
 
 
 def test_every_control_route_is_attacked() -> None:
     routes = control_routes()
     assert len(routes) >= 25
     missing = routes - set(ATTACKS)
-    assert not missing, f"routes of server/control.py without an attack in this file: {sorted(missing)}"
+    assert not missing, f"routes of server/control/routes.py without an attack in this file: {sorted(missing)}"
+    assert not set(ATTACKS) - routes, f"attacks on routes that do not exist: {sorted(set(ATTACKS) - routes)}"
 
 
 class Api:

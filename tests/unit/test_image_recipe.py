@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import sampan as modal
+from sampan import mountpaths
 from sampan.server.images import recipe
 from sampan.server.images.recipe import ImageBuildError
 
@@ -77,7 +78,7 @@ def test_float_python_version_is_a_type_error() -> None:
     [("/root/data.txt", "data.txt"), ("/root", ""), ("/assets/img", "assets/img"), ("/root/a/b/", "a/b")],
 )
 def test_reroot(remote: str, expected: str) -> None:
-    assert recipe.reroot(remote) == expected
+    assert mountpaths.reroot(remote) == expected
 
 
 def test_pip_args() -> None:

@@ -29,12 +29,17 @@ import os
 import socket
 import tempfile
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from ..exception import InvalidError
 from ..resources import Resources, choose
 from .base import Backend, Container, ContainerSpec, ContainerStartError, LogSink
+from .local import LocalBackend
+
+# (recipe, images directory of the node) -> the built image (its .python and .env); from the server.
+BuildImage = Callable[[list[dict[str, Any]], Path], Awaitable[Any]]
 
 LOG_POLL_S = 0.5
 
@@ -68,11 +73,9 @@ class ContainerActorImpl:
         self.lines.append((stream, line))
         self.new_lines.set()
 
-    async def start(self, spec: dict[str, Any], files: dict[str, bytes], root_id: str) -> list[Any]:
+    async def start(self, spec: dict[str, Any], files: dict[str, bytes], root_id: str,
+                    build_image: BuildImage | None = None) -> list[Any]:
         import ray
-
-        from ..server.images.builder import ImageBuilder
-        from .local import LocalBackend
 
         home = Path(os.environ.get("SAMPAN_NODE_HOME") or Path(tempfile.gettempdir()) / f"sampan-node-{os.getuid()}")
         root = home / "roots" / root_id
@@ -95,8 +98,9 @@ class ContainerActorImpl:
                       listen_host=ray.util.get_node_ip_address(), env={**spec["env"], "SAMPAN_RAY_NODE_ID": node_id})
         recipe = list(spec["entry"].get("image") or [])
         if recipe:  # built on this node from the same recipe, cached here (SAMPAN_IMAGES: the node's cache)
-            images = Path(os.environ.get("SAMPAN_IMAGES") or home / "images")
-            image = await ImageBuilder(images).build(recipe)
+            if build_image is None:
+                raise ContainerStartError("This Ray backend was given no image builder for the nodes.")
+            image = await build_image(recipe, Path(os.environ.get("SAMPAN_IMAGES") or home / "images"))
             fields.update(python=image.python, path_prepend=(str(Path(image.python).parent),),
                           env={**image.env, **fields["env"]})
         self.container = await backend.start(ContainerSpec(**fields), self._log)
@@ -182,8 +186,10 @@ def _probe(address: str, timeout: float = 5.0) -> None:
 class RayBackend(Backend):
     name = "ray"
 
-    def __init__(self, address: str | None = None, home: Path | None = None, **_: Any) -> None:
-        self.address = address or os.environ.get("SAMPAN_RAY_ADDRESS") or "auto"
+    def __init__(self, address: str | None = None, home: Path | None = None, build_image: BuildImage | None = None,
+                 **_: Any) -> None:
+        self.address = address or "auto"
+        self.build_image = build_image  # runs on a node: a module-level function, which Ray ships by reference
         self._actor_cls: Any = None
         self._roots: dict[str, tuple[str, Any]] = {}  # container root path -> (id, ObjectRef of its files)
         self._lock = threading.Lock()
@@ -232,7 +238,8 @@ class RayBackend(Backend):
         fields.update(bundle_dir=str(spec.bundle_dir), workdir=None)
         actor = self._actor_cls.options(**options, scheduling_strategy="SPREAD", max_concurrency=1000).remote()
         try:
-            address = await asyncio.wait_for(actor.start.remote(fields, files, root_id), spec.startup_timeout + 60)
+            address = await asyncio.wait_for(actor.start.remote(fields, files, root_id, self.build_image),
+                                             spec.startup_timeout + 60)
         except ContainerStartError:
             raise
         except Exception as exc:  # noqa: BLE001 - the start failed on the node: say why

@@ -2,30 +2,44 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
 
+from ..api import ControlClient, Unreachable
 from ..config import Settings, active_profile, private_home, read_token
-from ..server.control import ServerInfo, running_servers
+from ..exception import Error
+from ..registry import ServerInfo, running_servers
 
 
 class ServerError(click.ClickException):
     """The server answered with an error; the message is the server's."""
 
 
+@contextmanager
+def server_errors() -> Iterator[None]:
+    """A control API error (sampan/api.py) as the CLI shows it: `Error: <the server's message>`."""
+    try:
+        yield
+    except Unreachable as exc:
+        raise click.ClickException(str(exc)) from None
+    except Error as exc:
+        raise ServerError(str(exc)) from None
+
+
 class Client:
+    """The control API client (sampan/api.py) of one server, with its errors as click's."""
+
     def __init__(self, server: ServerInfo, token: str) -> None:
         self.server = server
         self.token = token
+        self.api = ControlClient(server.control_url, token)
 
     @classmethod
     def connect(cls, settings: Settings, start: bool = False, serve_ok: bool = True) -> Client:
@@ -62,56 +76,35 @@ class Client:
             )
         return cls(found[0], f"{token[0]}:{token[1]}")
 
-    def _request(self, method: str, path: str, body: Any = None, timeout: float | None = 30.0) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        headers = {"Authorization": f"Bearer {self.token}"}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        request = urllib.request.Request(self.server.control_url + path, data=data, method=method, headers=headers)
-        try:
-            return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - loopback control API
-        except urllib.error.HTTPError as exc:
-            try:
-                message = json.loads(exc.read())["error"]
-            except (ValueError, KeyError):
-                message = f"the server answered {exc.code}"
-            raise ServerError(message) from None
-        except urllib.error.URLError as exc:
-            raise click.ClickException(f"Cannot reach the Sampan server at {self.server.control_url}: {exc.reason}") \
-                from None
+    def get(self, path: str, timeout: float | None = 30.0) -> Any:
+        with server_errors():
+            return self.api.get(path, timeout)
 
-    def get(self, path: str) -> Any:
-        with self._request("GET", path) as resp:
-            return json.load(resp)
-
-    def post(self, path: str, body: Any = None) -> Any:
-        with self._request("POST", path, body if body is not None else {}) as resp:
-            return json.load(resp)
+    def post(self, path: str, body: Any = None, timeout: float | None = 30.0) -> Any:
+        with server_errors():
+            return self.api.post(path, body, timeout)
 
     def delete(self, path: str) -> Any:
-        with self._request("DELETE", path) as resp:
-            return json.load(resp)
+        with server_errors():
+            return self.api.delete(path)
 
     def stream_json(self, path: str, body: Any) -> Iterator[dict[str, Any]]:
-        with self._request("POST", path, body, timeout=None) as resp:
-            for line in resp:
-                if line.strip():
-                    yield json.loads(line)
+        with server_errors():
+            yield from self.api.stream_json("POST", path, body)
 
     def stream_text(self, path: str) -> Iterator[str]:
-        with self._request("GET", path, timeout=None) as resp:
-            for line in resp:
-                yield line.decode(errors="replace")
+        with server_errors():
+            yield from self.api.stream_text(path)
 
 
-def start_daemon(settings: Settings, wait: float = 60.0) -> ServerInfo:
-    """Start `sampan server start --foreground` detached, logging to $SAMPAN_HOME/server.log."""
+def start_daemon(settings: Settings, args: list[str] | None = None, wait: float = 60.0) -> ServerInfo:
+    """Start `sampan server start --foreground [args]` detached, logging to $SAMPAN_HOME/server.log."""
     private_home(settings.home)
     fd = os.open(settings.home / "server.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.fchmod(fd, 0o600)  # containers' output of every workspace
     log = os.fdopen(fd, "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sampan", "server", "start", "--foreground"],
+        [sys.executable, "-m", "sampan", "server", "start", "--foreground", *(args or [])],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
@@ -131,11 +124,11 @@ def start_daemon(settings: Settings, wait: float = 60.0) -> ServerInfo:
 
 
 def _healthy(server: ServerInfo) -> bool:
-    # Readiness is the registry file plus "ready" in the log; health needs no token for this check.
+    # Readiness is the registry file plus "ready" in the log; health needs no valid token for this check.
     try:
-        urllib.request.urlopen(server.control_url + "/v1/health", timeout=2)  # noqa: S310
-    except urllib.error.HTTPError as exc:
-        return exc.code == 401  # it answers: up
-    except OSError:
+        ControlClient(server.control_url, "").get("/v1/health", timeout=2)
+    except Unreachable:
         return False
+    except Error:
+        return True  # it answers (401): up
     return True

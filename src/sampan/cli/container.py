@@ -4,19 +4,20 @@ doing, and a way in."""
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import shutil
 import sys
-import urllib.error
-import urllib.request
 from typing import Any
 
 import click
 from rich.table import Table
 
+from ..api import ControlClient, Unreachable
 from ..config import Settings, read_token
-from ..server.control import ServerInfo, running_servers
+from ..exception import Error, NotFoundError
+from ..registry import ServerInfo, running_servers
 from . import output
 
 
@@ -27,18 +28,16 @@ def _bearer(server: ServerInfo) -> str:
     return f"{token[0]}:{token[1]}" if token else server.token
 
 
-def _get(server: ServerInfo, path: str, timeout: float | None = 10.0) -> Any:
-    request = urllib.request.Request(server.control_url + path, headers={"Authorization": f"Bearer {_bearer(server)}"})
-    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - loopback control API
+def _api(server: ServerInfo) -> ControlClient:
+    return ControlClient(server.control_url, _bearer(server))
 
 
 def _all_containers(settings: Settings) -> list[tuple[ServerInfo, dict[str, Any]]]:
     rows = []
     for server in running_servers(settings.home):
         try:
-            with _get(server, "/v1/containers") as resp:
-                rows.extend((server, c) for c in json.load(resp))
-        except OSError:
+            rows.extend((server, c) for c in _api(server).get("/v1/containers", timeout=10.0))
+        except Error:
             continue
     return rows
 
@@ -75,28 +74,18 @@ def container_logs(container_id: str, follow: bool, tail: int | None) -> None:
     query = "?" + "&".join(p for p in (f"n={tail}" if tail else "", "follow=1" if follow else "") if p)
     for server in running_servers(settings.home):
         try:
-            resp = _get(server, f"/v1/containers/{container_id}/logs{query}", timeout=None if follow else 10.0)
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                continue
-            raise click.ClickException(f"the server answered {exc.code}") from None
-        except OSError:
+            lines = _api(server).stream_text(f"/v1/containers/{container_id}/logs{query}")
+            first = next(lines, None)
+        except (NotFoundError, Unreachable):
             continue
-        with resp:
-            for line in resp:
-                sys.stdout.write(line.decode(errors="replace"))
-                sys.stdout.flush()
+        except Error as exc:
+            raise click.ClickException(str(exc)) from None
+        for line in itertools.chain([first] if first is not None else [], lines):
+            sys.stdout.write(line)
+            sys.stdout.flush()
         return
     raise click.ClickException(f"No container {container_id} on any running Sampan server.")
 
-
-
-def _post(server: ServerInfo, path: str, body: dict[str, Any], timeout: float | None = 30.0) -> Any:
-    request = urllib.request.Request(server.control_url + path, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Authorization": f"Bearer {_bearer(server)}",
-                                              "Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - loopback control API
-        return json.load(resp)
 
 
 def _owner(container_id: str) -> tuple[ServerInfo, dict[str, Any]]:
@@ -104,13 +93,6 @@ def _owner(container_id: str) -> tuple[ServerInfo, dict[str, Any]]:
         if row["id"] == container_id:
             return server, row
     raise click.ClickException(f"No running container {container_id} (see `sampan container list`).")
-
-
-def _answer(exc: urllib.error.HTTPError) -> str:
-    try:
-        return json.loads(exc.read()).get("error", "") or str(exc)
-    except ValueError:
-        return str(exc)
 
 
 @container.command("stop")
@@ -123,9 +105,9 @@ def container_stop(container_id: str, graceful: bool, yes: bool) -> None:
     if not yes:
         click.confirm(f"Stop container {container_id}?", abort=True)
     try:
-        _post(server, f"/v1/containers/{container_id}/stop", {"graceful": graceful})
-    except urllib.error.HTTPError as exc:
-        raise click.ClickException(_answer(exc)) from None
+        _api(server).post(f"/v1/containers/{container_id}/stop", {"graceful": graceful})
+    except Error as exc:
+        raise click.ClickException(str(exc)) from None
     output.console.print(f"[green]✓[/green] Stopped container {container_id}.")
 
 
@@ -139,10 +121,10 @@ def container_exec(container_id: str, command: tuple[str, ...], pty: bool | None
     server, _ = _owner(container_id)
     argv = list(command[1:] if command and command[0] == "--" else command)
     try:
-        result = _post(server, f"/v1/containers/{container_id}/exec", {"argv": argv, "timeout": timeout},
-                       timeout=timeout + 30)
-    except urllib.error.HTTPError as exc:
-        raise click.ClickException(_answer(exc)) from None
+        result = _api(server).post(f"/v1/containers/{container_id}/exec", {"argv": argv, "timeout": timeout},
+                                   timeout=timeout + 30)
+    except Error as exc:
+        raise click.ClickException(str(exc)) from None
     sys.stdout.buffer.write(base64.b64decode(result["stdout"]))
     sys.stdout.flush()
     sys.stderr.buffer.write(base64.b64decode(result["stderr"]))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import os
+import re
 import time
 from pathlib import Path
 
@@ -80,15 +83,18 @@ class _Built:
 @click.option("--tag", default="", help="A tag for this version (shown in `sampan app history`).")
 @click.option("-e", "--env", "environment", default=None, help="Accepted for Modal compatibility; no effect.")
 @click.option("--stream-logs", is_flag=True, help="Follow the app's logs after deploying.")
+@click.option("--result-fd", type=int, default=None, hidden=True)  # `App.deploy()` (sdk/app.py) reads it
 def deploy(app_ref: str, module_mode: bool, name: str | None, strategy: str, tag: str, environment: str | None,
-           stream_logs: bool) -> None:
+           stream_logs: bool, result_fd: int | None) -> None:
     """Deploy an app to the Sampan server (started if none runs), keeping it at the same URLs."""
-    import re
 
     if tag and not re.fullmatch(r"[a-zA-Z0-9._-]{1,50}", tag):
         raise click.BadParameter("tags may contain letters, digits, '.', '_' and '-' (at most 50)", param_hint="--tag")
     settings = Settings.from_env()
     result = deploy_app(app_ref, module_mode, name, strategy, tag, settings)
+    if result_fd is not None:
+        with os.fdopen(result_fd, "w") as pipe:
+            pipe.write(json.dumps(result) + "\n")
     if stream_logs:
         client = Client.connect(settings)
         app = name or result.get("app_id")

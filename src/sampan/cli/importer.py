@@ -22,7 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import modal_alias
 from ..file_pattern_matcher import from_recipe
+from ..mountpaths import bundle_path
+from ..sdk.app import App
+from ..sdk.describe import build_manifest
 
 EXIT_NOT_FOUND = 2
 EXIT_IMPORT_ERROR = 3
@@ -93,8 +97,6 @@ def import_ref(ref: AppRef) -> tuple[Any, str, Path]:
 
 
 def find_app(module: Any, app_var: str | None) -> tuple[Any, str]:
-    from ..sdk.app import App
-
     if app_var is not None:
         app = getattr(module, app_var, None)
         if not isinstance(app, App):
@@ -154,8 +156,6 @@ def _expand(local: Path, target: str, only_python: bool = False,
 
 def mounts(manifest: Any) -> list[tuple[str, str]]:
     """Files that `add_local_*(copy=False)` put in containers at start: (local path, path in the bundle)."""
-    from ..server.images.recipe import bundle_path
-
     found: dict[str, str] = {}
     for entry in manifest.functions:
         for step in entry.image:
@@ -185,9 +185,6 @@ def mounts(manifest: Any) -> list[tuple[str, str]]:
 
 
 def load(ref: AppRef) -> dict[str, Any]:
-    from .. import modal_alias
-    from ..manifest import build_manifest
-
     modal_alias.install()
     module, name, root = import_ref(ref)
     app, app_var = find_app(module, ref.app_var)

@@ -10,15 +10,14 @@ from typing import Any
 import click
 from rich.table import Table
 
+from ..api import default_client
 from ..sdk.objects import Dict, Queue
 from . import output
 from .volume import _call
 
 
 def _names(kind: str) -> list[dict[str, Any]]:
-    from ..sdk.calls import _request
-
-    return _call(lambda: json.load(_request("GET", f"/v1/objects/{kind}")))
+    return _call(lambda: default_client().get(f"/v1/objects/{kind}"))
 
 
 def _list(kind: str, title: str, as_json: bool) -> None:

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.tree import Tree
 
-from ..server.apps import EndpointInfo
+from ..server.apps import BuildHooks, EndpointInfo
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -77,8 +77,6 @@ class BuildDisplay:
             self._status = None
 
     def hooks(self):  # noqa: ANN201 - a server.apps.BuildHooks
-        from ..server.apps import BuildHooks
-
         return BuildHooks(progress=self._progress, log=self._log, built=self._built)
 
     def _progress(self, step: str) -> None:

@@ -38,9 +38,7 @@ class RunSession(ServeSession):
         urls = {i.tag: i.url for i in self.version.infos} if self.version else {}
         env = {"SAMPAN_WEB_URLS": json.dumps(urls)}
         if self.control is not None:  # embedded
-            env.update({"SAMPAN_SERVER_URL": self.control.url,
-                        "SAMPAN_SERVER_TOKEN": self.control.container_token(self.settings.workspace),
-                        "SAMPAN_APP_KEY": self.app_key})
+            env.update({**self.control.credentials.call_env(self.settings.workspace), "SAMPAN_APP_KEY": self.app_key})
         elif self.remote is not None:  # the server finds the app by name in the token's workspace
             env.update({"SAMPAN_SERVER_URL": self.remote.server.control_url, "SAMPAN_SERVER_TOKEN": self.remote.token})
         return env

@@ -17,6 +17,7 @@ import os
 import sys
 from typing import Any
 
+from .. import modal_alias
 from .importer import LoadError, _user_traceback, find_app, import_ref, parse_ref
 
 _TYPES: dict[str, Any] = {"int": int, "float": float, "str": str, "bool": bool}
@@ -74,8 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     if module_mode:
         argv = argv[1:]
     ref, name, rest = argv[0], argv[1] or None, argv[3:] if argv[2:3] == ["--"] else argv[2:]
-    from .. import modal_alias
-
     modal_alias.install()
     try:
         parsed = parse_ref(ref, module_mode)

@@ -28,9 +28,11 @@ from ..backends.base import get_backend
 from ..config import Settings, read_token
 from ..exception import InvalidError, NotFoundError
 from ..manifest import Manifest
+from ..registry import running_servers
 from ..server.apps import AppServer, AppVersion, EndpointInfo
+from ..server.assemble import Sinks, assemble, process_runtime_warning
 from ..server.bundle import read_files, write_bundle
-from ..server.control import ControlServer, process_runtime_warning, register, running_servers
+from ..server.control import ControlServer
 from ..server.images.recipe import ImageBuildError
 from ..server.store import Store
 from . import output
@@ -102,7 +104,6 @@ class ServeSession:
         self.version: AppVersion | None = None
         self.reload_lock = asyncio.Lock()
         self.control: ControlServer | None = None
-        self.registration: Path | None = None
         self.remote: Client | None = None
         self.app_name = name or ""
         self.interrupts = 0
@@ -155,20 +156,18 @@ class ServeSession:
         return Client.connect(self.settings)
 
     async def _run_embedded(self, loaded: Loaded) -> int:
-        backend = get_backend("local", home=self.settings.home)
-        warning = process_runtime_warning(backend)
+        # The same store a persistent server uses: named secrets and proxy tokens work under serve too.
+        assembly = assemble(self.settings, backend=get_backend("local", home=self.settings.home),
+                            store=Store(self.settings.home), stop_grace=SERVE_STOP_GRACE_S,
+                            sinks=Sinks(log=self.printer, start_error=self._start_error, warn=self._warn))
+        warning = process_runtime_warning(assembly.backend)
         if warning:
             output.err_console.print(f"⚠ {warning}", markup=False, style="yellow")
-        # The same store a persistent server uses: named secrets and proxy tokens work under serve too.
-        store = Store(self.settings.home)
-        self.server = AppServer(self.settings, backend, self.printer, self._start_error,
-                                warn=self._warn, stop_grace=SERVE_STOP_GRACE_S, store=store)
+        self.server, self.control = assembly.server, assembly.control
         try:
             try:
-                await self.server.start()
-                self.control = ControlServer(self.server)
-                await self.control.start()
-                self.registration = register(self.settings.home, self.control, kind="serve")
+                await assembly.start(control_port_fallback=False)
+                assembly.register("serve")
                 self.version = await self._publish(loaded)
             except (OSError, InvalidError, NotFoundError, ImageBuildError) as exc:
                 output.err_console.print(f"✗ {exc}", markup=False, style="red")
@@ -180,14 +179,7 @@ class ServeSession:
             )
             await self._serve_until_stopped("⚡️ Serving... hit Ctrl-C to stop!")
         finally:
-            if self.registration is not None:
-                with contextlib.suppress(OSError):
-                    self.registration.unlink()
-            # Containers stop first: their lifespan shutdown and @exit hooks may still call the platform
-            # (a Dict, a Volume), so the control API closes only after them.
-            await self.server.close()
-            if self.control is not None:
-                await self.control.close()
+            await assembly.close()
         output.console.print("[green]✓[/green] App stopped.")
         return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
@@ -10,7 +11,8 @@ import time
 import click
 
 from ..config import Settings
-from ..server.control import running_servers
+from ..registry import running_servers
+from ..server import daemon
 from . import output
 from .client import start_daemon
 
@@ -29,21 +31,18 @@ def server() -> None:
               "(also SAMPAN_RAY_ADDRESS; default: auto).")
 def start(foreground: bool, control_port: int | None, backend: str | None, ray_address: str | None) -> None:
     """Start the server: as a daemon that returns once ready, logging to $SAMPAN_HOME/server.log."""
-    from ..server.daemon import DEFAULT_CONTROL_PORT, main
-
-    if backend:
-        os.environ["SAMPAN_BACKEND"] = backend
-    if ray_address:
-        os.environ["SAMPAN_RAY_ADDRESS"] = ray_address
-
     settings = Settings.from_env()
+    settings = dataclasses.replace(settings, backend=backend or settings.backend,
+                                   ray_address=ray_address or settings.ray_address)
     existing = [s for s in running_servers(settings.home) if s.kind == "server"]
     if existing:
         output.console.print(f"[green]✓[/green] A Sampan server is already running (pid {existing[0].pid}).")
         return
     if foreground:
-        sys.exit(main(settings, control_port if control_port is not None else DEFAULT_CONTROL_PORT))
-    info = start_daemon(settings)
+        sys.exit(daemon.main(settings, control_port if control_port is not None else daemon.DEFAULT_CONTROL_PORT))
+    args = [*(["--backend", backend] if backend else []), *(["--ray-address", ray_address] if ray_address else []),
+            *(["--control-port", str(control_port)] if control_port is not None else [])]
+    info = start_daemon(settings, args)
     output.console.print(f"[green]✓[/green] Sampan server started (pid {info.pid}), control API {info.control_url}.")
     if info.runtime.startswith("process"):
         output.err_console.print(f"⚠ Containers run on the process runtime ({info.runtime}): they are not "

@@ -16,6 +16,7 @@ import click
 from rich.table import Table
 
 from .. import profiles
+from ..api import default_client
 from ..config import Settings, config_path
 from ..exception import Error
 from ..network_file_system import PREFIX
@@ -227,9 +228,7 @@ def nfs_create(ctx: click.Context, name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def nfs_list(as_json: bool) -> None:
     """List network file systems."""
-    from ..sdk.calls import _request
-
-    rows = [r for r in volume._call(lambda: json.load(_request("GET", "/v1/volumes")))
+    rows = [r for r in volume._call(lambda: default_client().get("/v1/volumes"))
             if str(r["name"]).startswith(PREFIX)]
     rows = [{**r, "name": r["name"][len(PREFIX):]} for r in rows]
     if as_json:

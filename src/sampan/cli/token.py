@@ -8,6 +8,8 @@ import os
 import click
 
 from ..config import Settings, config_path, read_token
+from ..naming import slugify
+from ..server.store import Store
 from . import output
 from .client import Client
 
@@ -31,9 +33,6 @@ def new(activate: bool | None, as_json: bool, workspace_name: str | None) -> Non
     if activate is None:
         activate = workspace_name is None
     if workspace_name is not None:
-        from ..naming import slugify
-        from ..server.store import Store
-
         store = Store(settings.home)
         ws = store.workspace(slugify(workspace_name))
         token_id, secret = store.create_token(ws)

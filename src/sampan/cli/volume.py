@@ -11,6 +11,7 @@ from typing import Any
 import click
 from rich.table import Table
 
+from ..api import default_client
 from ..config import Settings
 from ..exception import Error
 from ..sdk.volume import Volume
@@ -50,9 +51,7 @@ def create(name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_volumes(as_json: bool) -> None:
     """List the workspace's volumes."""
-    from ..sdk.calls import _request
-
-    rows = _call(lambda: json.load(_request("GET", "/v1/volumes")))
+    rows = _call(lambda: default_client().get("/v1/volumes"))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -30,10 +30,11 @@ import traceback
 from typing import Any
 
 from .. import modal_alias
-from ..sdk.functions import instantiate, lifecycle_methods, resolve_class_params
+from ..callcontext import set_call_id
+from ..classparams import resolve_class_params
+from ..sdk.functions import instantiate, lifecycle_methods
 from ..sdk.partial import LIFECYCLE_ENTER, LIFECYCLE_EXIT
 from . import kinds
-from .context import set_call_id
 
 CALL_ID_HEADER = b"modal-function-call-id"
 GRACEFUL_SHUTDOWN_S = 30

@@ -11,14 +11,13 @@ import contextlib
 import inspect
 import json
 import os
-import subprocess
 import sys
 import warnings
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 from .. import output
-from .._deprecation import deprecation_warning
+from .._deprecation import _user_frame, deprecation_warning
 from ..cloud_bucket_mount import CloudBucketMount
 from ..exception import ExecutionError, InvalidError
 from .functions import ClassParam, Cls, Function, FunctionSpec, class_params_of
@@ -107,8 +106,6 @@ class App:
         self.local_entrypoints: dict[str, Callable[..., Any]] = {}
         self.app_id: str | None = None
         self._running = False
-        from .._deprecation import _user_frame
-
         # Where the App was declared, so that `app.deploy()` can send that file (no I/O here).
         filename = _user_frame()[0]
         self._source_file: str | None = filename if filename.endswith(".py") else None
@@ -418,11 +415,8 @@ class App:
             )
         if not self._source_file:
             raise InvalidError("`App.deploy()` needs the App to be defined in a file.")
-        from ..cli.deploy import deploy_app
-        from ..config import Settings
-
-        result = deploy_app(self._source_file + (f"::{self._var_name()}" if self._var_name() else ""), False,
-                            name or self.name, strategy, tag, Settings.from_env())
+        result = _deploy_in_child(self._source_file + (f"::{self._var_name()}" if self._var_name() else ""),
+                                  name or self.name, strategy, tag)
         self.app_id = result.get("app_id")
         return self
 
@@ -451,6 +445,8 @@ class App:
         read_fd, write_fd = os.pipe()
         quiet = not output.is_enabled()
         env = {**os.environ, "SAMPAN_APP_RUN_FD": str(write_fd), "SAMPAN_APP_RUN_NAME": name or ""}
+        import subprocess
+
         proc = subprocess.Popen([sys.executable, "-m", "sampan.cli.apprun", ref], stdin=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL if quiet else None,
                                 stderr=subprocess.PIPE if quiet else None, pass_fds=(write_fd,), env=env)
@@ -665,3 +661,28 @@ def _validate_options(options: dict[str, Any]) -> None:
     image = options.get("image")
     if image is not None and not isinstance(image, Image):
         raise InvalidError(f"`image=` must be a `modal.Image`, got {image!r}.")
+
+
+def _deploy_in_child(ref: str, name: str | None, strategy: str, tag: str) -> dict[str, Any]:
+    """`sampan deploy REF` in a child process (the CLI's deploy, its output shown only inside
+    `modal.enable_output()`); its result comes back on a pipe."""
+    import subprocess
+
+    read_fd, write_fd = os.pipe()
+    argv = [sys.executable, "-m", "sampan", "deploy", ref, "--strategy", strategy, "--result-fd", str(write_fd)]
+    if name:
+        argv += ["--name", name]
+    if tag:
+        argv += ["--tag", tag]
+    quiet = not output.is_enabled()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL if quiet else None,
+                            stderr=subprocess.PIPE if quiet else None, pass_fds=(write_fd,))
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        line = pipe.readline()
+    _, err = proc.communicate()
+    if proc.returncode != 0 or not line:
+        detail = (err or b"").decode(errors="replace").strip()
+        raise ExecutionError(f"The app could not be deployed:\n{detail}" if detail else
+                             "The app could not be deployed.")
+    return dict(json.loads(line))

@@ -12,27 +12,24 @@ Nothing here runs at import time.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import builtins
-import concurrent.futures
 import contextvars
 import enum
 import json
 import os
 import pickle
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..api import default_client
+from ..callcontext import current_call_id
 from ..exception import (
     ExecutionError,
     FunctionTimeoutError,
     InputCancellation,
     InvalidError,
-    NotFoundError,
     OutputExpiredError,
     RemoteError,
 )
@@ -73,8 +70,6 @@ class CallTarget:
         import cloudpickle
 
         params = {k: (v.decode("latin-1") if isinstance(v, bytes) else v) for k, v in self.params.items()}
-        from ..runtime.context import current_call_id
-
         return {"app": self.app, "app_key": self.app_key, "function": self.tag, "params": params, "mode": mode,
                 "args": base64.b64encode(cloudpickle.dumps((args, kwargs))).decode(),
                 "parent": current_call_id(),  # inside a container: the input this call is made from
@@ -85,37 +80,6 @@ def local_target(app: Any, tag: str, params: dict[str, Any] | None = None) -> Ca
     """The target of a handle defined in this process: inside a container or `sampan run`, the
     running app is named by its key (ephemeral apps have no deployed name)."""
     return CallTarget(getattr(app, "name", None), tag, dict(params or {}), os.environ.get("SAMPAN_APP_KEY"))
-
-
-# -- transport ----------------------------------------------------------------------------------
-def _server() -> tuple[str, str]:
-    url, token = os.environ.get("SAMPAN_SERVER_URL"), os.environ.get("SAMPAN_SERVER_TOKEN")
-    if url and token:
-        return url, token
-    from .lookup import _control
-
-    return _control()
-
-
-def _request(method: str, path: str, body: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
-    url, token = _server()
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url + path, data=data, method=method,
-                                     headers={"Authorization": f"Bearer {token}", "content-type": "application/json"})
-    try:
-        return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - the Sampan control API
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read())["error"]
-        except (ValueError, KeyError):
-            message = f"the Sampan server answered {exc.code}"
-        if exc.code == 404:
-            raise NotFoundError(message) from None
-        if exc.code == 400:
-            raise InvalidError(message) from None
-        raise ExecutionError(message) from None
-    except urllib.error.URLError as exc:
-        raise ExecutionError(f"Could not reach the Sampan server at {url}: {exc.reason}") from None
 
 
 def decode(outcome: bytes) -> Any:
@@ -142,27 +106,27 @@ def decode(outcome: bytes) -> Any:
 
 # -- the verbs ----------------------------------------------------------------------------------
 def remote(target: CallTarget, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    with _request("POST", "/v1/calls", target.body(args, kwargs, "call")) as resp:
-        return decode(base64.b64decode(json.load(resp)["result"]))
+    answer = default_client().call("POST", "/v1/calls", target.body(args, kwargs, "call"), timeout=None)
+    return decode(base64.b64decode(answer["result"]))
 
 
 def remote_gen(target: CallTarget, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Any]:
-    with _request("POST", "/v1/calls", target.body(args, kwargs, "gen")) as resp:
-        for line in resp:
-            frame = base64.b64decode(json.loads(line)["frame"])
-            if frame[:1] == b"Z":
-                return
-            yield decode(frame)
+    for event in default_client().stream_json("POST", "/v1/calls", target.body(args, kwargs, "gen")):
+        frame = base64.b64decode(event["frame"])
+        if frame[:1] == b"Z":
+            return
+        yield decode(frame)
 
 
 def spawn(target: CallTarget, args: tuple[Any, ...], kwargs: dict[str, Any]) -> FunctionCall:
-    with _request("POST", "/v1/calls", target.body(args, kwargs, "spawn")) as resp:
-        return FunctionCall(json.load(resp)["call_id"])
+    answer = default_client().call("POST", "/v1/calls", target.body(args, kwargs, "spawn"), timeout=None)
+    return FunctionCall(answer["call_id"])
 
 
 def map_calls(target: CallTarget, inputs: Iterable[tuple[tuple[Any, ...], dict[str, Any]]],
               order_outputs: bool = True, return_exceptions: bool = False) -> Iterator[Any]:
     """Run every input in parallel (the server scales the pool; beyond its capacity inputs queue)."""
+    import concurrent.futures
 
     def one(item: tuple[tuple[Any, ...], dict[str, Any]]) -> Any:
         try:
@@ -194,6 +158,8 @@ class _Verb:
         return self._fn(*args, **kwargs)
 
     async def aio(self, *args: Any, **kwargs: Any) -> Any:
+        import asyncio
+
         return await asyncio.to_thread(self._fn, *args, **kwargs)
 
 
@@ -269,8 +235,7 @@ class AutoscalerMixin:
                                       ("buffer_containers", buffer_containers),
                                       ("scaledown_window", scaledown_window)) if v is not None}
         body = {"app": target.app, "app_key": target.app_key, "function": target.tag, "settings": settings}
-        with _request("POST", "/v1/autoscaler", body, timeout=30) as resp:
-            return FunctionAutoscalerSettings(**json.load(resp))
+        return FunctionAutoscalerSettings(**default_client().post("/v1/autoscaler", body))
 
     @property
     def autoscaler(self) -> _Autoscaler:
@@ -305,9 +270,8 @@ class FunctionCall:
 
     def _state(self, timeout: float | None) -> dict[str, Any]:
         query = "none" if timeout is None else f"{max(0.0, timeout):g}"
-        with _request("GET", f"/v1/calls/{self.object_id}?timeout={query}",
-                      timeout=None if timeout is None else timeout + 30) as resp:
-            return json.load(resp)
+        return default_client().get(f"/v1/calls/{self.object_id}?timeout={query}",
+                                    timeout=None if timeout is None else timeout + 30)
 
     def get(self, timeout: float | None = None) -> Any:
         """The call's result; raises the built-in TimeoutError if it is still running after `timeout` s."""
@@ -319,8 +283,7 @@ class FunctionCall:
         return decode(base64.b64decode(state["result"]))
 
     def cancel(self, terminate_containers: bool = False) -> None:
-        with _request("POST", f"/v1/calls/{self.object_id}/cancel", {}):
-            pass
+        default_client().post(f"/v1/calls/{self.object_id}/cancel")
 
     def num_inputs(self) -> int:
         return 1  # a `.spawn()`: one input

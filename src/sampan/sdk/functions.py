@@ -7,18 +7,19 @@ process; `.get_web_url()` returns the URL the server assigned.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from dataclasses import dataclass
 from typing import Any
 
+from ..classparams import NO_DEFAULT, PARAMETER_TYPES, ClassParam, resolve_class_params
 from ..exception import InvalidError
 from .calls import AutoscalerMixin, CallMixin, CallTarget, local_target
+from .lookup import cls_from_name, function_from_name
 from .partial import (
     LIFECYCLE_ENTER,
     LIFECYCLE_EXIT,
-    NO_DEFAULT,
-    PARAMETER_TYPES,
+    ClsHandle,
+    FunctionHandle,
     Parameter,
     PartialFunction,
     WebConfig,
@@ -43,27 +44,11 @@ class FunctionSpec:
     batch: tuple[int, int] | None = None  # @modal.batched: (max_batch_size, wait_ms)
 
 
-@dataclass(frozen=True)
-class ClassParam:
-    name: str
-    type: str
-    default: Any = NO_DEFAULT
-
-    @property
-    def required(self) -> bool:
-        return self.default is NO_DEFAULT
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "type": self.type, "required": self.required}
-        if not self.required:
-            default = self.default
-            out["default"] = default.decode("latin-1") if isinstance(default, bytes) else default
-        return out
-
-
 def _call_sync(result: Any) -> Any:
     """`.local()` of an async function runs it to completion when no loop is running."""
     if inspect.isawaitable(result):
+        import asyncio
+
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -105,7 +90,7 @@ class _WebMixin(CallMixin):
                                "Use `.remote(...)` instead.")
 
 
-class Function(_WebMixin, AutoscalerMixin):
+class Function(_WebMixin, AutoscalerMixin, FunctionHandle):
     """A function registered on an App. Not callable directly: use `.local()` (or the web URL)."""
 
     def __init__(self, app: Any, spec: FunctionSpec) -> None:
@@ -139,12 +124,10 @@ class Function(_WebMixin, AutoscalerMixin):
     def from_name(app_name: str, name: str, *, version: int | None = None, environment_name: str | None = None,
                   client: Any = None) -> Any:
         """A deployed function of the Sampan server (lazy: looked up when used)."""
-        from .lookup import function_from_name
-
         return function_from_name(app_name, name)
 
 
-class Cls:
+class Cls(ClsHandle):
     """An `@app.cls()` class. Instantiate it with its parameters to reach its methods."""
 
     def __init__(self, app: Any, user_cls: type, options: dict[str, Any], methods: dict[str, FunctionSpec],
@@ -168,8 +151,6 @@ class Cls:
     def from_name(app_name: str, name: str, *, version: int | None = None, environment_name: str | None = None,
                   client: Any = None) -> Any:
         """A deployed class of the Sampan server (lazy: looked up when used)."""
-        from .lookup import cls_from_name
-
         return cls_from_name(app_name, name)
 
     def __call__(self, **kwargs: Any) -> Obj:
@@ -249,48 +230,6 @@ def class_params_of(user_cls: type) -> tuple[ClassParam, ...]:
             )
         params.append(ClassParam(name=name, type=type_name, default=value.default))
     return tuple(params)
-
-
-def coerce_param(param: ClassParam, value: Any) -> Any:
-    """Turn a value (from Python or from a URL query string) into the parameter's declared type."""
-    kind = PARAMETER_TYPES[param.type]
-    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
-        return value
-    if isinstance(value, str):
-        if kind is str:
-            return value
-        if kind is bytes:
-            return value.encode()
-        if kind is bool:
-            lowered = value.lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off", ""):
-                return False
-        if kind is int:
-            try:
-                return int(value)
-            except ValueError:
-                pass
-    raise InvalidError(f"Invalid value {value!r} for parameter `{param.name}` of type {param.type}.")
-
-
-def resolve_class_params(declared: tuple[ClassParam, ...], given: dict[str, Any],
-                         allow_missing: bool = False) -> dict[str, Any]:
-    """Defaults filled in, types checked, unknown names rejected."""
-    names = {p.name for p in declared}
-    unknown = sorted(set(given) - names)
-    if unknown:
-        raise InvalidError(f"Unknown class parameter(s): {', '.join(unknown)}.")
-    out: dict[str, Any] = {}
-    for p in declared:
-        if p.name in given:
-            out[p.name] = coerce_param(p, given[p.name])
-        elif not p.required:
-            out[p.name] = p.default
-        elif not allow_missing:
-            raise InvalidError(f"Missing required class parameter `{p.name}`.")
-    return out
 
 
 def instantiate(user_cls: type, params: dict[str, Any]) -> Any:

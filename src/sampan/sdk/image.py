@@ -15,15 +15,8 @@ from typing import Any
 
 from ..exception import InvalidError
 from ..file_pattern_matcher import recipe_ignore
+from ..manifest import recipe_hash
 from ..mountpaths import validate_remote_path
-
-
-def recipe_hash(steps: list[dict[str, Any]]) -> str:
-    """Hash of a recipe's JSON; the server sets it as SAMPAN_IMAGE_RECIPE in the image's containers."""
-    import hashlib
-    import json
-
-    return hashlib.sha256(json.dumps(steps, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def _abs(path: str | Path) -> str:
@@ -331,8 +324,6 @@ class _ImportsContext:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
         if exc_type is None or not issubclass(exc_type, ImportError):
             return False
-        import os
-
         # Only a container built from this very image must have the package: elsewhere (the CLI
         # reading the script, another function's image) the import is not meant to work.
         return os.environ.get("SAMPAN_IMAGE_RECIPE") != self.image.recipe_hash()

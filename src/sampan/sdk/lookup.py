@@ -7,56 +7,15 @@ SAMPAN_TOKEN_SECRET) answers.
 
 from __future__ import annotations
 
-import json
-import os
-import urllib.error
-import urllib.request
 from typing import Any
-from urllib.parse import quote
 
-from ..exception import ExecutionError, InvalidError, NotFoundError
+from ..api import default_client, path
+from ..exception import ExecutionError, InvalidError
 from .calls import AutoscalerMixin, CallMixin, CallTarget
 
 
-def _control() -> tuple[str, str]:
-    """The control API and a bearer token: a persistent server with the CLI's API token, else a
-    running `sampan serve` of this $SAMPAN_HOME with its own token (the local user's workspace)."""
-    from ..config import Settings, read_token
-    from ..server.control import running_servers
-
-    settings = Settings.from_env()
-    token = read_token(settings)
-    url = os.environ.get("SAMPAN_SERVER_URL")
-    if url is not None:
-        if token is None:
-            raise ExecutionError("No Sampan API token: set SAMPAN_TOKEN_ID and SAMPAN_TOKEN_SECRET.")
-        return url, f"{token[0]}:{token[1]}"
-    servers = running_servers(settings.home)
-    persistent = [s for s in servers if s.kind == "server"]
-    if persistent and token is not None:
-        return persistent[0].control_url, f"{token[0]}:{token[1]}"
-    if servers and servers[0].token:
-        return servers[0].control_url, servers[0].token
-    if persistent:
-        raise ExecutionError("No Sampan API token: set SAMPAN_TOKEN_ID and SAMPAN_TOKEN_SECRET.")
-    raise ExecutionError("No Sampan server is running: start one with `sampan server start`.")
-
-
 def web_url(app_name: str, tag: str) -> str | None:
-    from .calls import _server
-
-    url, token = _server()
-    request = urllib.request.Request(f"{url}/v1/functions/{quote(app_name)}/{quote(tag)}",
-                                     headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - the local control API
-            return json.load(resp)["web_url"]
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read())["error"]
-        except (ValueError, KeyError):
-            message = f"lookup failed ({exc.code})"
-        raise NotFoundError(message) from None
+    return default_client().get(path("v1", "functions", app_name, tag), timeout=10)["web_url"]
 
 
 class RemoteFunction(CallMixin, AutoscalerMixin):
@@ -112,12 +71,10 @@ class _RemoteMethod(RemoteFunction):
         self.params = params
 
     def get_web_url(self) -> str | None:
-        from urllib.parse import urlencode
-
         base = super().get_web_url()
         if base is None or not self.params:
             return base
-        return base + "?" + urlencode({k: str(v).lower() if isinstance(v, bool) else v for k, v in self.params.items()})
+        return base + path(query={k: str(v).lower() if isinstance(v, bool) else v for k, v in self.params.items()})
 
 
 def function_from_name(app_name: str, name: str, **_: Any) -> RemoteFunction:

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
-import queue as _queue
-import secrets
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
+
+from ..api import default_client, path
 
 _KEY_PROTOCOL = 4
 T = TypeVar("T")
@@ -30,6 +29,8 @@ def _dump(value: Any, protocol: int | None = None) -> str:
 @contextlib.contextmanager
 def ephemeral(make: Callable[[str, bool], T], delete: Callable[[str], None]) -> Iterator[T]:
     """A named object with a random name, deleted when the `with` block ends (Dict, Queue, Volume)."""
+    import secrets
+
     obj = make(f"ephemeral-{secrets.token_hex(6)}", True)
     try:
         yield obj
@@ -54,11 +55,8 @@ class _Object:
         return f"{type(self).__name__}.from_name({self.name!r})"
 
     def _op(self, op: str, http_timeout: float | None = 60.0, **fields: Any) -> dict[str, Any]:
-        from .calls import _request
-
         body = {"op": op, "create_if_missing": self._create, **fields}
-        with _request("POST", f"/v1/objects/{self._kind}/{self.name}", body, timeout=http_timeout) as resp:
-            return json.load(resp)
+        return default_client().call("POST", path("v1", "objects", self._kind, self.name), body, timeout=http_timeout)
 
     @classmethod
     def from_name(cls, name: str, *, environment_name: str | None = None, create_if_missing: bool = False,
@@ -72,10 +70,7 @@ class _Object:
 
     @classmethod
     def delete(cls, name: str, *, client: Any = None, environment_name: str | None = None) -> None:
-        from .calls import _request
-
-        with _request("DELETE", f"/v1/objects/{cls._kind}/{name}"):
-            pass
+        default_client().delete(path("v1", "objects", cls._kind, name))
 
 
 class Dict(_Object):
@@ -163,7 +158,9 @@ class Queue(_Object):
         http_timeout = None if (block and timeout is None) else (timeout or 0) + 60
         found = self._op("get", http_timeout=http_timeout, n=n, block=block, timeout=timeout, partition=partition)
         if found.get("timed_out"):
-            raise _queue.Empty()
+            import queue
+
+            raise queue.Empty()
         return [_load(v) for v in found["values"]]
 
     def peek(self, n: int = 1, *, partition: str | None = None) -> list[Any]:
@@ -193,8 +190,10 @@ class Queue(_Object):
         while True:
             try:
                 values = self._get(1, item_poll_timeout > 0, item_poll_timeout or None, partition)
-            except _queue.Empty:
-                return
+            except Exception as exc:  # queue.Empty, imported only when a queue runs dry
+                if type(exc).__name__ == "Empty":
+                    return
+                raise
             if not values:
                 return
             yield values[0]

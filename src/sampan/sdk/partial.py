@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .._deprecation import deprecation_warning
+from ..classparams import NO_DEFAULT
 from ..exception import InvalidError
 
 # Kinds of web function, as Modal's WebhookConfig.type names them.
@@ -98,16 +99,23 @@ class PartialFunction:
         return getattr(self.raw_f, "__name__", repr(self.raw_f))
 
 
+class FunctionHandle:
+    """What `@app.function()` returns (sdk/functions.Function): named here so that decorators can
+    refuse one without importing the handles."""
+
+
+class ClsHandle:
+    """What `@app.cls()` returns (sdk/functions.Cls)."""
+
+
 def _reject_stacked_on_handle(obj: Any, decorator: str) -> None:
     """A `@modal.X` written above `@app.function()` / `@app.cls()` receives a handle, not a function."""
-    from .functions import Cls, Function
-
-    if isinstance(obj, Function):
+    if isinstance(obj, FunctionHandle):
         raise InvalidError(
             f"Cannot stack `@modal.{decorator}` on top of `@app.function`. "
             "Hint: swap the order of the decorators."
         )
-    if isinstance(obj, Cls):
+    if isinstance(obj, ClsHandle):
         raise InvalidError(
             f"Cannot stack `@modal.{decorator}` on top of `@app.cls()`. Hint: swap the order of the decorators."
         )
@@ -426,24 +434,12 @@ def batched(_warn_parentheses_missing: Any = None, *, max_batch_size: int, wait_
         if inspect.isclass(obj):
             raise InvalidError("Cannot apply `@modal.batched` to a class. Hint: consider applying to a method "
                                "instead.")
-        from .functions import Function
-
-        if isinstance(obj, Function):
+        if isinstance(obj, FunctionHandle):
             raise InvalidError("Cannot stack `@modal.batched` on top of `@app.function`. Hint: swap the order of "
                                "the decorators.")
         return _merge(obj, "batched", flags={INTERFACE_BATCHED}, batch=(int(max_batch_size), int(wait_ms)))
 
     return wrapper
-
-
-class _NoDefault:
-    def __repr__(self) -> str:
-        return "<no default>"
-
-
-NO_DEFAULT: Any = _NoDefault()
-
-PARAMETER_TYPES = {"int": int, "str": str, "bytes": bytes, "bool": bool}
 
 
 @dataclass(frozen=True)

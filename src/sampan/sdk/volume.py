@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+
+from ..api import default_client, path
+from .objects import ephemeral
 
 
 @dataclass(frozen=True)
@@ -27,12 +28,6 @@ class FileEntry:
     type: str  # "file" | "directory"
     size: int
     mtime: float
-
-
-def _request(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    from .calls import _request as request
-
-    return request(method, path, body, timeout=300)
 
 
 class Volume:
@@ -54,19 +49,15 @@ class Volume:
     @staticmethod
     def ephemeral(client: Any = None, environment_name: str | None = None, version: int | None = None,
                   create_options: Any = None) -> contextlib.AbstractContextManager[Volume]:
-        from .objects import ephemeral
-
         return ephemeral(Volume, Volume.delete)
 
     @staticmethod
     def delete(name: str, *, client: Any = None, environment_name: str | None = None) -> None:
-        with _request("DELETE", f"/v1/volumes/{quote(name)}"):
-            pass
+        default_client().delete(path("v1", "volumes", name), timeout=300)
 
     def _op(self, op: str, **fields: Any) -> Any:
         body = {"op": op, "create_if_missing": self.create_if_missing, **fields}
-        with _request("POST", f"/v1/volumes/{quote(self.name)}", body) as resp:
-            return json.load(resp)
+        return default_client().call("POST", path("v1", "volumes", self.name), body, timeout=300)
 
     # -- inside a container these are no-ops: every container sees the same directory -----------
     def commit(self) -> None:

@@ -22,12 +22,11 @@ from urllib.parse import parse_qsl
 
 from .. import naming
 from ..backends.base import Backend, ContainerSpec
+from ..classparams import ClassParam, resolve_class_params
 from ..config import Settings
 from ..exception import InvalidError, NotFoundError
-from ..manifest import FunctionEntry, Manifest, compose_env
-from ..sdk.functions import ClassParam, resolve_class_params
-from ..sdk.image import recipe_hash
-from ..sdk.partial import NO_DEFAULT
+from ..manifest import FunctionEntry, Manifest, compose_env, recipe_hash
+from ..mountpaths import FS_DIR, reroot
 from . import autoscaler
 from .autoscaler import READY, STARTING, PoolConfig
 from .bundle import Bundle
@@ -35,7 +34,6 @@ from .gateway.errors import TOO_MANY_POOLS, GatewayError
 from .gateway.listener import Gateway
 from .gateway.routing import RouteTable, normal_domain
 from .images.builder import BuiltImage, ImageBuilder
-from .images.recipe import FS_DIR, reroot
 from .images.rootfs import RootfsBuilder
 from .logs import LogStore
 from .pool import Pool, PoolContainer
@@ -69,13 +67,7 @@ class EndpointInfo:
 
 
 def _class_params(entry: FunctionEntry) -> tuple[ClassParam, ...]:
-    out = []
-    for p in entry.class_params:
-        default = p.get("default", NO_DEFAULT) if not p.get("required") else NO_DEFAULT
-        if p["type"] == "bytes" and isinstance(default, str):
-            default = default.encode("latin-1")
-        out.append(ClassParam(p["name"], p["type"], default))
-    return tuple(out)
+    return tuple(ClassParam.from_json(p) for p in entry.class_params)
 
 
 def raise_open_files_limit() -> int:
@@ -351,7 +343,8 @@ class AppServer:
 
     def __init__(self, settings: Settings, backend: Backend, log: LogFn, start_error: ErrorFn,
                  warn: Callable[[str], None] | None = None, stop_grace: float = 30.0,
-                 store: Store | None = None) -> None:
+                 store: Store | None = None,
+                 call_env: Callable[[str], dict[str, str]] = lambda workspace: {}) -> None:
         self.settings = settings
         self.backend = backend
         self.store = store
@@ -363,7 +356,8 @@ class AppServer:
         self.stop_grace = stop_grace
         self.routes = RouteTable(settings.domain)
         self.gateway = Gateway(self.routes, settings.host, settings.gateway_port, workspace=settings.workspace,
-                               limits=settings.limits)
+                               limits=settings.limits,
+                               verify_proxy_token=store.check_proxy_token if store is not None else None)
         self.portbook = PortBook(settings.home / "ports.json")
         self.apps: dict[str, AppVersion] = {}
         self.images = ImageBuilder(settings.images_dir)
@@ -375,13 +369,11 @@ class AppServer:
                  "Dockerfiles) need Debian's mmdebstrap (sudo apt-get install mmdebstrap skopeo umoci).")
         self.volumes = Volumes(settings.home)
         self.quota = ContainerQuota(settings.max_containers_per_workspace, settings.max_containers)
-        if store is not None:
-            self.gateway.proxy.verify_proxy_token = store.check_proxy_token
         self._draining: dict[WebEndpoint, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
-        # Variables that let a container call functions through this server (set by the control API).
-        self.call_env: Callable[[str], dict[str, str]] = lambda workspace: {}
+        # Variables that let a container call functions through this server (control/auth.Credentials).
+        self.call_env = call_env
 
     def log(self, tag: str, container_id: str, stream: str, line: str, app_key: str | None = None,
             workspace: str | None = None) -> None:

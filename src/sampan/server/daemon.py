@@ -14,25 +14,17 @@ next start brings every app back from the store.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sys
 import time
 from pathlib import Path
 
-from ..backends.base import ContainerStartError, get_backend
+from ..backends.base import ContainerStartError
 from ..config import Settings, write_token_config
 from ..manifest import Manifest
-from .apps import AppServer
-from .control import (
-    EPHEMERAL_TIMEOUT_S,
-    ControlServer,
-    process_runtime_warning,
-    register,
-    running_servers,
-    runtime_description,
-)
+from ..registry import running_servers
+from .assemble import Sinks, assemble, process_runtime_warning, runtime_description
 from .store import Store
 
 DEFAULT_CONTROL_PORT = 8486
@@ -58,29 +50,22 @@ async def run(settings: Settings, control_port: int = DEFAULT_CONTROL_PORT) -> i
     def start_error(tag: str, cid: str, reason: str) -> None:
         _log(f"{tag} {cid} failed to start: {reason}")
 
-    backend_name = os.environ.get("SAMPAN_BACKEND") or "local"
     try:
-        backend = get_backend(backend_name, home=settings.home)
-        if hasattr(backend, "connect"):  # a cluster backend: fail now, clearly, when it is unreachable
-            await asyncio.to_thread(backend.connect)
+        assembly = assemble(settings, store=store, control_port=control_port,
+                            sinks=Sinks(log=log_line, start_error=start_error, warn=_log))
+        if hasattr(assembly.backend, "connect"):  # a cluster backend: fail now, clearly, when it is unreachable
+            await asyncio.to_thread(assembly.backend.connect)
     except (ValueError, ContainerStartError) as exc:
-        _log(f"cannot start the {backend_name} backend: {exc}")
+        _log(f"cannot start the {settings.backend} backend: {exc}")
         return 1
-    _log(f"backend: {backend_name}")
-    _log(f"containers: {runtime_description(backend)}")
-    warning = process_runtime_warning(backend)
+    server, control = assembly.server, assembly.control
+    _log(f"backend: {settings.backend}")
+    _log(f"containers: {runtime_description(assembly.backend)}")
+    warning = process_runtime_warning(assembly.backend)
     if warning:
         _log(f"WARNING: {warning}")
-    server = AppServer(settings, backend, log_line, start_error, warn=_log,
-                       store=store)
     _log(f"images: {server.images_description}")
-    await server.start()
-    control = ControlServer(server, port=control_port)
-    try:
-        await control.start()
-    except OSError:
-        control = ControlServer(server, port=0)  # the default port is taken: any port, found via the registry
-        await control.start()
+    await assembly.start()
     _log(f"gateway on http://{settings.host}:{server.gateway.port}, control API on {control.url}, pid {os.getpid()}")
 
     restored = 0
@@ -97,9 +82,8 @@ async def run(settings: Settings, control_port: int = DEFAULT_CONTROL_PORT) -> i
         except Exception as exc:  # noqa: BLE001 - one broken app must not keep the others down
             _log(f"could not restore app {app.name} version {record.version}: {exc}")
     # Registered only now: `sampan server start` returns once the deployed apps answer again.
-    registration = register(settings.home, control, kind="server")
-    timeout = float(os.environ.get("SAMPAN_EPHEMERAL_TIMEOUT_S") or EPHEMERAL_TIMEOUT_S)
-    reaper = asyncio.create_task(control.reap_ephemeral(timeout))
+    assembly.register("server")
+    reaper = asyncio.create_task(control.reap_ephemeral(settings.ephemeral_timeout))
     _log(f"ready: {restored} app(s) restored")
 
     stop = asyncio.Event()
@@ -109,14 +93,12 @@ async def run(settings: Settings, control_port: int = DEFAULT_CONTROL_PORT) -> i
     await stop.wait()
     _log("stopping: containers finish their requests")
     reaper.cancel()
-    with contextlib.suppress(OSError):
-        registration.unlink()
+    assembly.unregister()
     # Deployed apps stay deployed in the store: only their containers stop with the server. They stop
     # before the control API closes: @exit hooks and lifespan shutdown may still call the platform.
     for key in list(server.apps):
         await server.stop_app(key, drain_timeout=10.0)
-    await server.close()
-    await control.close()
+    await assembly.close()
     store.close()
     _log("stopped")
     return 0

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import Callable
 
-from .proxy import MAX_HEAD, Proxy, ProxyLimits
+from ...config import ProxyLimits
+from .proxy import MAX_HEAD, Proxy
 from .routing import RouteTable
 
 
@@ -31,12 +33,13 @@ def _bind(host: str, port: int) -> socket.socket:
 
 class Gateway:
     def __init__(self, routes: RouteTable, host: str, port: int, scheme: str = "http", workspace: str = "",
-                 limits: ProxyLimits | None = None) -> None:
+                 limits: ProxyLimits | None = None,
+                 verify_proxy_token: Callable[[str, str, str], bool] | None = None) -> None:
         self.routes = routes
         self.host = host
         self.requested_port = port
         self.port = 0
-        self.proxy = Proxy(routes, scheme, workspace, limits)
+        self.proxy = Proxy(routes, scheme, workspace, limits, verify_proxy_token=verify_proxy_token)
         self._main: asyncio.AbstractServer | None = None
         self._endpoint_servers: dict[str, asyncio.AbstractServer] = {}
         self.endpoint_ports: dict[str, int] = {}

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...backends.base import ContainerStartError
+from ...config import ProxyLimits
 from ..pool import Pool, PoolClosed, PoolContainer, QueueFull
 from . import auth, http, websocket
 from .auth import proxy_credentials
@@ -49,21 +50,6 @@ from .ratelimit import RateLimiter
 from .routing import RouteTable
 
 MAX_HEAD = 64 * 1024
-GIB = 1 << 30
-
-
-@dataclass
-class ProxyLimits:
-    """The edge's limits. Defaults are Modal's where it documents one (fact sheet §5, §6)."""
-
-    max_body: int = 4 * GIB  # request bodies up to 4 GiB
-    head_timeout: float = 60.0  # a complete request head within this (also the keep-alive idle time)
-    body_timeout: float = 60.0  # the longest pause while reading a request body
-    redirect_after: float = 150.0  # then 303 to the result URL
-    ws_max_message: int = websocket.MAX_MESSAGE
-    rate: float = 200.0  # requests per second per workspace
-    burst_seconds: float = 5.0
-    max_connections: int = 10_000  # open client connections, all ports together; beyond: 503 and close
 
 
 REPLAY_MAX = 1 << 20  # request bodies up to this are read before forwarding, so they can be sent again
@@ -204,7 +190,8 @@ class Proxy:
     """Serves client connections for a route table; `fixed` pins a per-endpoint port to one subdomain."""
 
     def __init__(self, routes: RouteTable, scheme: str = "http", workspace: str = "",
-                 limits: ProxyLimits | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 limits: ProxyLimits | None = None, clock: Callable[[], float] = time.monotonic,
+                 verify_proxy_token: Callable[[str, str, str], bool] | None = None) -> None:
         self.routes = routes
         self.scheme = scheme
         self.workspace = workspace
@@ -213,7 +200,7 @@ class Proxy:
         self.limiter = RateLimiter(self.limits.rate, self.limits.burst_seconds)
         self.calls = CallStore()
         # (workspace, token id, token secret) -> valid?; None: no store, so no token is valid.
-        self.verify_proxy_token: Callable[[str, str, str], bool] | None = None
+        self.verify_proxy_token = verify_proxy_token
         self.connections: set[asyncio.Task[Any]] = set()
         self.background: set[asyncio.Task[Any]] = set()
 

@@ -11,10 +11,11 @@ import asyncio
 import contextlib
 import struct
 
+from ...config import WS_MAX_MESSAGE
 from .bodies import CHUNK
 
 CLOSE_TOO_BIG = 1009
-MAX_MESSAGE = 2 * 1024 * 1024
+MAX_MESSAGE = WS_MAX_MESSAGE
 
 
 class MessageTooBig(Exception):

@@ -453,3 +453,9 @@ def check_apt(packages: list[str]) -> None:
             f"Missing system packages: {', '.join(missing)}. The local backend uses the host's system packages; "
             f"install them with: sudo apt-get install -y {' '.join(missing)}"
         )
+
+
+async def build_on_node(recipe: list[dict[str, Any]], images_dir: Path) -> BuiltImage:
+    """Build (or find) a recipe's image on a Ray node, in that node's cache: what the Ray backend's
+    node actors call (backends/ray.py), given to the backend by the composition root."""
+    return await ImageBuilder(images_dir).build(recipe)

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .recipe import ImageBuildError
+
 MIN_RUNTIME_PYTHON = (3, 10)
 
 
@@ -65,8 +67,6 @@ def host_pythons() -> dict[str, str]:
 
 
 def find_python(version: str) -> str:
-    from .recipe import ImageBuildError
-
     pythons = host_pythons()
     if version in pythons:
         major, minor = (int(x) for x in version.split("."))

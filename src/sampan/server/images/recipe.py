@@ -23,8 +23,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ...exception import InvalidError
-
 # Steps that change the environment's files; the others only change its settings.
 FILE_STEPS = {
     "debian_slim", "pip_install", "uv_pip_install", "pip_install_from_requirements",
@@ -183,29 +181,3 @@ def step_env(args: dict[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in (args.get("env") or {}).items() if v is not None}
 
 
-FS_DIR = ".sampan-fs"  # in a code bundle: files of `add_local_*(copy=False)` outside /root, by absolute path
-
-
-def bundle_path(remote_path: str) -> str:
-    """Where a file mounted at `remote_path` is kept in the code bundle, which becomes /root: `/root/x`
-    is `x`; any other absolute path `/a/b` is `.sampan-fs/a/b`, placed at `/a/b` when the container starts."""
-    if not remote_path.startswith("/"):
-        raise InvalidError(f"remote_path must be absolute, got {remote_path!r}")
-    if remote_path == "/root" or remote_path.startswith("/root/"):
-        return remote_path[len("/root"):].strip("/")
-    return f"{FS_DIR}/{remote_path.strip('/')}".rstrip("/")
-
-
-def reroot(remote_path: str) -> str:
-    """Where an absolute container path lands in the container's working directory.
-
-    Only for the process runtime (no sandbox), which has no private filesystem: `/root/x` (Modal's working
-    directory) becomes `x`, any other absolute path `/a/b` becomes `a/b`, relative to the container's
-    working directory.
-    """
-    if not remote_path.startswith("/"):
-        raise InvalidError(f"remote_path must be absolute, got {remote_path!r}")
-    path = remote_path
-    if path == "/root" or path.startswith("/root/"):
-        path = path[len("/root"):]
-    return path.strip("/")

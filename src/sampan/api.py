@@ -1,0 +1,142 @@
+"""The one client of the control API (server/control/), for the CLI, the SDK and containers.
+
+A `ControlClient` sends JSON and reads JSON, NDJSON or text back; every error the server answers
+becomes one of Modal's exceptions through one map (`error_for`), so `.remote()`, `Dict.from_name`
+and `sampan app stop` say the same thing about the same answer. Where the server is:
+
+- inside a container or `sampan run`: SAMPAN_SERVER_URL with SAMPAN_SERVER_TOKEN (the container's
+  token of its workspace);
+- else a server of $SAMPAN_HOME found by its discovery file (registry.py), with the API token of
+  SAMPAN_TOKEN_ID/SAMPAN_TOKEN_SECRET or config.toml, or a `sampan serve` session's own token.
+
+http.client is imported on first use: `import sampan` stays free of ssl and sockets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .config import Settings, read_token
+from .exception import AuthError, Error, ExecutionError, InvalidError, NotFoundError
+from .registry import running_servers
+
+STATUS_ERRORS: dict[int, type[Error]] = {400: InvalidError, 401: AuthError, 404: NotFoundError}
+
+
+def error_for(status: int, message: str) -> Error:
+    """The exception for a control API answer: 400 invalid, 401 auth, 404 not found, else execution."""
+    return STATUS_ERRORS.get(status, ExecutionError)(message)
+
+
+class Unreachable(ExecutionError):
+    """No server answered at the address (it stopped, or the address is wrong)."""
+
+
+class ControlClient:
+    """Requests to one server with one bearer token. Each request is its own connection (the
+    server closes after answering); nothing is shared between threads."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        scheme, _, rest = self.url.partition("://")
+        self._https = scheme == "https"
+        self._hostport, slash, prefix = rest.partition("/")
+        self._prefix = slash + prefix
+
+    def __repr__(self) -> str:
+        return f"ControlClient({self.url!r})"
+
+    def _connection(self, timeout: float | None) -> Any:
+        import http.client
+
+        if self._https:
+            return http.client.HTTPSConnection(self._hostport, timeout=timeout)
+        return http.client.HTTPConnection(self._hostport, timeout=timeout)
+
+    @contextmanager
+    def request(self, method: str, path: str, body: Any = None, timeout: float | None = 30.0) -> Iterator[Any]:
+        """The response (a file-like http.client.HTTPResponse) of a 2xx answer; raise `error_for` else."""
+        headers = {"Authorization": f"Bearer {self.token}"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        conn = self._connection(timeout)
+        try:
+            try:
+                conn.request(method, self._prefix + path, body=data, headers=headers)
+                resp = conn.getresponse()
+            except OSError as exc:
+                raise Unreachable(f"Could not reach the Sampan server at {self.url}: "
+                                  f"{exc.strerror or exc}") from None
+            if resp.status >= 300:
+                raw = resp.read()
+                try:
+                    message = json.loads(raw)["error"]
+                except (ValueError, KeyError, TypeError):
+                    message = f"the Sampan server answered {resp.status}"
+                raise error_for(resp.status, message)
+            yield resp
+        finally:
+            conn.close()
+
+    def call(self, method: str, path: str, body: Any = None, timeout: float | None = 30.0) -> Any:
+        """One request, its JSON answer."""
+        with self.request(method, path, body, timeout) as resp:
+            return json.load(resp)
+
+    def get(self, path: str, timeout: float | None = 30.0) -> Any:
+        return self.call("GET", path, None, timeout)
+
+    def post(self, path: str, body: Any = None, timeout: float | None = 30.0) -> Any:
+        return self.call("POST", path, body if body is not None else {}, timeout)
+
+    def delete(self, path: str, timeout: float | None = 30.0) -> Any:
+        return self.call("DELETE", path, None, timeout)
+
+    def stream_json(self, method: str, path: str, body: Any = None) -> Iterator[dict[str, Any]]:
+        """An NDJSON answer, one event at a time as the server sends it."""
+        with self.request(method, path, body, timeout=None) as resp:
+            for line in resp:
+                if line.strip():
+                    yield json.loads(line)
+
+    def stream_text(self, path: str) -> Iterator[str]:
+        with self.request("GET", path, timeout=None) as resp:
+            for line in resp:
+                yield line.decode(errors="replace")
+
+
+def default_client() -> ControlClient:
+    """The server this process talks to: its container's, else one found in $SAMPAN_HOME."""
+    url, token = os.environ.get("SAMPAN_SERVER_URL"), os.environ.get("SAMPAN_SERVER_TOKEN")
+    if url and token:
+        return ControlClient(url, token)
+    settings = Settings.from_env()
+    api_token = read_token(settings)
+    if url is not None:
+        if api_token is None:
+            raise ExecutionError("No Sampan API token: set SAMPAN_TOKEN_ID and SAMPAN_TOKEN_SECRET.")
+        return ControlClient(url, f"{api_token[0]}:{api_token[1]}")
+    servers = running_servers(settings.home)
+    persistent = [s for s in servers if s.kind == "server"]
+    if persistent and api_token is not None:
+        return ControlClient(persistent[0].control_url, f"{api_token[0]}:{api_token[1]}")
+    if servers and servers[0].token:
+        return ControlClient(servers[0].control_url, servers[0].token)
+    if persistent:
+        raise ExecutionError("No Sampan API token: set SAMPAN_TOKEN_ID and SAMPAN_TOKEN_SECRET.")
+    raise ExecutionError("No Sampan server is running: start one with `sampan server start`.")
+
+
+def path(*segments: str, query: dict[str, Any] | None = None) -> str:
+    """`/seg/seg?k=v` with every segment and value quoted (names come from users)."""
+    from urllib.parse import quote, urlencode
+
+    out = "".join("/" + quote(str(s), safe="") for s in segments)
+    return out + ("?" + urlencode(query) if query else "")

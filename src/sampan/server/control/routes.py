@@ -1,0 +1,54 @@
+"""Every route of the control API, in one table (what `tests/e2e/test_tenants.py` attacks, route by route).
+
+Authentication happens before any route (auth.py): each handler gets the caller's workspace and
+filters everything by it, so a token of workspace A never sees or changes workspace B.
+"""
+
+from __future__ import annotations
+
+from . import accounts, apps, calls, containers, images, objects
+from .router import Route
+
+ROUTES: list[Route] = [
+    Route("GET", "/v1/health", accounts.health),                        # {"ok", "server_id", "workspace"}
+    Route("POST", "/v1/tokens", accounts.new_token),                    # a new API token of the caller's workspace
+    # apps
+    Route("GET", "/v1/apps", apps.list_apps),                           # the workspace's apps, live state included
+    Route("POST", "/v1/deploy", apps.deploy),                           # {name, manifest, files, ...} -> NDJSON
+    Route("POST", "/v1/apps/{name}/stop", apps.stop),
+    Route("POST", "/v1/apps/{name}/rollback", apps.rollback),           # {version?}
+    Route("GET", "/v1/apps/{name}/history", apps.history),
+    Route("GET", "/v1/apps/{name}/logs", apps.logs),                    # ?n=&follow=1&since=&until=&search=&source=
+    Route("GET", "/v1/functions/{app}/{tag}", apps.web_url),            # {"web_url"}
+    Route("POST", "/v1/ephemeral/{name}/heartbeat", apps.ephemeral_heartbeat),  # a `sampan serve` on this server
+    Route("POST", "/v1/ephemeral/{name}/stop", apps.ephemeral_stop),
+    Route("GET", "/v1/ephemeral/{name}/logs", apps.ephemeral_logs),
+    # containers
+    Route("GET", "/v1/containers", containers.list_containers),
+    Route("GET", "/v1/containers/{id}/logs", containers.logs),
+    Route("POST", "/v1/containers/{id}/stop", containers.stop),         # {graceful}
+    Route("POST", "/v1/containers/{id}/exec", containers.exec_in),      # {argv, timeout} -> {code, stdout, stderr}
+    # calls
+    Route("POST", "/v1/calls", calls.call),                             # {app, app_key?, function, params, args, mode}
+    Route("GET", "/v1/calls/{id}", calls.result),                       # ?timeout= -> {"status", "result", "graph"}
+    Route("POST", "/v1/calls/{id}/cancel", calls.cancel),
+    Route("POST", "/v1/autoscaler", calls.autoscaler),                  # {app, app_key?, function, settings}
+    # shared objects
+    Route("GET", "/v1/objects/{kind}", objects.names),                  # kind: dict | queue
+    Route("POST", "/v1/objects/{kind}/{name}", objects.operate),        # {op, create_if_missing, ...}
+    Route("DELETE", "/v1/objects/{kind}/{name}", objects.delete),
+    Route("GET", "/v1/volumes", objects.volume_names),
+    Route("POST", "/v1/volumes/{name}", objects.volume_op),             # {op: create|listdir|read|upload|...}
+    Route("DELETE", "/v1/volumes/{name}", objects.volume_delete),
+    # credentials
+    Route("GET", "/v1/secrets", accounts.list_secrets),
+    Route("POST", "/v1/secrets", accounts.put_secret),                  # {name, values, force}
+    Route("DELETE", "/v1/secrets/{name}", accounts.delete_secret),
+    Route("GET", "/v1/proxy-tokens", accounts.list_proxy_tokens),
+    Route("POST", "/v1/proxy-tokens", accounts.new_proxy_token),        # {name}
+    Route("DELETE", "/v1/proxy-tokens/{id}", accounts.delete_proxy_token),
+    # images
+    Route("GET", "/v1/images", images.list_images),
+    Route("DELETE", "/v1/images/{id}", images.delete),
+    Route("POST", "/v1/images/prune", images.prune),                    # {older_than}
+]

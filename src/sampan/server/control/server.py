@@ -1,0 +1,165 @@
+"""The control API's server: JSON over HTTP on 127.0.0.1, what the CLI, the SDK and containers talk to.
+
+One connection, one request: read the head (the gateway's parser, so the control plane needs no web
+framework), authenticate it (auth.py), read a JSON body, find the route (routes.py) and run its
+handler; an exception becomes its status through one map (router.STATUS). `dispatch` is that whole
+path after the head, callable in memory by tests. The server also owns what outlives one request:
+the call invoker, the scheduler, `serve` sessions' heartbeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any
+
+from ..apps import AppServer
+from ..gateway import http
+from ..gateway.errors import GatewayError, render
+from ..invoke import Invoker
+from ..objects import Objects
+from ..scheduler import NO_ARGS, Scheduler, Timer
+from ..store import Workspace
+from .auth import Credentials, authenticate
+from .router import WRITTEN, Request, Route, error_text, match, parse_query, status_for
+from .routes import ROUTES
+from .wire import HTTPError, Writer, json_response
+
+MAX_BODY = 256 * 1024 * 1024  # a deploy carries the code bundle
+EPHEMERAL_TIMEOUT_S = 30.0  # a served app whose CLI is silent this long is stopped
+UNAUTHORIZED = "missing or invalid token (sampan token new, or SAMPAN_TOKEN_ID and SAMPAN_TOKEN_SECRET)"
+
+
+class ControlServer:
+    def __init__(self, server: AppServer, credentials: Credentials, host: str = "127.0.0.1", port: int = 0,
+                 routes: list[Route] | None = None) -> None:
+        self.server = server
+        self.store = server.store
+        self.credentials = credentials
+        self.host = host
+        self.requested_port = port
+        self.port = 0
+        self.routes = ROUTES if routes is None else routes
+        self._srv: asyncio.AbstractServer | None = None
+        self._conns: set[asyncio.Task[Any]] = set()
+        self.deploy_locks: dict[str, asyncio.Lock] = {}
+        self.heartbeats: dict[str, float] = {}  # ephemeral app key -> last heartbeat (monotonic)
+        self.invoker = Invoker()
+        self._objects: Objects | None = None
+        # A persistent server remembers its schedules across restarts; a `serve` session does not.
+        state = server.settings.home / "schedules.json" if self.store is not None else None
+        self.scheduler = Scheduler(lambda: self.server.apps, self._fire_scheduled, state)
+
+    @property
+    def token(self) -> str:
+        return self.credentials.token
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        self._srv = await asyncio.start_server(self._handle, self.host, self.requested_port, limit=64 * 1024)
+        self.port = self._srv.sockets[0].getsockname()[1]
+        self.credentials.url = self.url
+        self.scheduler.start()
+
+    async def close(self) -> None:
+        await self.scheduler.close()
+        await self.invoker.close()
+        if self._srv is not None:
+            self._srv.close()
+        for task in list(self._conns):
+            task.cancel()
+
+    # -- what handlers share ------------------------------------------------------------------
+    @staticmethod
+    def app_key(workspace: Workspace, name: str) -> str:
+        return f"{workspace.name}/{name}"
+
+    @staticmethod
+    def ephemeral_key(workspace: Workspace, name: str) -> str:
+        return f"{workspace.name}/serve:{name}"
+
+    def needs_store(self) -> Any:
+        if self.store is None:
+            raise HTTPError(400, "this is an embedded `sampan serve` server; start one with `sampan server start`")
+        return self.store
+
+    def shared_objects(self) -> Objects:
+        if self._objects is None:
+            self._objects = Objects(self.needs_store())
+        return self._objects
+
+    def _fire_scheduled(self, timer: Timer) -> None:
+        """One tick of a schedule: an input with no arguments, spawned as `.spawn()` would."""
+        version = self.server.apps.get(timer.app_key)
+        endpoint = version.callables.get(timer.tag) if version is not None else None
+        if endpoint is None:
+            return
+
+        def pool_for() -> Any:
+            return self.server.apps[timer.app_key].callables[timer.tag].pool_for_params({})
+
+        self.invoker.spawn(timer.workspace, timer.tag, pool_for, NO_ARGS, endpoint.entry.retries)
+
+    async def reap_ephemeral(self, timeout: float = EPHEMERAL_TIMEOUT_S) -> None:
+        """Stop served apps whose CLI stopped sending heartbeats (it was killed, or lost its network)."""
+        while True:
+            await asyncio.sleep(min(5.0, timeout / 3))
+            now = time.monotonic()
+            for key, seen in list(self.heartbeats.items()):
+                if now - seen > timeout:
+                    self.heartbeats.pop(key, None)
+                    await self.server.stop_app(key)
+
+    # -- one request --------------------------------------------------------------------------
+    def authenticate(self, authorization: bytes) -> Workspace | None:
+        return authenticate(authorization, self.credentials, self.store, self.server.settings.workspace)
+
+    async def dispatch(self, method: str, target: str, workspace: Workspace, body: Any, writer: Writer) -> None:
+        """Route an authenticated request and write its answer (JSON, a stream, or the error)."""
+        path, _, query = target.partition("?")
+        try:
+            route, params = match(self.routes, method, path)
+            answer = await route.handler(self, Request(workspace, params, parse_query(query.encode("latin-1")),
+                                                       body, writer))
+            if answer is not WRITTEN:
+                writer.write(json_response(200, answer))
+        except Exception as exc:
+            status = status_for(exc)
+            if status is None:
+                raise
+            writer.write(json_response(status, {"error": error_text(exc)}))
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._conns.add(task)
+        try:
+            head = http.parse_request_head(await reader.readuntil(b"\r\n\r\n"))
+            workspace = self.authenticate(dict(head.headers).get(b"authorization", b""))
+            if workspace is None:
+                writer.write(json_response(401, {"error": UNAUTHORIZED}))
+                return
+            body: Any = None
+            if head.framing == http.LENGTH:
+                if head.length > MAX_BODY:
+                    writer.write(json_response(413, {"error": "request too large"}))
+                    return
+                try:
+                    body = json.loads(await reader.readexactly(head.length) or b"null")
+                except ValueError:
+                    writer.write(json_response(400, {"error": "the request body is not JSON"}))
+                    return
+            await self.dispatch(head.method.decode(), head.target.decode("latin-1"), workspace, body, writer)
+        except (GatewayError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            with contextlib.suppress(Exception):
+                writer.write(render(400, "bad request", close=True))
+        finally:
+            self._conns.discard(task)
+            with contextlib.suppress(Exception):
+                await writer.drain()
+            writer.close()
