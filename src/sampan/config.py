@@ -137,6 +137,7 @@ class Settings:
     max_containers_per_workspace: int | None = 128
     max_pools_per_function: int = 64  # class-parameter combinations live at once per function
     image_cache_max: int = 0  # bytes of image layers kept (0: no cap)
+    image_builder: str = "rootfs"  # "venv": images are virtual environments even where root filesystems work
     backend: str = "local"  # where `sampan server` runs containers: local or ray
     ray_address: str = "auto"
     ephemeral_timeout: float = 30.0  # a `serve` session on the server whose CLI is silent this long is stopped
@@ -164,6 +165,7 @@ class Settings:
             max_containers_per_workspace=_int_env("SAMPAN_MAX_CONTAINERS_PER_WORKSPACE", 128) or None,
             max_pools_per_function=_int_env("SAMPAN_MAX_POOLS_PER_FUNCTION", 64),
             image_cache_max=parse_size(os.environ.get("SAMPAN_IMAGE_CACHE_MAX", "")),
+            image_builder=(os.environ.get("SAMPAN_IMAGE_BUILDER") or "rootfs").strip().lower(),
             backend=os.environ.get("SAMPAN_BACKEND") or "local",
             ray_address=os.environ.get("SAMPAN_RAY_ADDRESS") or "auto",
             ephemeral_timeout=_num_env("SAMPAN_EPHEMERAL_TIMEOUT_S", 30.0, float),

@@ -3,6 +3,9 @@
 The runtime reports readiness on a dedicated pipe (one JSON line), so the container's own stdout
 and stderr stay the user's. Each container gets its own session (process group): stopping it
 signals the whole group, which also ends servers a `web_server` function started.
+
+Longer than 400 lines because starting a local container is one sequence (template fork or spawn,
+sandbox, ports, log pumps, stop) best read in one place.
 """
 
 from __future__ import annotations

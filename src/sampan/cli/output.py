@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.tree import Tree
 
-from ..server.apps import BuildHooks, EndpointInfo
+from ..server.endpoints import EndpointInfo
+from ..server.images.service import BuildHooks
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)

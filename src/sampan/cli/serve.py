@@ -29,10 +29,11 @@ from ..config import Settings, read_token
 from ..exception import InvalidError, NotFoundError
 from ..manifest import Manifest
 from ..registry import running_servers
-from ..server.apps import AppServer, AppVersion, EndpointInfo
+from ..server.apps import AppServer
 from ..server.assemble import Sinks, assemble, process_runtime_warning
 from ..server.bundle import read_files, write_bundle
 from ..server.control import ControlServer
+from ..server.endpoints import AppVersion, EndpointInfo
 from ..server.images.recipe import ImageBuildError
 from ..server.store import Store
 from . import output

@@ -10,6 +10,9 @@
 
 Anything that fails before "ready" is reported on the status pipe with its traceback on stderr,
 so the server can answer the waiting request and the user sees why.
+
+Longer than 400 lines because the container's whole life (load, hooks, serve, drain, exit) is one loop
+best read top to bottom.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .. import callwire
+from ..callwire import frame
 from ..exception import InvalidError
 
 FASTAPI_MISSING = (
@@ -191,9 +193,6 @@ def call_app(target: Callable[..., Any], is_generator: bool, max_inputs: int,
         ctx = contextvars.copy_context()
         return await asyncio.get_running_loop().run_in_executor(pool, functools.partial(ctx.run, fn, *args))
 
-    def frame(marker: bytes, data: bytes) -> bytes:
-        return (len(data) + 1).to_bytes(4, "big") + marker + data
-
     async def run_batch(fn: Callable[..., Any], lists: dict[str, list[Any]]) -> Any:
         if inspect.iscoroutinefunction(fn):
             return await fn(**lists)
@@ -231,29 +230,29 @@ def call_app(target: Callable[..., Any], is_generator: bool, max_inputs: int,
                     value = await in_thread(functools.partial(target, *args, **kwargs))
                     if inspect.isawaitable(value):
                         value = await value
-                data = b"O" + cloudpickle.dumps(value)
+                data = callwire.VALUE + cloudpickle.dumps(value)
             except Exception as exc:  # noqa: BLE001 - the caller re-raises it (and one that cannot be pickled)
-                data = b"E" + cloudpickle.dumps(failure(exc))
+                data = callwire.FAILURE + cloudpickle.dumps(failure(exc))
             await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/x-sampan-pickle"),
+                        "headers": [(b"content-type", callwire.CONTENT_VALUE),
                                     (b"content-length", str(len(data)).encode())]})
             await send({"type": "http.response.body", "body": data})
             return
         await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/x-sampan-frames")]})
+                    "headers": [(b"content-type", callwire.CONTENT_FRAMES)]})
         try:
             gen = target(*args, **kwargs)
             if inspect.isasyncgen(gen):
                 async for item in gen:
-                    body = frame(b"I", cloudpickle.dumps(item))
+                    body = frame(callwire.ITEM, cloudpickle.dumps(item))
                     await send({"type": "http.response.body", "body": body, "more_body": True})
             else:
                 while (item := await in_thread(next, gen, done)) is not done:
-                    body = frame(b"I", cloudpickle.dumps(item))
+                    body = frame(callwire.ITEM, cloudpickle.dumps(item))
                     await send({"type": "http.response.body", "body": body, "more_body": True})
-            last = frame(b"Z", b"")
+            last = frame(callwire.END, b"")
         except Exception as exc:  # noqa: BLE001 - the caller re-raises it after the items it got
-            last = frame(b"E", cloudpickle.dumps(failure(exc)))
+            last = frame(callwire.FAILURE, cloudpickle.dumps(failure(exc)))
         await send({"type": "http.response.body", "body": last})
 
     return app

@@ -26,6 +26,9 @@ server clones each as a detached mount (`open_tree`), which the container attach
 `move_mount`, since the unprivileged container uid cannot even walk `$SAMPAN_HOME` (mode 0700). A
 server that is not root cannot clone mounts; its containers' user namespace maps the server's own
 uid, so they reach those paths through the host tree, kept at `HOST` in the template only.
+
+Longer than 400 lines because the sandbox is one ordered sequence of kernel calls (namespaces, mounts,
+pivot_root, privileges) whose order is its safety; split, it could not be checked in one reading.
 """
 
 from __future__ import annotations

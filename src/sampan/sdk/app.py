@@ -3,6 +3,9 @@
 `@app.function()` and `@app.cls()` validate what they are given with Modal's messages and return
 handles. Nothing here starts processes or talks to a server: `sampan serve` imports the script,
 reads the registry and publishes it.
+
+Longer than 400 lines because `modal.App` is one public class whose decorators carry Modal's validation
+and error texts.
 """
 
 from __future__ import annotations

@@ -16,13 +16,13 @@ import base64
 import builtins
 import contextvars
 import enum
-import json
 import os
 import pickle
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import callwire
 from ..api import default_client
 from ..callcontext import current_call_id
 from ..exception import (
@@ -85,9 +85,9 @@ def local_target(app: Any, tag: str, params: dict[str, Any] | None = None) -> Ca
 def decode(outcome: bytes) -> Any:
     """A call's outcome (server/invoke.py): its value, or raise what it raised."""
     marker, rest = outcome[:1], outcome[1:]
-    if marker == b"O" or marker == b"I":
+    if marker == callwire.VALUE or marker == callwire.ITEM:
         return pickle.loads(rest)
-    if marker == b"E":
+    if marker == callwire.FAILURE:
         exc, tb, text = pickle.loads(rest)
         note = "Traceback from the container:\n" + tb.rstrip()
         if exc is None:
@@ -97,10 +97,10 @@ def decode(outcome: bytes) -> Any:
         else:  # Python 3.10: no notes; chain a RemoteError that carries the container's traceback
             raise exc from RemoteError(note)
         raise exc
-    if marker == b"X":
-        info = json.loads(rest)
+    if marker == callwire.SERVER_FAILURE:
+        kind, text = callwire.parse_server_failure(outcome)
         kinds: dict[str, type[Exception]] = {"timeout": FunctionTimeoutError, "cancelled": InputCancellation}
-        raise kinds.get(info["kind"], ExecutionError)(info["text"])
+        raise kinds.get(kind, ExecutionError)(text)
     raise RemoteError(f"unexpected outcome from the server ({marker!r})")
 
 
@@ -113,7 +113,7 @@ def remote(target: CallTarget, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
 def remote_gen(target: CallTarget, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Any]:
     for event in default_client().stream_json("POST", "/v1/calls", target.body(args, kwargs, "gen")):
         frame = base64.b64decode(event["frame"])
-        if frame[:1] == b"Z":
+        if frame[:1] == callwire.END:
             return
         yield decode(frame)
 

@@ -9,6 +9,9 @@ setting the same thing twice is an error. The rules and their messages are Modal
     @modal.concurrent(max_inputs=100)
     @modal.asgi_app()             <- any order among the modal.* decorators
     def web(): ...
+
+Longer than 400 lines because every `@modal.*` decorator and the rules for combining them (with Modal's
+error texts) belong in one table.
 """
 
 from __future__ import annotations

@@ -4,70 +4,42 @@ A publish is zero-downtime: for every endpoint that already serves traffic, the 
 starts as many containers as the old one has ready and waits for them; only then does the route
 table point at the new version. Requests already queued or running on the old version finish
 there (`Pool.drain`), and the old containers stop after that.
+
+Longer than 400 lines because publishing, swapping and stopping versions share the app server's state and
+locks.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
-import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
 
 from .. import naming
-from ..backends.base import Backend, ContainerSpec
-from ..classparams import ClassParam, resolve_class_params
+from ..backends.base import Backend
 from ..config import Settings
 from ..exception import InvalidError, NotFoundError
-from ..manifest import FunctionEntry, Manifest, compose_env, recipe_hash
-from ..mountpaths import FS_DIR, reroot
-from . import autoscaler
-from .autoscaler import READY, STARTING, PoolConfig
+from ..manifest import FunctionEntry, Manifest, compose_env
+from .autoscaler import READY, STARTING
 from .bundle import Bundle
-from .gateway.errors import TOO_MANY_POOLS, GatewayError
+from .endpoints import AppVersion, EndpointInfo, WebEndpoint
 from .gateway.listener import Gateway
 from .gateway.routing import RouteTable, normal_domain
 from .images.builder import BuiltImage, ImageBuilder
-from .images.rootfs import RootfsBuilder
+from .images.service import BuildHooks, build_images, rootfs_builder
 from .logs import LogStore
 from .pool import Pool, PoolContainer
+from .portbook import PortBook
 from .quota import ContainerQuota
+from .roots import container_root
 from .store import Store
 from .volumes import Volumes
 
 LogFn = Callable[[str, str, str, str], None]  # (function tag, container id, stream, line)
 ErrorFn = Callable[[str, str, str], None]  # (function tag, container id, reason)
-WARM_TIMEOUT_S = 120.0
-
-
-@dataclass
-class BuildHooks:
-    """What the CLI shows while images build: the current step, the installer's log, the result."""
-
-    progress: Callable[[str], None] = lambda step: None
-    log: Callable[[str], None] = lambda line: None
-    built: Callable[[BuiltImage], None] = lambda image: None
-
-
-@dataclass(frozen=True)
-class EndpointInfo:
-    tag: str
-    kind: str
-    url: str
-    host_url: str
-    subdomain: str
-    truncated: bool
-    requires_proxy_auth: bool
-
-
-def _class_params(entry: FunctionEntry) -> tuple[ClassParam, ...]:
-    return tuple(ClassParam.from_json(p) for p in entry.class_params)
 
 
 def raise_open_files_limit() -> int:
@@ -85,257 +57,6 @@ def raise_open_files_limit() -> int:
         except (ValueError, OSError):
             pass
     return soft
-
-
-def _copy_rerooted(tree: Path, root: Path) -> None:
-    """Copy an absolute-layout tree (`root/x` is `/root/x`, `a/b` is `/a/b`) into a process-runtime
-    working directory, where `/root/x` becomes `x` and `/a/b` becomes `a/b` (recipe.reroot)."""
-    root.mkdir(parents=True, exist_ok=True)
-    for child in tree.iterdir():
-        target = root / reroot("/" + child.name)
-        if child.is_dir() and not child.is_symlink():
-            shutil.copytree(child, target, symlinks=True, dirs_exist_ok=True)
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(child, target, follow_symlinks=False)
-
-
-class WebEndpoint:
-    """One web function of one app version: its pools (one per class-parameter values)."""
-
-    def __init__(self, server: AppServer, version: AppVersion, entry: FunctionEntry, subdomain: str,
-                 truncated: bool, image: BuiltImage | None = None, env: dict[str, str] | None = None) -> None:
-        self.server = server
-        self.version = version
-        self.entry = entry
-        self.image = image
-        mounts = [(v["path"], server.volumes.dir(version.workspace, v["name"], v.get("create_if_missing", False)))
-                  for v in entry.volumes]
-        self.volume_mounts = mounts
-        self.sandboxed = bool(getattr(server.backend, "sandboxed", False))
-        # In a sandbox the backend assembles the container's filesystem from the bundle, the image's
-        # files and the Volumes; the process runtime needs them merged into one working directory.
-        self.root = version.bundle.path if self.sandboxed else server.container_root(version.bundle, image, mounts)
-        self.workspace = version.workspace
-        self.env = env if env is not None else compose_env(entry, server.secret_resolver(self.workspace))
-        self.subdomain = subdomain
-        self.truncated = truncated
-        self.params = _class_params(entry)
-        self.pools: dict[tuple[tuple[str, Any], ...], Pool] = {}
-        backend_cap = server.backend.max_containers_for(entry.to_json())
-        cap = entry.max_containers
-        if backend_cap is not None:
-            if cap is None or cap > backend_cap:
-                server.warn_once(
-                    f"web_server:{entry.tag}",
-                    f"{entry.tag}: the local backend runs one container at a time for `web_server` functions "
-                    "(containers share the host's ports).",
-                )
-            cap = backend_cap if cap is None else min(cap, backend_cap)
-        self.config = PoolConfig(
-            max_inputs=entry.max_inputs,
-            target_inputs=entry.target_inputs,
-            min_containers=min(entry.min_containers, cap) if cap is not None else entry.min_containers,
-            max_containers=cap,
-            buffer_containers=entry.buffer_containers,
-            scaledown_window=float(entry.scaledown_window),
-        )
-
-    @property
-    def tag(self) -> str:
-        return self.entry.tag
-
-    def update_autoscaler(self, **settings: Any) -> dict[str, Any]:
-        """Override the deployed autoscaler settings of every pool of this function (until the next
-        deploy, as on Modal). Raises ValueError with Modal's texts."""
-        self.config = autoscaler.override(self.config, **settings)
-        for pool in self.pools.values():
-            pool.reconfigure(self.config)
-        return autoscaler.describe(self.config)
-
-    @property
-    def requires_proxy_auth(self) -> bool:
-        return bool(self.entry.web.get("requires_proxy_auth"))
-
-    def _image_fields(self, env: dict[str, str]) -> dict[str, Any]:
-        """The image's part of a container spec; `env` (secrets, the platform's address) wins over the
-        image's own variables."""
-        image = self.image
-        if image is None:
-            return {}
-        env = {**image.env, **env, "MODAL_IMAGE_ID": image.id,
-               "SAMPAN_IMAGE_RECIPE": recipe_hash(list(self.entry.image))}
-        if image.layers:  # a root filesystem image (images/rootfs.py): only in the sandbox
-            return {"python": image.python, "env": env, "workdir": Path(image.workdir) if image.workdir else None,
-                    "rootfs": image.layers, "runtime": image.runtime}
-        workdir: Path | None = self.root
-        if self.sandboxed:
-            workdir = Path(image.workdir) if image.workdir else None
-        elif image.workdir:
-            workdir = self.root / reroot(image.workdir)
-            workdir.mkdir(parents=True, exist_ok=True)
-        return {"python": image.python, "env": env, "workdir": workdir,
-                "path_prepend": (str(Path(image.python).parent),)}
-
-    def _key(self, query: bytes) -> tuple[tuple[str, Any], ...]:
-        if not self.params:
-            return ()
-        names = {p.name for p in self.params}
-        given = {k: v for k, v in parse_qsl(query.decode("latin-1")) if k in names}
-        try:
-            values = resolve_class_params(self.params, given)
-        except InvalidError as exc:
-            raise GatewayError(400, f"modal-http: invalid class parameters: {exc}") from None
-        return tuple(sorted(values.items()))
-
-    def pool_for(self, query: bytes) -> Pool:
-        """The pool of a web request (class parameters come from the query string)."""
-        return self._pool(self._key(query))
-
-    def pool_for_params(self, params: dict[str, Any]) -> Pool:
-        """The pool of a `.remote()` call on `Cls(**params).method`. Raises InvalidError."""
-        key = tuple(sorted(resolve_class_params(self.params, params).items())) if self.params else ()
-        return self._pool(key)
-
-    def _pool(self, key: tuple[tuple[str, Any], ...]) -> Pool:
-        pool = self.pools.get(key)
-        if pool is None:
-            cap = self.server.settings.max_pools_per_function
-            if len(self.pools) >= cap:  # each parameter value is a pool of containers: a client may not mint them
-                raise GatewayError(429, TOO_MANY_POOLS.format(tag=self.tag, cap=cap, workspace=self.workspace))
-            pool = self._new_pool(key)
-        return pool
-
-    def container_spec(self, container_id: str, key: tuple[tuple[str, Any], ...] = ()) -> ContainerSpec:
-        """What the backend needs to start a container of the pool for class-parameter values `key`."""
-        params = dict(key)
-        fields: dict[str, Any] = dict(
-            container_id=container_id,
-            app_name=self.version.manifest.app_name,
-            entry=self.entry.to_json(),
-            bundle_dir=self.root,
-            module=self.version.manifest.module,
-            app_var=self.version.manifest.app_var,
-            class_params={k: (v.decode("latin-1") if isinstance(v, bytes) else v) for k, v in params.items()},
-            env={**self.env, **self.server.call_env(self.workspace), "SAMPAN_APP_KEY": self.version.key},
-            web_urls=self.version.web_urls,
-            startup_timeout=float(self.entry.startup_timeout or self.entry.timeout),
-            labels={"app": self.version.manifest.app_name or "", "function": self.tag,
-                    "server": self.server.settings.server_id},
-            layers=(str(self.image.root),) if self.image is not None and self.image.has_root else (),
-            volumes=tuple((path, str(directory)) for path, directory in self.volume_mounts),
-        )
-        fields.update(self._image_fields(fields["env"]))
-        return ContainerSpec(**fields)
-
-    def template_specs(self) -> list[ContainerSpec]:
-        """One spec per pool (and one for the default pool before any exists), for `Backend.prepare`."""
-        keys = list(self.pools) or ([()] if not self.params or not self.entry.enable_memory_snapshot else [])
-        return [self.container_spec("ta-template", key) for key in keys]
-
-    def _new_pool(self, key: tuple[tuple[str, Any], ...]) -> Pool:
-        tag = self.entry.tag
-        name = tag + ("(" + ", ".join(f"{k}={v!r}" for k, v in key) + ")" if key else "")
-
-        pool = Pool(
-            name,
-            self.config,
-            self.server.backend,
-            lambda container_id: self.container_spec(container_id, key),
-            lambda cid, stream, line: self.server.log(tag, cid, stream, line, self.version.key, self.workspace),
-            on_start_error=lambda cid, reason: self.server.start_error(tag, cid, reason, self.workspace),
-            on_exit=self.server.container_exited,
-            stop_grace=self.server.stop_grace,
-            timeout=float(self.entry.timeout),
-            quota=self.server.quota,
-            workspace=self.workspace,
-        )
-        self.pools[key] = pool
-        pool.start()
-        return pool
-
-    async def warm(self, counts: dict[tuple[tuple[str, Any], ...], int]) -> None:
-        """Start containers for the pools the previous version had warm, and wait for them."""
-        waits = []
-        for key, count in counts.items():
-            pool = self.pools.get(key) or self._new_pool(key)
-            waits.append(pool.warm(count))
-        if waits:
-            await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), WARM_TIMEOUT_S)
-
-    def warm_counts(self) -> dict[tuple[tuple[str, Any], ...], int]:
-        return {key: n for key, pool in self.pools.items() if (n := pool.stats()["ready"])}
-
-    async def drain(self) -> None:
-        await asyncio.gather(*(p.drain() for p in self.pools.values()), return_exceptions=True)
-
-    async def close(self) -> None:
-        await asyncio.gather(*(p.close() for p in self.pools.values()), return_exceptions=True)
-
-
-@dataclass
-class AppVersion:
-    manifest: Manifest
-    bundle: Bundle
-    ephemeral: bool
-    number: int
-    workspace: str
-    key: str = ""
-    endpoints: dict[str, WebEndpoint] = field(default_factory=dict)  # by subdomain
-    callables: dict[str, WebEndpoint] = field(default_factory=dict)  # functions called with .remote(), by tag
-    web_urls: dict[str, str] = field(default_factory=dict)  # by function tag
-    infos: list[EndpointInfo] = field(default_factory=list)
-
-    def all_endpoints(self) -> list[WebEndpoint]:
-        return [*self.endpoints.values(), *self.callables.values()]
-
-
-class PortBook:
-    """Remembers which port each subdomain had, so a URL stays the same across runs."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            self.ports: dict[str, int] = json.loads(path.read_text())
-        except (OSError, ValueError):
-            self.ports = {}
-
-    def candidates(self, subdomain: str, base: int, taken: set[int]) -> list[int]:
-        """The port this subdomain had before, then fresh ones (any free port when `base` is 0)."""
-        known = self.ports.get(subdomain)
-        first = [known] if known and known not in taken else []
-        if base == 0:
-            return [*first, 0]
-        used = set(self.ports.values()) | taken
-        return first + [p for p in range(base, min(base + 500, 65536)) if p not in used]
-
-    def record(self, subdomain: str, port: int) -> None:
-        if self.ports.get(subdomain) == port:
-            return
-        self.ports[subdomain] = port
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.ports, indent=1, sort_keys=True))
-            tmp.replace(self.path)
-        except OSError:
-            pass
-
-
-def rootfs_builder(images_dir: Path, backend: Backend, runtimes: ImageBuilder) -> RootfsBuilder | None:
-    """Real images (root filesystems, rootfs.py) where the backend's containers can run them: in the
-    sandbox of a root server, which can map the uid range an image's files are owned by. Elsewhere
-    (the process runtime, a server that is not root) images are virtual environments (builder.py);
-    `SAMPAN_IMAGE_BUILDER=venv` chooses those on purpose."""
-    isolation = getattr(backend, "isolation", None)
-    if os.environ.get("SAMPAN_IMAGE_BUILDER", "").strip().lower() == "venv":
-        return None
-    if isolation is None or not isolation.enabled or not isolation.privileged:
-        return None
-    if shutil.which("mmdebstrap") is None:  # the README's first command must work on a fresh machine
-        return None
-    return RootfsBuilder(images_dir, isolation.uid, count=isolation.count, slirp=isolation.slirp,
-                         constraints=runtimes.constraints, runtimes=runtimes)
 
 
 class AppServer:
@@ -361,7 +82,7 @@ class AppServer:
         self.portbook = PortBook(settings.home / "ports.json")
         self.apps: dict[str, AppVersion] = {}
         self.images = ImageBuilder(settings.images_dir)
-        self.rootfs = rootfs_builder(settings.images_dir, backend, self.images)
+        self.rootfs = rootfs_builder(settings, backend, self.images)
         isolation = getattr(backend, "isolation", None)
         if self.rootfs is None and isolation is not None and isolation.enabled and isolation.privileged \
                 and shutil.which("mmdebstrap") is None and warn is not None:
@@ -513,34 +234,10 @@ class AppServer:
                            workspace: str | None = None, bundle: Bundle | None = None) -> list[BuiltImage | None]:
         """Build (or find) the image of every function (web ones, then the others, as in
         `manifest.functions + manifest.calls`); None where a function declares no image."""
-        hooks = hooks or BuildHooks()
-        built: dict[str, BuiltImage] = {}
-        out: list[BuiltImage | None] = []
-        resolve = self.secret_resolver(workspace or self.settings.workspace)
-
-        def build_secrets(name: str) -> dict[str, str]:  # a build step's `secrets=` (named Secrets)
-            return resolve(name, [])
-
-        for entry in [*manifest.functions, *manifest.calls]:
-            if not entry.image:
-                out.append(None)  # no image anywhere: Sampan's own environment (docs/architecture.md)
-                continue
-            key = json.dumps(entry.image, sort_keys=True)
-            if key not in built:
-                if self.rootfs is not None:
-                    image = await self.rootfs.build(list(entry.image), log=hooks.log, progress=hooks.progress,
-                                                    secrets=build_secrets, scope=workspace or self.settings.workspace,
-                                                    code=(bundle.path, manifest.module) if bundle else None)
-                    self.rootfs.claim(image.id, workspace or self.settings.workspace)
-                    if not image.cached and self.settings.image_cache_max:
-                        await asyncio.to_thread(self.rootfs.enforce_cap, self.settings.image_cache_max,
-                                                self.images_in_use() | {image.id})
-                else:
-                    image = await self.images.build(list(entry.image), log=hooks.log, progress=hooks.progress)
-                built[key] = image
-                hooks.built(image)
-            out.append(built[key])
-        return out
+        scope = workspace or self.settings.workspace
+        return await build_images(self.images, self.rootfs, manifest, hooks or BuildHooks(),
+                                  self.secret_resolver(scope), scope, bundle, self.settings.image_cache_max,
+                                  self.images_in_use)
 
     @property
     def images_description(self) -> str:
@@ -554,36 +251,7 @@ class AppServer:
 
     def container_root(self, bundle: Bundle, image: BuiltImage | None,
                        mounts: list[tuple[str, Path]] | None = None) -> Path:
-        """The container's working directory: the code bundle, merged with files baked into the image,
-        with a link at each volume's (re-rooted) mount path."""
-        baked = image is not None and image.has_root and any(image.root.iterdir())
-        if not baked and not mounts:
-            return bundle.path
-        name = f"{bundle.id}-{image.id if image is not None else 'none'}"
-        if mounts:
-            name += "-" + hashlib.sha256(json.dumps([(p, str(d)) for p, d in mounts]).encode()).hexdigest()[:12]
-        root = self.settings.home / "roots" / name
-        if not root.is_dir():
-            tmp = root.with_name(root.name + f".{os.getpid()}.tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            if baked:
-                assert image is not None
-                _copy_rerooted(image.root, tmp)
-            shutil.copytree(bundle.path, tmp, symlinks=True, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns(FS_DIR))
-            if (bundle.path / FS_DIR).is_dir():
-                _copy_rerooted(bundle.path / FS_DIR, tmp)
-            for path, directory in mounts or []:
-                link = tmp / reroot(path)
-                link.parent.mkdir(parents=True, exist_ok=True)
-                if link.is_symlink() or link.exists():
-                    raise InvalidError(f"Volume mount path {path} collides with a file of the app.")
-                link.symlink_to(directory.resolve())
-            try:
-                os.rename(tmp, root)
-            except OSError:
-                shutil.rmtree(tmp, ignore_errors=True)
-        return root
+        return container_root(self.settings.home, bundle, image, mounts)
 
     async def publish(self, app_key: str, manifest: Manifest, bundle: Bundle, *, ephemeral: bool,
                       strategy: str = "rolling", hooks: BuildHooks | None = None,

@@ -10,17 +10,14 @@ server never unpickles anything: arguments and results are opaque bytes here.
     stream()  a generator's frames as they come
     spawn()   run() in the background under an `fc-…` id; get() waits for it, cancel() stops it
 
-An outcome starts with one byte that says what it is (runtime/kinds.py `call_app`): `O` success,
-`E` the function raised, `I`/`Z` a generator's item and end. The server never unpickles what user
-code made: it reads that byte. Outcomes the server makes itself are `X` + JSON {"kind", "text"},
-kind being "timeout", "terminated", "init", "queue" or "cancelled".
+Outcomes and frames are the call protocol of sampan/callwire.py: the server never unpickles what
+user code made, it reads an outcome's first byte; outcomes it makes itself are `X` ones.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import secrets
 import time
 from collections import OrderedDict
@@ -28,23 +25,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import callwire
 from ..backends.base import ContainerStartError
-from .gateway import http
-from .gateway.bodies import within
+from .gateway import errors, http
+from .gateway.bodies import iter_chunked, within
 from .gateway.proxy import Upstream, UpstreamFailed, _response_head
 from .pool import Pool, PoolClosed, QueueFull
 
 MAX_KEPT_CALLS = 10_000  # finished spawned calls kept for get(), oldest dropped first
 MAX_KEPT_RESULT_BYTES = 256 << 20  # results of spawned calls held at once; past it the oldest expire
 MAX_RESULT = 1 << 30
-
-
-def server_error(kind: str, text: str) -> bytes:
-    return b"X" + json.dumps({"kind": kind, "text": text}).encode()
-
-
-def _is_failure(outcome: bytes) -> bool:
-    return outcome[:1] in (b"E", b"X")
 
 
 @dataclass
@@ -124,16 +114,16 @@ class Invoker:
         try:
             pc = await pool.acquire()
         except ContainerStartError as exc:
-            return server_error("init", f"the function's container failed to start: {exc}")
+            return errors.container_failed(str(exc)).outcome()
         except QueueFull as exc:
-            return server_error("queue", f"the function has {exc.args[0]} inputs waiting already")
+            return errors.queue_full(pool.name, exc.args[0], "").outcome()
         try:
             return await within(self._exchange(pc, payload, call_id), pool.timeout)
         except (asyncio.TimeoutError, TimeoutError):
             pool.recycle(pc)  # the work inside may not be cancellable
-            return server_error("timeout", f"the call ran past the function's timeout of {pool.timeout:g} s")
+            return errors.timed_out(pool.timeout).outcome()
         except (UpstreamFailed, ConnectionError, asyncio.IncompleteReadError, OSError):
-            return server_error("terminated", "the function's container was terminated during the call")
+            return errors.terminated().outcome()
         finally:
             pool.release(pc)
 
@@ -191,7 +181,7 @@ class Invoker:
             except asyncio.CancelledError:
                 record.status = "TERMINATED"
                 raise
-            record.status = _status(record.outcome)
+            record.status = callwire.status(record.outcome)
             record.done.set()
             return record.outcome
         call_id = call_id or new_call_id()
@@ -207,7 +197,7 @@ class Invoker:
                     break
                 except PoolClosed:
                     continue  # a redeploy swapped the function while we looked: look again
-            if not _is_failure(outcome) or attempt == attempts - 1:
+            if not callwire.is_failure(outcome) or attempt == attempts - 1:
                 return outcome
             await asyncio.sleep(delay)
             delay = min(delay * float(retries.get("backoff_coefficient", 2.0)),  # type: ignore[union-attr]
@@ -220,7 +210,7 @@ class Invoker:
         try:
             pc = await pool.acquire()
         except ContainerStartError as exc:
-            yield server_error("init", f"the function's container failed to start: {exc}")
+            yield errors.container_failed(str(exc)).outcome()
             return
         upstream = Upstream(pc)
         ended = False
@@ -230,28 +220,25 @@ class Invoker:
             response = await within(_response_head(upstream, b"POST"), pool.timeout)
             if response.framing != http.CHUNKED:
                 raise UpstreamFailed("unexpected response framing")
-            buffer = bytearray()
+            frames = callwire.FrameReader()
             deadline = time.monotonic() + pool.timeout
+            chunks = iter_chunked(upstream.reader)
             while not ended:
-                size = int((await within(upstream.reader.readuntil(b"\r\n"), deadline - time.monotonic()))
-                           .split(b";")[0], 16)
-                chunk = await upstream.reader.readexactly(size + 2)
-                if size == 0:
+                data = await within(anext(chunks, None), deadline - time.monotonic())
+                if data is None:
                     break
-                buffer += chunk[:-2]
-                while len(buffer) >= 4 and len(buffer) >= 4 + int.from_bytes(buffer[:4], "big"):
-                    n = int.from_bytes(buffer[:4], "big")
-                    frame = bytes(buffer[4:4 + n])
-                    del buffer[:4 + n]
-                    ended = frame[:1] != b"I"
+                for frame in frames.feed(data):
+                    ended = callwire.ends_stream(frame)
                     yield frame
+                    if ended:
+                        break
             if not ended:
-                yield server_error("terminated", "the generator's container closed the stream early")
+                yield errors.terminated("the generator's container closed the stream early").outcome()
         except (asyncio.TimeoutError, TimeoutError):
             pool.recycle(pc)
-            yield server_error("timeout", f"the call ran past the function's timeout of {pool.timeout:g} s")
+            yield errors.timed_out(pool.timeout).outcome()
         except (UpstreamFailed, ConnectionError, asyncio.IncompleteReadError, OSError, ValueError):
-            yield server_error("terminated", "the function's container was terminated during the call")
+            yield errors.terminated().outcome()
         finally:
             if hasattr(upstream, "writer"):
                 upstream.close()
@@ -267,12 +254,12 @@ class Invoker:
         async def background() -> None:
             try:
                 call.outcome = await self.run(pool_for, payload, retries, call.id)
-                call.status = _status(call.outcome)
+                call.status = callwire.status(call.outcome)
             except asyncio.CancelledError:
-                call.outcome = server_error("cancelled", "the call was cancelled")
+                call.outcome = errors.CANCELLED.outcome()
                 call.status = "TERMINATED"
             except Exception as exc:  # noqa: BLE001 - a bug must still end the call
-                call.outcome = server_error("terminated", f"{type(exc).__name__}: {exc}")
+                call.outcome = errors.terminated(f"{type(exc).__name__}: {exc}").outcome()
                 call.status = "FAILURE"
             finally:
                 call.done.set()
@@ -301,13 +288,3 @@ class Invoker:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _status(outcome: bytes) -> str:
-    if outcome[:1] == b"O":
-        return "SUCCESS"
-    if outcome[:1] != b"X":
-        return "FAILURE"
-    kind = json.loads(outcome[1:])["kind"]
-    return {"timeout": "TIMEOUT", "terminated": "TERMINATED", "init": "INIT_FAILURE",
-            "cancelled": "TERMINATED"}.get(kind, "FAILURE")

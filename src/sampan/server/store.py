@@ -12,6 +12,8 @@ migrations applied in order at open.
 
 Tokens and proxy-token secrets are stored as SHA-256 hashes (they are random 128-bit strings, so a
 slow hash adds nothing) and compared in constant time.
+
+Longer than 400 lines because the SQLite schema, its migrations and every query on it stay together.
 """
 
 from __future__ import annotations

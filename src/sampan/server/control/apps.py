@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from ...exception import Error, InvalidError, NotFoundError
 from ...manifest import Manifest
-from ..apps import BuildHooks
 from ..bundle import check_paths, write_bundle
 from ..images.recipe import ImageBuildError
+from ..images.service import BuildHooks
 from ..store import check_app_name
 from .containers import stream_logs
 from .router import WRITTEN, Request

@@ -8,10 +8,11 @@ constant time.
 
 from __future__ import annotations
 
+from .errors import INVALID_PROXY_CREDENTIALS, MISSING_PROXY_CREDENTIALS
 from .http import Headers
 
-MISSING = "modal-http: missing credentials for proxy authorization"
-INVALID = "modal-http: invalid credentials for proxy authorization"
+MISSING = MISSING_PROXY_CREDENTIALS
+INVALID = INVALID_PROXY_CREDENTIALS
 
 
 def proxy_credentials(headers: Headers) -> tuple[str, str] | None:

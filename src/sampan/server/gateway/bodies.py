@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Protocol, TypeVar
 
 from . import http
-from .errors import GatewayError
+from .errors import (
+    BODY_TIMEOUT,
+    BODY_TOO_LARGE,
+    INVALID_CHUNK_FRAMING,
+    INVALID_CHUNK_SIZE,
+    INVALID_CHUNKED_BODY,
+    GatewayError,
+)
 
 CHUNK = 64 * 1024
 NO_LIMIT = -1
@@ -49,21 +56,21 @@ class BodyLimits:
     def add(self, n: int) -> None:
         self.count += n
         if self.limit >= 0 and self.count > self.limit:
-            raise GatewayError(413, f"modal-http: request body is larger than the limit of {self.limit} bytes")
+            raise GatewayError(413, BODY_TOO_LARGE.format(limit=self.limit))
 
     async def read(self, reader: asyncio.StreamReader, n: int) -> bytes:
         try:
             return await within(reader.read(n), self.idle_timeout)
         except asyncio.TimeoutError:
-            raise GatewayError(408, "modal-http: timed out reading the request body") from None
+            raise GatewayError(408, BODY_TIMEOUT) from None
 
     async def readuntil(self, reader: asyncio.StreamReader, sep: bytes) -> bytes:
         try:
             return await within(reader.readuntil(sep), self.idle_timeout)
         except asyncio.TimeoutError:
-            raise GatewayError(408, "modal-http: timed out reading the request body") from None
+            raise GatewayError(408, BODY_TIMEOUT) from None
         except asyncio.LimitOverrunError:
-            raise GatewayError(400, "modal-http: invalid chunked body") from None
+            raise GatewayError(400, INVALID_CHUNKED_BODY) from None
 
 
 async def copy_length(reader: asyncio.StreamReader, writer: Writer, length: int,
@@ -80,6 +87,37 @@ async def copy_length(reader: asyncio.StreamReader, writer: Writer, length: int,
         await writer.drain()
 
 
+def chunk_size(line: bytes) -> int:
+    """The size of a chunk from its size line (CRLF included; extensions ignored), strictly: hex digits
+    only, at most 16 of them, no bare CR or LF."""
+    size_field = line[:-2].split(b";", 1)[0]
+    if not size_field or len(size_field) > 16 or any(c not in b"0123456789abcdefABCDEF" for c in size_field):
+        raise GatewayError(400, INVALID_CHUNK_SIZE)
+    if b"\n" in line[:-2] or b"\r" in line[:-2]:
+        raise GatewayError(400, INVALID_CHUNK_SIZE)
+    return int(size_field, 16)
+
+
+async def _chunk_end(reader: asyncio.StreamReader, limits: BodyLimits) -> None:
+    crlf = await limits.read(reader, 2)
+    if crlf == b"\r":
+        crlf += await limits.read(reader, 1)
+    if crlf != b"\r\n":
+        raise GatewayError(400, INVALID_CHUNK_FRAMING)
+
+
+async def _trailers(reader: asyncio.StreamReader, limits: BodyLimits) -> list[bytes]:
+    """The trailer lines after the last chunk, up to and including the empty line."""
+    lines: list[bytes] = []
+    while True:
+        trailer = await limits.readuntil(reader, b"\r\n")
+        lines.append(trailer)
+        if trailer == b"\r\n":
+            return lines
+        if len(lines) > 100 or http.TRAILER.match(trailer) is None:
+            raise GatewayError(400, INVALID_CHUNKED_BODY)
+
+
 async def copy_chunked(reader: asyncio.StreamReader, writer: Writer, limits: BodyLimits | None = None) -> None:
     """Forward a chunked body re-framed: each chunk-size line is written anew (chunk extensions are
     dropped), and trailers only once parsed strictly (a token name, CRLF only, no folding). What the
@@ -87,34 +125,34 @@ async def copy_chunked(reader: asyncio.StreamReader, writer: Writer, limits: Bod
     cannot be made to read a second request out of an extension or a trailer (request smuggling)."""
     limits = limits or BodyLimits()
     while True:
-        line = await limits.readuntil(reader, b"\r\n")
-        size_field = line[:-2].split(b";", 1)[0]
-        if not size_field or len(size_field) > 16 or any(c not in b"0123456789abcdefABCDEF" for c in size_field):
-            raise GatewayError(400, "modal-http: invalid chunk size")
-        if b"\n" in line[:-2] or b"\r" in line[:-2]:
-            raise GatewayError(400, "modal-http: invalid chunk size")
-        size = int(size_field, 16)
+        size = chunk_size(await limits.readuntil(reader, b"\r\n"))
         writer.write(b"%x\r\n" % size)
         if size == 0:
-            trailers = 0
-            while True:
-                trailer = await limits.readuntil(reader, b"\r\n")
-                if trailer == b"\r\n":
-                    writer.write(trailer)
-                    break
-                trailers += 1
-                if trailers > 100 or http.TRAILER.match(trailer) is None:
-                    raise GatewayError(400, "modal-http: invalid chunked body")
+            for trailer in await _trailers(reader, limits):
                 writer.write(trailer)
             await writer.drain()
             return
         await copy_length(reader, writer, size, limits)
-        crlf = await limits.read(reader, 2)
-        if crlf == b"\r":
-            crlf += await limits.read(reader, 1)
-        if crlf != b"\r\n":
-            raise GatewayError(400, "modal-http: invalid chunk framing")
+        await _chunk_end(reader, limits)
         writer.write(b"\r\n")
+
+
+async def iter_chunked(reader: asyncio.StreamReader, limits: BodyLimits | None = None) -> AsyncIterator[bytes]:
+    """A chunked body's data, as it arrives (pieces of at most CHUNK bytes), parsed as strictly as
+    `copy_chunked`; trailers are read and dropped."""
+    limits = limits or BodyLimits()
+    while True:
+        size = chunk_size(await limits.readuntil(reader, b"\r\n"))
+        if size == 0:
+            await _trailers(reader, limits)
+            return
+        while size:
+            piece = await limits.read(reader, min(size, CHUNK))
+            if not piece:
+                raise asyncio.IncompleteReadError(b"", size)
+            size -= len(piece)
+            yield piece
+        await _chunk_end(reader, limits)
 
 
 async def copy_until_close(reader: asyncio.StreamReader, writer: Writer) -> None:

@@ -18,7 +18,23 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .errors import GatewayError
+from .errors import (
+    BOTH_FRAMINGS,
+    CONFLICTING_LENGTHS,
+    HEADER_FOLDING,
+    HEADERS_TOO_LARGE,
+    INVALID_HEADER_VALUE,
+    INVALID_LENGTH,
+    INVALID_TARGET,
+    MALFORMED_HEADER,
+    MALFORMED_METHOD,
+    MALFORMED_REQUEST_LINE,
+    MALFORMED_RESPONSE,
+    ONE_HOST,
+    UNSUPPORTED_TRANSFER_ENCODING,
+    UNSUPPORTED_VERSION,
+    GatewayError,
+)
 
 HOP_BY_HOP = frozenset(
     {
@@ -88,19 +104,19 @@ class ResponseHead:
 
 def _parse_header_lines(lines: list[bytes]) -> Headers:
     if len(lines) > MAX_HEADERS:
-        raise GatewayError(431, "modal-http: request header fields too large")
+        raise GatewayError(431, HEADERS_TOO_LARGE)
     headers: Headers = []
     for line in lines:
         if not line:
             continue
         if line[:1] in (b" ", b"\t"):
-            raise GatewayError(400, "modal-http: obsolete header line folding is not allowed")
+            raise GatewayError(400, HEADER_FOLDING)
         name, sep, value = line.partition(b":")
         if not sep or _TOKEN.match(name) is None:
-            raise GatewayError(400, "modal-http: malformed header line")
+            raise GatewayError(400, MALFORMED_HEADER)
         value = value.strip(b" \t")
         if _FORBIDDEN_IN_VALUES.intersection(value):  # a bare CR or LF would split the header downstream
-            raise GatewayError(400, "modal-http: invalid character in header value")
+            raise GatewayError(400, INVALID_HEADER_VALUE)
         headers.append((name.lower(), value))
     return headers
 
@@ -118,18 +134,18 @@ def _framing(headers: Headers, *, is_request: bool) -> tuple[str, int]:
     cl = [v for n, v in headers if n == b"content-length"]
     if te:
         if cl:
-            raise GatewayError(400, "modal-http: both Transfer-Encoding and Content-Length")
+            raise GatewayError(400, BOTH_FRAMINGS)
         codings = [c.strip().lower() for v in te for c in v.split(b",") if c.strip()]
         if not codings or codings[-1] != b"chunked" or (is_request and codings != [b"chunked"]):
-            raise GatewayError(501 if is_request else 502, "modal-http: unsupported Transfer-Encoding")
+            raise GatewayError(501 if is_request else 502, UNSUPPORTED_TRANSFER_ENCODING)
         return CHUNKED, -1
     if cl:
         values = {v.strip() for value in cl for v in value.split(b",")}
         if len(values) != 1:
-            raise GatewayError(400, "modal-http: conflicting Content-Length values")
+            raise GatewayError(400, CONFLICTING_LENGTHS)
         raw = values.pop()
         if not raw.isdigit() or len(raw) > 19:
-            raise GatewayError(400, "modal-http: invalid Content-Length")
+            raise GatewayError(400, INVALID_LENGTH)
         length = int(raw)
         return (LENGTH, length) if length else (NO_BODY, 0)
     return (NO_BODY, 0) if is_request else (UNTIL_CLOSE, -1)
@@ -140,14 +156,14 @@ def parse_request_head(data: bytes) -> RequestHead:
     lines = data.rstrip(b"\r\n").split(b"\r\n")
     parts = lines[0].split(b" ")
     if len(parts) != 3 or not parts[0] or not parts[1]:
-        raise GatewayError(400, "modal-http: malformed request line")
+        raise GatewayError(400, MALFORMED_REQUEST_LINE)
     method, target, version = parts
     if _FORBIDDEN_IN_TARGET.intersection(target):
-        raise GatewayError(400, "modal-http: invalid character in request target")
+        raise GatewayError(400, INVALID_TARGET)
     if version not in (b"HTTP/1.1", b"HTTP/1.0"):
-        raise GatewayError(505 if version.startswith(b"HTTP/") else 400, "modal-http: unsupported HTTP version")
+        raise GatewayError(505 if version.startswith(b"HTTP/") else 400, UNSUPPORTED_VERSION)
     if _TOKEN.match(method) is None:
-        raise GatewayError(400, "modal-http: malformed method")
+        raise GatewayError(400, MALFORMED_METHOD)
     headers = _parse_header_lines(lines[1:])
     for name, _ in headers:
         if name.startswith(b"modal-") and name not in ALLOWED_MODAL_HEADERS:
@@ -161,7 +177,7 @@ def parse_request_head(data: bytes) -> RequestHead:
         keep_alive = b"keep-alive" in tokens
     hosts = [v for n, v in headers if n == b"host"]
     if len(hosts) > 1 or (version == b"HTTP/1.1" and not hosts):
-        raise GatewayError(400, "modal-http: a request must carry exactly one Host header")
+        raise GatewayError(400, ONE_HOST)
     upgrade = [v.lower() for n, v in headers if n == b"upgrade"]
     websocket = method == b"GET" and b"upgrade" in tokens and any(b"websocket" in u for u in upgrade)
     expect = any(n == b"expect" and v.lower() == b"100-continue" for n, v in headers)
@@ -183,7 +199,7 @@ def parse_response_head(data: bytes, request_method: bytes) -> ResponseHead:
     lines = data.rstrip(b"\r\n").split(b"\r\n")
     parts = lines[0].split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-        raise GatewayError(502, "modal-http: malformed response from the container")
+        raise GatewayError(502, MALFORMED_RESPONSE)
     status = int(parts[1])
     reason = parts[2] if len(parts) == 3 else b""
     headers = _parse_header_lines(lines[1:])

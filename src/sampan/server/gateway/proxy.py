@@ -13,6 +13,9 @@ For each request on a keep-alive connection:
 WebSocket upgrades are proxied after the 101 (gateway/websocket.py), holding the slot for the
 whole connection. Bodies are never held whole in memory (gateway/bodies.py). No exception of one
 connection reaches the server loop.
+
+Longer than 400 lines because one request's path through the gateway (limits, routing, the 303 window,
+retries, streaming, WebSockets, accounting) is read in one place.
 """
 
 from __future__ import annotations
@@ -36,15 +39,23 @@ from .bodies import CHUNK, BodyLimits, copy_body, within
 from .calls import CallStore, PendingCall, call_id_from_query, redirect_target
 from .errors import (
     BAD_REDIRECT_METHOD,
+    BODY_TIMEOUT,
+    BODY_TOO_LARGE,
+    ENDPOINT_REPLACED,
+    HEAD_TIMEOUT,
+    HEADERS_TOO_LARGE,
+    INCOMPLETE_HEAD,
     INVALID_FUNCTION_CALL,
-    QUEUE_FULL,
     RATE_LIMITED,
+    RESPONSE_HEAD_TOO_LARGE,
     TERMINATED,
     TIMED_OUT,
     TOO_MANY_CONNECTIONS,
     GatewayError,
-    init_failure,
+    container_failed,
+    queue_full,
     render,
+    terminated,
 )
 from .ratelimit import RateLimiter
 from .routing import RouteTable
@@ -161,7 +172,7 @@ async def _response_head(upstream: Upstream, method: bytes) -> http.ResponseHead
         try:
             data = await upstream.reader.readuntil(b"\r\n\r\n")
         except asyncio.LimitOverrunError:
-            raise GatewayError(502, "modal-http: response head too large") from None
+            raise GatewayError(502, RESPONSE_HEAD_TOO_LARGE) from None
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             raise UpstreamFailed("container closed the connection") from None
         response = http.parse_response_head(data, method)
@@ -232,12 +243,12 @@ class Proxy:
         except asyncio.IncompleteReadError as exc:
             if not exc.partial.strip():
                 return None
-            raise GatewayError(400, "modal-http: incomplete request head") from None
+            raise GatewayError(400, INCOMPLETE_HEAD) from None
         except asyncio.LimitOverrunError:
-            raise GatewayError(431, "modal-http: request header fields too large") from None
+            raise GatewayError(431, HEADERS_TOO_LARGE) from None
         except asyncio.TimeoutError:
             if getattr(reader, "_buffer", b""):  # part of a head arrived, too slowly (slowloris)
-                raise GatewayError(408, "modal-http: request head not received in time") from None
+                raise GatewayError(408, HEAD_TIMEOUT) from None
             return None  # an idle keep-alive connection: close quietly
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, fixed: str | None) -> None:
@@ -273,8 +284,7 @@ class Proxy:
                 owner = self._owner(self._admit(head, fixed))
                 return await self._fetch_result(head, reader, writer, fetched, owner)
             if head.framing == http.LENGTH and head.length > self.limits.max_body:
-                raise GatewayError(413, f"modal-http: request body is larger than the limit of "
-                                        f"{self.limits.max_body} bytes")
+                raise GatewayError(413, BODY_TOO_LARGE.format(limit=self.limits.max_body))
             for _attempt in range(3):
                 pc, pool, endpoint = await self._acquire(head, fixed)
                 ex = Exchange(head, reader, _Progress(writer), client_ip, call_id, pool, pc, closed,
@@ -286,7 +296,7 @@ class Proxy:
                     # out of rotation and send the request to another one.
                     pool.recycle(pc)
                     pool.release(pc)
-            raise GatewayError(500, TERMINATED)
+            raise terminated().gateway_error()
         except GatewayError as exc:
             return await self._answer(head, reader, writer, exc, call_id)
 
@@ -333,11 +343,10 @@ class Proxy:
             except PoolClosed:
                 continue  # a reload swapped the route while we looked: look again
             except ContainerStartError as exc:
-                raise init_failure(str(exc)) from None
+                raise container_failed(str(exc)).gateway_error() from None
             except QueueFull as exc:
-                text = QUEUE_FULL.format(tag=endpoint.tag, limit=exc.args[0], workspace=workspace)
-                raise GatewayError(429, text) from None
-        raise GatewayError(503, "modal-http: endpoint is being replaced, try again")
+                raise queue_full(endpoint.tag, exc.args[0], workspace).gateway_error() from None
+        raise GatewayError(503, ENDPOINT_REPLACED)
 
     def _check_proxy_auth(self, head: http.RequestHead, workspace: str) -> None:
         credentials = proxy_credentials(head.headers)
@@ -379,7 +388,7 @@ class Proxy:
             try:
                 replay = await within(ex.reader.readexactly(head.length), self.limits.body_timeout)
             except asyncio.TimeoutError:
-                raise GatewayError(408, "modal-http: timed out reading the request body") from None
+                raise GatewayError(408, BODY_TIMEOUT) from None
         buffered = head.framing == http.NO_BODY or len(replay) == head.length and head.framing == http.LENGTH
         for attempt in range(2):
             upstream = Upstream(ex.pc)

@@ -16,6 +16,8 @@ user's packages resolve to. It is installed once per Python version into a separ
 that the image's environment lists in a `.pth` file. Directories from `.pth` files come after
 site-packages on `sys.path`, so a package the user installed (a pinned FastAPI, say) always wins,
 and the runtime's copy is only a fallback where the image has none.
+
+Longer than 400 lines because the virtual-environment builder runs every recipe step kind itself.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ machine's apt uses and unpacked with its owners shifted; `apt_install` runs apt-
 `pip_install` and friends run uv against the image's Python; `from_registry` pulls with skopeo and
 unpacks with umoci; `dockerfile_commands` runs a Dockerfile's instructions. A step is built in a
 temporary directory renamed into place when it succeeded, so a failed step caches nothing.
+
+Longer than 400 lines because it runs every kind of recipe step in a root filesystem; splitting the steps
+into modules of their own is planned (docs/architecture.md).
 """
 
 from __future__ import annotations

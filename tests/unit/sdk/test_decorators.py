@@ -279,9 +279,9 @@ def test_stub_with_bare_and_called_legacy_decorators() -> None:
     import importlib
     import sys
 
-    sys.modules.pop("tests.unit.legacy_stub_app", None)
+    sys.modules.pop("tests.unit.sdk.legacy_stub_app", None)
     with pytest.warns(DeprecationError):
-        legacy = importlib.import_module("tests.unit.legacy_stub_app")
+        legacy = importlib.import_module("tests.unit.sdk.legacy_stub_app")
     stub = legacy.stub
     assert legacy.plain.local() == 1
     kinds = {s.tag: (s.web.kind, s.web.method) for s in stub.web_specs() if s.web}

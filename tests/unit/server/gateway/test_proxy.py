@@ -1,0 +1,116 @@
+"""The gateway's proxy in memory: a real gateway, pools and route table in the test's event loop, the
+fake backend of tests/fakes.py beyond the seam. Clients speak raw HTTP/1.1 over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from sampan.config import ProxyLimits
+from sampan.server.apps import AppServer
+from sampan.server.assemble import assemble
+from sampan.server.gateway import errors
+from sampan.server.store import Store
+from tests import fakes
+
+
+async def request(url: str, raw: bytes | None = None, path: str = "/") -> tuple[int, bytes]:
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port.rstrip("/")))
+    writer.write(raw or f"GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n".encode())
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+def with_app(tmp_path: Path, test: Callable[[AppServer, dict[str, str]], Awaitable[None]],
+             limits: ProxyLimits | None = None, manifest: Any = None, store: bool = False) -> None:
+    async def main() -> None:
+        home = tmp_path / "home"
+        db = Store(home) if store else None
+        assembly = assemble(fakes.settings(home, limits=limits or ProxyLimits()), backend=fakes.FakeBackend(),
+                            store=db)
+        server = assembly.server
+        await server.start()
+        try:
+            version = await server.publish("tester/demo", manifest or fakes.manifest(), fakes.bundle(home),
+                                           ephemeral=False, workspace="tester")
+            await test(server, version.web_urls)
+        finally:
+            for key in list(server.apps):
+                await server.stop_app(key, drain_timeout=1)
+            await assembly.close()
+            if db is not None:
+                db.close()
+
+    asyncio.run(main())
+
+
+def test_a_request_reaches_a_container_and_its_answer_comes_back(tmp_path: Path) -> None:
+    async def test(server: AppServer, urls: dict[str, str]) -> None:
+        status, body = await request(urls["hello"], path="/items?x=1")
+        assert status == 200
+        cid, method, target = body.decode().split(" ")
+        assert cid.startswith("ta-") and (method, target) == ("GET", "/items?x=1")
+
+    with_app(tmp_path, test)
+
+
+def test_a_stopped_app_answers_modals_text(tmp_path: Path) -> None:
+    async def test(server: AppServer, urls: dict[str, str]) -> None:
+        await server.stop_app("tester/demo", drain_timeout=1)
+        status, body = await request(urls["hello"])
+        assert (status, body.decode()) == (404, errors.APP_STOPPED)
+
+    with_app(tmp_path, test)
+
+
+def test_a_smuggling_head_is_refused_before_any_container_sees_it(tmp_path: Path) -> None:
+    async def test(server: AppServer, urls: dict[str, str]) -> None:
+        raw = (b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n"
+               b"0\r\n\r\n")
+        status, body = await request(urls["hello"], raw)
+        assert (status, body.decode()) == (400, errors.BOTH_FRAMINGS)
+
+    with_app(tmp_path, test)
+
+
+def test_the_rate_limit_answers_429_with_the_workspace(tmp_path: Path) -> None:
+    async def test(server: AppServer, urls: dict[str, str]) -> None:
+        statuses = [(await request(urls["hello"]))[0] for _ in range(6)]
+        assert statuses.count(200) >= 1 and statuses[-1] == 429
+        _, body = await request(urls["hello"])
+        assert body.decode() == errors.RATE_LIMITED.format(workspace="tester", rate=1)
+
+    with_app(tmp_path, test, limits=ProxyLimits(rate=1, burst_seconds=2))
+
+
+def test_proxy_auth_is_checked_against_the_store(tmp_path: Path) -> None:
+    manifest = fakes.manifest()
+    entry = manifest.functions[0]
+    protected = replace(manifest, functions=(replace(entry, web={**entry.web, "requires_proxy_auth": True}),))
+
+    async def test(server: AppServer, urls: dict[str, str]) -> None:
+        assert server.store is not None
+        status, body = await request(urls["hello"])
+        assert (status, body.decode()) == (401, errors.MISSING_PROXY_CREDENTIALS)
+        host = urls["hello"].removeprefix("http://").rstrip("/")
+        bad = f"GET / HTTP/1.1\r\nhost: {host}\r\nmodal-key: wk-x\r\nmodal-secret: ws-y\r\n" \
+              f"connection: close\r\n\r\n".encode()
+        status, body = await request(urls["hello"], bad)
+        assert (status, body.decode()) == (401, errors.INVALID_PROXY_CREDENTIALS)
+        token_id, secret = server.store.create_proxy_token(server.store.workspace("tester"), "t")
+        good = f"GET / HTTP/1.1\r\nhost: {host}\r\nmodal-key: {token_id}\r\nmodal-secret: {secret}\r\n" \
+               f"connection: close\r\n\r\n".encode()
+        assert (await request(urls["hello"], good))[0] == 200
+        other_id, other_secret = server.store.create_proxy_token(server.store.workspace("other"), "t")
+        theirs = f"GET / HTTP/1.1\r\nhost: {host}\r\nmodal-key: {other_id}\r\nmodal-secret: {other_secret}\r\n" \
+                 f"connection: close\r\n\r\n".encode()
+        assert (await request(urls["hello"], theirs))[0] == 401
+
+    with_app(tmp_path, test, manifest=protected, store=True)
