@@ -29,7 +29,7 @@ from .. import callwire
 from ..backends.base import ContainerStartError
 from .gateway import errors, http
 from .gateway.bodies import iter_chunked, within
-from .gateway.proxy import Upstream, UpstreamFailed, _response_head
+from .gateway.upstream import Upstream, UpstreamFailed, response_head
 from .pool import Pool, PoolClosed, QueueFull
 
 MAX_KEPT_CALLS = 10_000  # finished spawned calls kept for get(), oldest dropped first
@@ -133,7 +133,7 @@ class Invoker:
         await upstream.open()
         upstream.writer.write(_post(payload, call_id))
         try:
-            response = await _response_head(upstream, b"POST")
+            response = await response_head(upstream, b"POST")
             if response.framing != http.LENGTH or response.length > MAX_RESULT:
                 raise UpstreamFailed("unexpected response framing")
             data = await _read_exactly(upstream.reader, response.length)
@@ -217,7 +217,7 @@ class Invoker:
         try:
             await upstream.open()
             upstream.writer.write(_post(payload, call_id))
-            response = await within(_response_head(upstream, b"POST"), pool.timeout)
+            response = await within(response_head(upstream, b"POST"), pool.timeout)
             if response.framing != http.CHUNKED:
                 raise UpstreamFailed("unexpected response framing")
             frames = callwire.FrameReader()

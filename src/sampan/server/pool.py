@@ -20,6 +20,7 @@ from typing import Any
 
 from ..backends.base import Address, Backend, Container, ContainerSpec, ContainerStartError, LogSink
 from .autoscaler import READY, STARTING, ContainerView, PoolConfig, decide, start_backoff
+from .gateway.upstream import IdleConnections
 from .quota import ContainerQuota
 
 STOPPING = "stopping"
@@ -49,7 +50,7 @@ class PoolContainer:
     in_flight: int = 0
     idle_since: float | None = None
     backend: Container | None = None
-    idle_conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = field(default_factory=list)
+    conns: IdleConnections = field(default_factory=IdleConnections)  # keep-alive connections to it
 
     @property
     def address(self) -> Address:
@@ -60,9 +61,7 @@ class PoolContainer:
         return ContainerView(self.id, self.state, self.in_flight, self.idle_since)
 
     def close_idle_conns(self) -> None:
-        for _, writer in self.idle_conns:
-            writer.close()
-        self.idle_conns.clear()
+        self.conns.close()
 
 
 class Pool:

@@ -14,8 +14,9 @@ import socket
 from collections.abc import Callable
 
 from ...config import ProxyLimits
-from .proxy import MAX_HEAD, Proxy
+from .proxy import Proxy
 from .routing import RouteTable
+from .upstream import MAX_HEAD
 
 
 def _bind(host: str, port: int) -> socket.socket:

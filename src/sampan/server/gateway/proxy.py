@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -47,7 +46,6 @@ from .errors import (
     INCOMPLETE_HEAD,
     INVALID_FUNCTION_CALL,
     RATE_LIMITED,
-    RESPONSE_HEAD_TOO_LARGE,
     TERMINATED,
     TIMED_OUT,
     TOO_MANY_CONNECTIONS,
@@ -59,19 +57,9 @@ from .errors import (
 )
 from .ratelimit import RateLimiter
 from .routing import RouteTable
-
-MAX_HEAD = 64 * 1024
-
+from .upstream import ContainerGone, Upstream, UpstreamFailed, response_head
 
 REPLAY_MAX = 1 << 20  # request bodies up to this are read before forwarding, so they can be sent again
-
-
-class UpstreamFailed(Exception):
-    """The container closed or broke the connection before a response head arrived."""
-
-
-class ContainerGone(Exception):
-    """The container refused a new connection: it is dead, and the request never reached it."""
 
 
 def new_call_id() -> str:
@@ -93,65 +81,6 @@ class _Progress:
         await self.raw.drain()
 
 
-def reusable(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-    """Whether an idle connection to a container can carry the next request. Not when the container
-    closed it (an app server closes after a handler raised, often just after a keep-alive response:
-    a request with a body sent there would be lost, since its body cannot be sent twice), nor when
-    bytes arrived that no request asked for. The socket is peeked without blocking, so a close that
-    has arrived is seen even before the event loop has read it."""
-    if reader.at_eof() or writer.is_closing() or getattr(reader, "_buffer", b""):
-        return False
-    sock = writer.get_extra_info("socket")
-    if sock is None:
-        return True
-    peek = socket.socket(sock.family, sock.type, fileno=sock.fileno())  # a view of it: no dup, no close
-    try:
-        data = peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except (BlockingIOError, InterruptedError):
-        return True  # nothing to read: open and quiet, as an idle connection should be
-    except OSError:
-        return False
-    finally:
-        peek.detach()  # the descriptor stays the transport's
-    del data  # either the end of the stream (the container closed it), or bytes nobody asked for
-    return False
-
-
-class Upstream:
-    """A keep-alive connection to a container, borrowed from its idle list or freshly opened."""
-
-    def __init__(self, pc: PoolContainer) -> None:
-        self.pc = pc
-        self.reader: asyncio.StreamReader
-        self.writer: asyncio.StreamWriter
-        self.reused = False
-
-    async def open(self, reuse: bool = True) -> None:
-        while reuse and self.pc.idle_conns:
-            reader, writer = self.pc.idle_conns.pop()
-            if reusable(reader, writer):
-                self.reader, self.writer, self.reused = reader, writer, True
-                return
-            writer.close()
-        address = self.pc.address
-        try:
-            if isinstance(address, str):  # a local container's Unix socket: no TCP stack on the way
-                self.reader, self.writer = await asyncio.open_unix_connection(address, limit=MAX_HEAD)
-            else:
-                self.reader, self.writer = await asyncio.open_connection(*address, limit=MAX_HEAD)
-        except OSError as exc:
-            raise UpstreamFailed(str(exc)) from None
-
-    def give_back(self) -> None:
-        if self.pc.state == "ready" and not self.writer.is_closing():
-            self.pc.idle_conns.append((self.reader, self.writer))
-        else:
-            self.writer.close()
-
-    def close(self) -> None:
-        self.writer.close()
-
-
 def _no_body() -> asyncio.Future[None]:
     """What a body copy of a request without a body would be: done already (no task to schedule)."""
     fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -165,20 +94,6 @@ async def _settle(task: asyncio.Future[Any]) -> None:
         task.cancel()
     with contextlib.suppress(BaseException):
         await task
-
-
-async def _response_head(upstream: Upstream, method: bytes) -> http.ResponseHead:
-    while True:
-        try:
-            data = await upstream.reader.readuntil(b"\r\n\r\n")
-        except asyncio.LimitOverrunError:
-            raise GatewayError(502, RESPONSE_HEAD_TOO_LARGE) from None
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
-            raise UpstreamFailed("container closed the connection") from None
-        response = http.parse_response_head(data, method)
-        if 100 <= response.status < 200 and response.status != 101:
-            continue  # 100 Continue from the container: the gateway already answered the client
-        return response
 
 
 @dataclass
@@ -399,7 +314,7 @@ class Proxy:
             upstream.writer.write(request + replay)
             body_task = _no_body() if buffered else asyncio.create_task(
                 copy_body(head.framing, head.length, ex.reader, upstream.writer, limits))
-            head_task = asyncio.create_task(_response_head(upstream, head.method))
+            head_task = asyncio.create_task(response_head(upstream, head.method))
             try:
                 outcome = await self._await_head(ex, head_task, body_task)
             except BaseException:
