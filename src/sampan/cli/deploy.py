@@ -42,19 +42,8 @@ def deploy_app(ref: str, module_mode: bool, name: str | None, strategy: str, tag
         "strategy": strategy,
         "tag": tag,
     }
-    result = None
     with output.BuildDisplay() as display:
-        for event in client.stream_json("/v1/deploy", body):
-            if "progress" in event:
-                display._progress(event["progress"])
-            elif "log" in event:
-                display._log(event["log"])
-            elif "built" in event:
-                display._built(_Built(**event["built"]))
-            elif "error" in event:
-                raise click.ClickException(event["error"])
-            elif "result" in event:
-                result = event["result"]
+        result = display.follow(client.stream_json("/v1/deploy", body))
     if result is None:
         raise click.ClickException(
             "The server closed the connection before the deploy finished (see $SAMPAN_HOME/server.log); "
@@ -67,11 +56,6 @@ def deploy_app(ref: str, module_mode: bool, name: str | None, strategy: str, tag
     else:
         output.console.print(f"[green]✓[/green] App deployed in {elapsed:.3f}s! 🎉 (version {result['version']})")
     return result
-
-
-class _Built:
-    def __init__(self, id: str, seconds: float, cached: bool) -> None:  # noqa: A002
-        self.id, self.seconds, self.cached = id, seconds, cached
 
 
 @click.command()

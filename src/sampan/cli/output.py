@@ -9,8 +9,10 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable
+from types import SimpleNamespace
 from typing import Any
 
+import click
 from rich.console import Console
 from rich.markup import escape
 from rich.tree import Tree
@@ -77,8 +79,24 @@ class BuildDisplay:
             self._status.stop()
             self._status = None
 
-    def hooks(self):  # noqa: ANN201 - a server.apps.BuildHooks
+    def hooks(self) -> BuildHooks:
         return BuildHooks(progress=self._progress, log=self._log, built=self._built)
+
+    def follow(self, events: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+        """Show a deploy's NDJSON events (server/control/apps.py) as they come; its result, or None
+        when the stream ended without one. A build or publish error raises, with the server's text."""
+        for event in events:
+            if "progress" in event:
+                self._progress(event["progress"])
+            elif "log" in event:
+                self._log(event["log"])
+            elif "built" in event:
+                self._built(SimpleNamespace(**event["built"]))
+            elif "error" in event:
+                raise click.ClickException(event["error"])
+            elif "result" in event:
+                return dict(event["result"])
+        return None
 
     def _progress(self, step: str) -> None:
         # Each step stays on screen (as Modal prints `=> Step 2/5: RUN ...`); the spinner says which runs.

@@ -245,20 +245,10 @@ class ServeSession:
         assert self.remote is not None
         body = {"name": self.app_name, "ephemeral": True, "manifest": loaded.manifest.to_json(),
                 "files": {rel: base64.b64encode(data).decode() for rel, data in loaded.bundle_files().items()}}
-        result = None
         with output.BuildDisplay() as display:
-            for event in self.remote.stream_json("/v1/deploy", body):
-                if "progress" in event:
-                    display._progress(event["progress"])
-                elif "log" in event:
-                    display._log(event["log"])
-                elif "built" in event:
-                    display._built(SimpleNamespace(**event["built"]))
-                elif "error" in event:
-                    raise click.ClickException(event["error"])
-                elif "result" in event:
-                    result = event["result"]
-        assert result is not None
+            result = display.follow(self.remote.stream_json("/v1/deploy", body))
+        if result is None:
+            raise click.ClickException("The server closed the connection before the app was published.")
         infos = [EndpointInfo(i["tag"], "", i["url"], i.get("host_url", ""), "", i["truncated"],
                               i["requires_proxy_auth"]) for i in result["endpoints"]]
         return SimpleNamespace(infos=infos, number=result["version"])

@@ -237,14 +237,7 @@ def asgi_app(
     requires_proxy_auth: bool = False,
 ) -> Callable[[Any], PartialFunction]:
     """Serve the ASGI app returned by a sync, zero-argument factory (HTTP, WebSocket, lifespan)."""
-    _check_positional(_warn_parentheses_missing, "asgi_app")
-    config = WebConfig(
-        kind=ASGI_APP,
-        label=label,
-        custom_domains=_parse_custom_domains(custom_domains),
-        requires_proxy_auth=requires_proxy_auth,
-    )
-    return _web_decorator("asgi_app", config)
+    return _app_factory("asgi_app", ASGI_APP, _warn_parentheses_missing, label, custom_domains, requires_proxy_auth)
 
 
 def wsgi_app(
@@ -255,14 +248,15 @@ def wsgi_app(
     requires_proxy_auth: bool = False,
 ) -> Callable[[Any], PartialFunction]:
     """Serve the WSGI app returned by a sync, zero-argument factory, through a2wsgi."""
-    _check_positional(_warn_parentheses_missing, "wsgi_app")
-    config = WebConfig(
-        kind=WSGI_APP,
-        label=label,
-        custom_domains=_parse_custom_domains(custom_domains),
-        requires_proxy_auth=requires_proxy_auth,
-    )
-    return _web_decorator("wsgi_app", config)
+    return _app_factory("wsgi_app", WSGI_APP, _warn_parentheses_missing, label, custom_domains, requires_proxy_auth)
+
+
+def _app_factory(name: str, kind: str, positional: Any, label: str | None, custom_domains: Iterable[str] | None,
+                 requires_proxy_auth: bool) -> Callable[[Any], PartialFunction]:
+    _check_positional(positional, name)
+    config = WebConfig(kind=kind, label=label, custom_domains=_parse_custom_domains(custom_domains),
+                       requires_proxy_auth=requires_proxy_auth)
+    return _web_decorator(name, config)
 
 
 def web_server(
