@@ -35,6 +35,7 @@
 | SAMPAN_EPHEMERAL_TIMEOUT_S | 30             | a `serve` session on the server, silent this long, stops |
 | SAMPAN_NODE_HOME           | $TMPDIR/sampan-node-<uid> | a Ray node's bundles and templates (on the node) |
 | SAMPAN_GPUS                | nvidia-smi -L  | GPUs the local backend hands out as CUDA_VISIBLE_DEVICES |
+| MODAL_FORCE_BUILD          | unset          | 1: rebuild every image from its first step (Modal's variable) |
 """
 
 from __future__ import annotations
@@ -179,6 +180,44 @@ class Settings:
                 max_connections=_num_env("SAMPAN_MAX_CONNECTIONS", ProxyLimits.max_connections, int),
             ),
         )
+
+
+# -- knobs read where they are used ---------------------------------------------------------------
+# Read on each use (tests and the CLI set them per run), but only here, so this file lists them all.
+def runtime_choice() -> str:
+    """SAMPAN_RUNTIME: "sandbox", "process", or "" (sandbox where the machine can)."""
+    return os.environ.get("SAMPAN_RUNTIME", "").strip().lower()
+
+
+def container_uid(default: int) -> int:
+    """SAMPAN_CONTAINER_UID: the host uid of container root on a root server."""
+    return int(os.environ.get("SAMPAN_CONTAINER_UID") or default)
+
+
+def fork_enabled() -> bool:
+    """SAMPAN_FORK=0 turns fork templates off (every container is spawned)."""
+    return os.environ.get("SAMPAN_FORK", "1") not in ("0", "false", "no")
+
+
+def configured_gpus() -> str | None:
+    """SAMPAN_GPUS: how many GPUs the local backend hands out (None: ask nvidia-smi)."""
+    return os.environ.get("SAMPAN_GPUS")
+
+
+def constraints_file() -> Path | None:
+    """SAMPAN_CONSTRAINTS, or uv's own UV_CONSTRAINT: a pip constraints file for every image install."""
+    configured = os.environ.get("SAMPAN_CONSTRAINTS") or os.environ.get("UV_CONSTRAINT")
+    return Path(configured).expanduser().resolve() if configured else None
+
+
+def build_ca_bundles() -> list[str]:
+    """The CA bundles an image build may trust, best first: SAMPAN_BUILD_CA_BUNDLE, SSL_CERT_FILE."""
+    return [p for p in (os.environ.get("SAMPAN_BUILD_CA_BUNDLE"), os.environ.get("SSL_CERT_FILE")) if p]
+
+
+def force_build() -> bool:
+    """MODAL_FORCE_BUILD=1 (Modal's variable): rebuild every image from its first step."""
+    return os.environ.get("MODAL_FORCE_BUILD") == "1"
 
 
 def private_home(home: Path) -> Path:

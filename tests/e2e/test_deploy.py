@@ -357,3 +357,31 @@ def test_serve_uses_the_running_server_and_stops_when_its_cli_dies(sampan: Sampa
             serve.wait(10)
         if serve.stdout is not None:
             serve.stdout.close()
+
+
+def test_app_deploy_from_plain_python(sampan: Sampan, tmp_path: Path) -> None:
+    """`app.deploy()` in a script run with plain `python` deploys as `sampan deploy` does (the SDK runs the
+    CLI's deploy in a child; it never imports the CLI), and sets the App's id."""
+    script = tmp_path / "deployer.py"
+    script.write_text(textwrap.dedent("""
+        import modal
+
+        app = modal.App("from-python")
+
+        @app.function()
+        @modal.fastapi_endpoint()
+        def hi():
+            return {"hi": True}
+
+        if __name__ == "__main__":
+            app.deploy(tag="v1")
+            print("deployed", app.app_id)
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=sampan.env, timeout=180,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    word, app_id = out.stdout.split()
+    assert word == "deployed" and app_id.startswith("ap-")
+    assert requests.get(sampan.urls("from-python")["hi"], timeout=60).json() == {"hi": True}
+    history = sampan.json("app", "history", "from-python")
+    assert isinstance(history, dict) and history["versions"][0]["tag"] == "v1"

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .. import config
 from ..runtime import sandbox
 from .base import ContainerSpec
 
@@ -116,7 +117,7 @@ class Isolation:
 
     @classmethod
     def detect(cls, runtime: str | None = None) -> Isolation:
-        runtime = (runtime if runtime is not None else os.environ.get("SAMPAN_RUNTIME", "")).strip().lower()
+        runtime = (runtime if runtime is not None else config.runtime_choice()).strip().lower()
         sockets = Path(tempfile.mkdtemp(prefix="sampan-sockets-"))  # 0700, never a directory found in place
         if runtime == "process":
             return cls("SAMPAN_RUNTIME=process", sockets=sockets)
@@ -128,7 +129,7 @@ class Isolation:
                 raise RuntimeError(f"SAMPAN_RUNTIME=sandbox, but this machine cannot sandbox containers: {reason}")
             return cls(reason, sockets=sockets)
         privileged = sandbox.host_root()
-        uid = int(os.environ.get("SAMPAN_CONTAINER_UID") or CONTAINER_UID) if privileged else os.getuid()
+        uid = config.container_uid(CONTAINER_UID) if privileged else os.getuid()
         if privileged and uid == 0:
             raise ValueError("SAMPAN_CONTAINER_UID must not be 0: container root is never host root")
         return cls(None, uid, privileged, sockets)

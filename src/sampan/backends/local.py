@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .. import config
 from ..resources import MIB, Resources
 from ..runtime.sandbox import SOCKET_DIR
 from .base import Backend, Container, ContainerSpec, ContainerStartError, LogSink
@@ -360,7 +361,7 @@ class LocalBackend(Backend):
     def gpu_count(self) -> int:
         """GPUs of this machine: SAMPAN_GPUS, else what `nvidia-smi -L` lists, else 0."""
         if self._gpus is None:
-            configured = os.environ.get("SAMPAN_GPUS")
+            configured = config.configured_gpus()
             if configured is not None and configured.isdigit():
                 self._gpus = int(configured)
             elif shutil.which("nvidia-smi"):

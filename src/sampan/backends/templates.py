@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import config
 from .isolation import Handover, Isolation
 
 READY_TIMEOUT_S = 60.0
@@ -46,7 +47,7 @@ class TemplateUnavailable(Exception):
 
 def fork_supported() -> str | None:
     """Why this platform cannot fork containers, or None when it can."""
-    if os.environ.get("SAMPAN_FORK", "1") in ("0", "false", "no"):
+    if not config.fork_enabled():
         return "SAMPAN_FORK=0"
     if not sys.platform.startswith("linux"):
         return f"fork templates need Linux (this is {sys.platform})"

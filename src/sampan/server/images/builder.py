@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ... import __version__
+from ... import __version__, config
 from ..._proc import pid_alive
 from .pythons import default_version, find_python
 from .recipe import ImageBuildError, Step, image_id, pip_args, plan, seed_packages, step_env
@@ -128,8 +128,7 @@ class ImageBuilder:
         self.dir = images_dir
         # A pip constraints file applied to every install into an image (SAMPAN_CONSTRAINTS, or uv's own
         # UV_CONSTRAINT): the way to hold a transitive dependency at a version across all images.
-        configured = os.environ.get("SAMPAN_CONSTRAINTS") or os.environ.get("UV_CONSTRAINT")
-        self.constraints = constraints or (Path(configured).expanduser().resolve() if configured else None)
+        self.constraints = constraints or config.constraints_file()
         self.default_python = default_python or default_version()
         self._inflight: dict[str, asyncio.Future[BuiltImage]] = {}
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ... import __version__
+from ... import __version__, config
 from ..._proc import pid_alive
 from ...file_pattern_matcher import from_recipe
 from ...runtime import sandbox
@@ -78,8 +78,7 @@ def trust_bundle() -> str | None:
     """The CA bundle this machine trusts (`SAMPAN_BUILD_CA_BUNDLE`, else `SSL_CERT_FILE`, else Debian's),
     which build steps trust too while they run: downloads through a machine's TLS-inspecting proxy
     work in a build as on the host. Nothing of it stays in the image."""
-    for path in (os.environ.get("SAMPAN_BUILD_CA_BUNDLE"), os.environ.get("SSL_CERT_FILE"),
-                 "/etc/ssl/certs/ca-certificates.crt"):
+    for path in (*config.build_ca_bundles(), "/etc/ssl/certs/ca-certificates.crt"):
         if path and os.path.isfile(path):
             return path
     return None
@@ -251,7 +250,7 @@ class RootfsBuilder:
         chain = self.chain(steps, scope)
         iid = image_id(chain)
         forced = [i for i, s in enumerate(build_steps(steps)) if (s.get("args") or {}).get("force_build")]
-        if force or os.environ.get("MODAL_FORCE_BUILD") == "1":
+        if force or config.force_build():
             forced = [0]
         if not forced:
             found = self.lookup(iid)
