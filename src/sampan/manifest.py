@@ -8,7 +8,7 @@ user code, so the server never executes the script itself.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 FUNCTION_KIND = "function"  # a function or method called through the server, not over its own URL
@@ -146,3 +146,57 @@ def recipe_hash(steps: list[dict[str, Any]]) -> str:
     import hashlib
 
     return hashlib.sha256(json.dumps(steps, sort_keys=True).encode()).hexdigest()[:20]
+
+
+# -- variants: `f.with_options(...)`, `.with_concurrency(...)`, `.with_batching(...)` ------------------
+VARIANT_KEYS = {"resources", "env", "secrets", "volumes", "retries", "max_containers", "buffer_containers",
+                "scaledown_window", "timeout", "max_inputs", "target_inputs", "batch"}
+MAX_VARIANT_BYTES = 64 * 1024
+
+
+def merge_variants(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Chained variants merge as Modal's do: later values win, `resources` merge by field, and an
+    option is never unset (None means "keep")."""
+    out = dict(base)
+    for key, value in new.items():
+        if value is None:
+            continue
+        out[key] = {**out.get(key, {}), **value} if key == "resources" else value
+    return out
+
+
+def apply_variant(entry: FunctionEntry, variant: dict[str, Any]) -> FunctionEntry:
+    """The function as a variant runs it: its own pool with these options. `secrets` and `volumes`
+    replace the function's; `env` is one more secret, last. Raises ValueError on what is not a variant."""
+    unknown = set(variant) - VARIANT_KEYS
+    if unknown:
+        raise ValueError(f"Unknown function options: {', '.join(sorted(unknown))}")
+    if len(json.dumps(variant)) > MAX_VARIANT_BYTES:
+        raise ValueError("The function's options are too large.")
+    changes: dict[str, Any] = {}
+    for key in ("max_containers", "buffer_containers", "scaledown_window", "timeout", "max_inputs", "target_inputs"):
+        if key in variant:
+            value = variant[key]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"`{key}` must be a non-negative integer.")
+            changes[key] = value
+    if "resources" in variant:
+        changes["resources"] = {**(entry.resources or {}), **dict(variant["resources"])}
+    if "retries" in variant:
+        changes["retries"] = variant["retries"]
+    if "volumes" in variant:
+        changes["volumes"] = tuple(variant["volumes"])
+    secrets = tuple(variant["secrets"]) if "secrets" in variant else entry.secrets
+    if "env" in variant:
+        values = {str(k): str(v) for k, v in dict(variant["env"]).items() if v is not None}
+        secrets = (*secrets, {"values": values})
+    if secrets != entry.secrets:
+        for ref in secrets:
+            if not isinstance(ref, dict) or not (set(ref) <= {"name", "required_keys", "values"}):
+                raise ValueError("A secret of the function's options is malformed.")
+        changes["secrets"] = secrets
+    if "batch" in variant:
+        batch = dict(variant["batch"])
+        changes["batch"] = {"max_batch_size": int(batch["max_batch_size"]), "wait_ms": int(batch["wait_ms"])}
+        changes["max_inputs"] = changes["batch"]["max_batch_size"] * max(1, variant.get("max_inputs") or 1)
+    return replace(entry, **changes)

@@ -462,3 +462,66 @@ def test_run_takes_a_module_and_gives_every_option_after_it_to_the_entrypoint(tm
     assert done.returncode == 0, done.stdout + done.stderr
     assert "App custom (ephemeral)" in done.stdout  # -n before FUNC_REF is run's own option
     assert _lines(done.stdout)["got"] == "hi bob"  # --name after it is the entrypoint's
+
+
+VARIANTS = """
+    import os, time
+    import modal
+
+    app = modal.App("variants", secrets=[modal.Secret.from_dict({"BASE": "app"})])
+
+    @app.function(env={"WHO": "base"})
+    def who() -> list:
+        return [os.environ.get("WHO"), os.environ.get("BASE"), os.environ.get("EXTRA"), os.environ["MODAL_TASK_ID"]]
+
+    @app.function(timeout=30)
+    def sleepy(seconds: float) -> str:
+        time.sleep(seconds)
+        return os.environ["MODAL_TASK_ID"]
+
+    @app.function()
+    @modal.batched(max_batch_size=8, wait_ms=1000)
+    def sizes(xs: list[int]) -> list[int]:
+        return [len(xs)] * len(xs)
+
+    @app.cls()
+    class Model:
+        @modal.method()
+        def env(self) -> list:
+            return [os.environ.get("EXTRA"), os.environ.get("BASE")]
+
+    @app.local_entrypoint()
+    def main():
+        base = who.remote()
+        variant = who.with_options(env={"EXTRA": "x"}).remote()
+        print("base", base[:3])
+        print("variant", variant[:3], variant[3] != base[3])
+        swapped = who.with_options(secrets=[modal.Secret.from_dict({"EXTRA": "s"})]).remote()
+        print("secrets", swapped[:3])
+        chained = who.with_options(env={"EXTRA": "1"}).with_options(timeout=10).remote()
+        print("chained", chained[:3])
+        print("cls", Model.with_options(env={"EXTRA": "m"})().env.remote())
+        wide = sleepy.with_concurrency(max_inputs=4)
+        pids = list(wide.map([1.0] * 4))
+        print("concurrency", len(set(pids)))
+        print("batching", sorted(set(sizes.with_batching(max_batch_size=2, wait_ms=1000).map(range(4)))))
+        try:
+            who.with_concurrency(max_inputs=2, target_inputs=3)
+        except modal.exception.InvalidError as exc:
+            print("invalid", exc)
+"""
+
+
+def test_function_variants_run_in_pools_of_their_own(tmp_path: Path) -> None:
+    (tmp_path / "variants.py").write_text(textwrap.dedent(VARIANTS))
+    done = _run(tmp_path, "variants.py")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = _lines(done.stdout)
+    assert out["base"] == "['base', 'app', None]"
+    assert out["variant"] == "['base', 'app', 'x'] True", "env= adds a secret; the variant has its own container"
+    assert out["secrets"] == "[None, None, 's']", "secrets= replace the function's (env= included, as on Modal)"
+    assert out["chained"] == "['base', 'app', '1']"
+    assert out["cls"] == "['m', 'app']"
+    assert out["concurrency"] == "1", "four inputs at once in one container of the max_inputs=4 variant"
+    assert out["batching"] == "[2]", "batches of at most 2"
+    assert out["invalid"] == "`target_inputs` parameter cannot be greater than `max_inputs`."

@@ -9,7 +9,7 @@ import pytest
 import sampan as modal
 from sampan.exception import InvalidError
 from sampan.mountpaths import canonical_mount_path, validate_mount_points, validate_remote_path
-from sampan.sdk.describe import volumes_json
+from sampan.sdk.refs import volumes_json
 
 
 @pytest.mark.parametrize("path,expected", [

@@ -65,6 +65,7 @@ class CallTarget:
     tag: str
     params: dict[str, Any] = field(default_factory=dict)
     app_key: str | None = None
+    variant: dict[str, Any] = field(default_factory=dict)  # `.with_options(...)` and friends (sdk/variants.py)
 
     def body(self, args: tuple[Any, ...], kwargs: dict[str, Any], mode: str) -> dict[str, Any]:
         import cloudpickle
@@ -73,13 +74,16 @@ class CallTarget:
         return {"app": self.app, "app_key": self.app_key, "function": self.tag, "params": params, "mode": mode,
                 "args": base64.b64encode(cloudpickle.dumps((args, kwargs))).decode(),
                 "parent": current_call_id(),  # inside a container: the input this call is made from
-                "parent_function": os.environ.get("SAMPAN_LABEL_FUNCTION")}
+                "parent_function": os.environ.get("SAMPAN_LABEL_FUNCTION"),
+                **({"variant": self.variant} if self.variant else {})}
 
 
-def local_target(app: Any, tag: str, params: dict[str, Any] | None = None) -> CallTarget:
+def local_target(app: Any, tag: str, params: dict[str, Any] | None = None,
+                 variant: dict[str, Any] | None = None) -> CallTarget:
     """The target of a handle defined in this process: inside a container or `sampan run`, the
     running app is named by its key (ephemeral apps have no deployed name)."""
-    return CallTarget(getattr(app, "name", None), tag, dict(params or {}), os.environ.get("SAMPAN_APP_KEY"))
+    return CallTarget(getattr(app, "name", None), tag, dict(params or {}), os.environ.get("SAMPAN_APP_KEY"),
+                      dict(variant or {}))
 
 
 def decode(outcome: bytes) -> Any:

@@ -9,29 +9,12 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from ..cloud_bucket_mount import CloudBucketMount
-from ..exception import InvalidError
 from ..manifest import DEFAULT_SCALEDOWN_WINDOW, DEFAULT_TIMEOUT, FUNCTION_KIND, FunctionEntry, Manifest
-from ..mountpaths import validate_mount_points
 from ..resources import Resources
 from .app import NOT_HONOURED, App
 from .functions import FunctionSpec
 from .image import Image
-from .secret import Secret
-from .volume import Volume
-
-
-def _secret_refs(secrets: list[Secret], env: dict[str, str | None] | None) -> tuple[dict[str, Any], ...]:
-    refs: list[dict[str, Any]] = []
-    for secret in secrets:
-        if secret.name is not None:
-            refs.append({"name": secret.name, "required_keys": list(secret.required_keys)})
-        else:
-            refs.append({"values": dict(secret.values)})
-    function_env = {k: v for k, v in (env or {}).items() if v is not None}
-    if function_env:
-        refs.append({"values": function_env})
-    return tuple(refs)
+from .refs import retries_json, secret_refs, volumes_json
 
 
 def entry_for(app: App, spec: FunctionSpec) -> FunctionEntry:
@@ -60,7 +43,7 @@ def entry_for(app: App, spec: FunctionSpec) -> FunctionEntry:
         timeout=int(opts.get("timeout") or DEFAULT_TIMEOUT),
         startup_timeout=opts.get("startup_timeout"),
         image_env=dict(image.env_vars()) if image else {},
-        secrets=_secret_refs(secrets, opts.get("env")),
+        secrets=secret_refs(secrets, opts.get("env")),
         image=tuple(image.to_json()) if image else (),
         ignored=spec.ignored,
         enable_memory_snapshot=bool(opts.get("enable_memory_snapshot")),
@@ -102,16 +85,6 @@ def build_manifest(app: App, module: str, app_var: str) -> Manifest:
     )
 
 
-def retries_json(retries: Any) -> dict[str, Any] | None:
-    """`retries=N` or `modal.Retries(...)` as plain data (Modal's defaults: 1 s doubling, 60 s cap)."""
-    if retries is None or retries == 0:
-        return None
-    if isinstance(retries, int):
-        return {"max_retries": retries, "backoff_coefficient": 2.0, "initial_delay": 1.0, "max_delay": 60.0}
-    return {"max_retries": retries.max_retries, "backoff_coefficient": retries.backoff_coefficient,
-            "initial_delay": retries.initial_delay, "max_delay": retries.max_delay}
-
-
 def entrypoint_json(name: str, f: Any) -> dict[str, Any]:
     """A local entrypoint and its parameters, which `sampan run` turns into --flags."""
     params = []
@@ -121,21 +94,3 @@ def entrypoint_json(name: str, f: Any) -> dict[str, Any]:
                        "default": None if p.default is inspect.Parameter.empty else repr(p.default),
                        "required": p.default is inspect.Parameter.empty})
     return {"name": name, "params": params}
-
-
-def volumes_json(volumes: dict[Any, Any]) -> tuple[dict[str, Any], ...]:
-    """`volumes={"/data": Volume}` as plain data; anything that is not a Volume is refused clearly."""
-    out = []
-    where: dict[str, list[str]] = {}
-    for path, volume in validate_mount_points(volumes):
-        if isinstance(volume, CloudBucketMount):
-            continue  # accepted, reported once as not mounted (sdk/app.py NOT_HONOURED)
-        if not isinstance(volume, Volume):
-            raise InvalidError(f"Object of type {type(volume)} mounted at '{path}' is not usable as a volume.")
-        out.append({"path": path, **volume.to_json()})
-        where.setdefault(volume.to_json()["name"], []).append(path)
-    for paths in where.values():
-        if len(paths) > 1:
-            raise InvalidError("The same Volume cannot be mounted in multiple locations for the same function: "
-                               + ", ".join(paths))
-    return tuple(out)

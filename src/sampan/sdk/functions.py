@@ -24,6 +24,7 @@ from .partial import (
     PartialFunction,
     WebConfig,
 )
+from .variants import VariantMixin
 
 
 @dataclass
@@ -90,7 +91,7 @@ class _WebMixin(CallMixin):
                                "Use `.remote(...)` instead.")
 
 
-class Function(_WebMixin, AutoscalerMixin, FunctionHandle):
+class Function(_WebMixin, AutoscalerMixin, VariantMixin, FunctionHandle):
     """A function registered on an App. Not callable directly: use `.local()` (or the web URL)."""
 
     def __init__(self, app: Any, spec: FunctionSpec) -> None:
@@ -110,7 +111,7 @@ class Function(_WebMixin, AutoscalerMixin, FunctionHandle):
         return self.spec.raw_f
 
     def _call_target(self) -> CallTarget:
-        return local_target(self.app, self.spec.tag)
+        return local_target(self.app, self.spec.tag, variant=self._variant)
 
     def local(self, *args: Any, **kwargs: Any) -> Any:
         """Call the function in this process, as plain Python."""
@@ -127,7 +128,7 @@ class Function(_WebMixin, AutoscalerMixin, FunctionHandle):
         return function_from_name(app_name, name)
 
 
-class Cls(ClsHandle):
+class Cls(VariantMixin, ClsHandle):
     """An `@app.cls()` class. Instantiate it with its parameters to reach its methods."""
 
     def __init__(self, app: Any, user_cls: type, options: dict[str, Any], methods: dict[str, FunctionSpec],
@@ -193,7 +194,7 @@ class BoundMethod(_WebMixin):
         self._web_url = _with_params(base, obj._cls.params, obj._params) if base else None
 
     def _call_target(self) -> CallTarget:
-        return local_target(self._obj._cls.app, self.spec.tag, self._obj._params)
+        return local_target(self._obj._cls.app, self.spec.tag, self._obj._params, self._obj._cls._variant)
 
     def local(self, *args: Any, **kwargs: Any) -> Any:
         instance = self._obj._local()

@@ -12,13 +12,14 @@ from typing import Any
 from ..api import default_client, path
 from ..exception import ExecutionError, InvalidError
 from .calls import AutoscalerMixin, CallMixin, CallTarget
+from .variants import VariantMixin
 
 
 def web_url(app_name: str, tag: str) -> str | None:
     return default_client().get(path("v1", "functions", app_name, tag), timeout=10)["web_url"]
 
 
-class RemoteFunction(CallMixin, AutoscalerMixin):
+class RemoteFunction(CallMixin, AutoscalerMixin, VariantMixin):
     """A deployed function, looked up by name (the server checks what it is when it is called)."""
 
     def __init__(self, app_name: str, tag: str) -> None:
@@ -39,10 +40,10 @@ class RemoteFunction(CallMixin, AutoscalerMixin):
         raise ExecutionError("`.local()` is not available on a Function looked up with `from_name`.")
 
     def _call_target(self) -> CallTarget:
-        return CallTarget(self.app_name, self.tag, dict(getattr(self, "params", {}) or {}))
+        return CallTarget(self.app_name, self.tag, dict(getattr(self, "params", {}) or {}), variant=self._variant)
 
 
-class RemoteCls:
+class RemoteCls(VariantMixin):
     """A deployed class, looked up by name; instantiate it to reach its methods."""
 
     def __init__(self, app_name: str, name: str) -> None:
@@ -62,6 +63,7 @@ class RemoteObj:
         if method.startswith("_"):
             raise AttributeError(method)
         fn = _RemoteMethod(self._cls.app_name, f"{self._cls.name}.{method}", self._params)
+        fn._variant = self._cls._variant
         return fn
 
 

@@ -285,6 +285,26 @@ def web_server(
     return _web_decorator("web_server", config)
 
 
+def check_concurrency(max_inputs: Any, target_inputs: Any) -> int | None:
+    """Modal's rules for `max_inputs`/`target_inputs` (`@modal.concurrent`, `.with_concurrency()`);
+    the target as an int."""
+    if max_inputs is not None and (isinstance(max_inputs, bool) or not isinstance(max_inputs, int)):
+        raise InvalidError(f"`max_inputs` must be an integer, not {max_inputs!r}.")
+    if max_inputs is not None and max_inputs < 1:
+        raise InvalidError("`max_inputs` must be a positive integer.")
+    if target_inputs is None:
+        return None
+    if isinstance(target_inputs, float) and not target_inputs.is_integer():
+        raise InvalidError(
+            "The `target_inputs` argument must be an integer; fractional values are only supported for Servers."
+        )
+    if isinstance(target_inputs, bool) or not isinstance(target_inputs, (int, float)) or target_inputs < 0:
+        raise InvalidError("`target_inputs` must be a non-negative integer.")
+    if max_inputs is not None and int(target_inputs) > max_inputs:
+        raise InvalidError("`target_inputs` parameter cannot be greater than `max_inputs`.")
+    return int(target_inputs)
+
+
 def concurrent(
     _warn_parentheses_missing: Any = None,
     *,
@@ -293,20 +313,7 @@ def concurrent(
 ) -> Callable[[Any], PartialFunction]:
     """Let one container handle up to `max_inputs` inputs at once (autoscaling aims at `target_inputs`)."""
     _check_positional(_warn_parentheses_missing, "concurrent")
-    if max_inputs is not None and (isinstance(max_inputs, bool) or not isinstance(max_inputs, int)):
-        raise InvalidError(f"`max_inputs` must be an integer, not {max_inputs!r}.")
-    if max_inputs is not None and max_inputs < 1:
-        raise InvalidError("`max_inputs` must be a positive integer.")
-    if target_inputs is not None:
-        if isinstance(target_inputs, float) and not target_inputs.is_integer():
-            raise InvalidError(
-                "The `target_inputs` argument must be an integer; fractional values are only supported for Servers."
-            )
-        if isinstance(target_inputs, bool) or not isinstance(target_inputs, (int, float)) or target_inputs < 0:
-            raise InvalidError("`target_inputs` must be a non-negative integer.")
-        target_inputs = int(target_inputs)
-        if max_inputs is not None and target_inputs > max_inputs:
-            raise InvalidError("`target_inputs` parameter cannot be greater than `max_inputs`.")
+    target_inputs = check_concurrency(max_inputs, target_inputs)
 
     def wrapper(obj: Any) -> PartialFunction:
         return _merge(
@@ -413,11 +420,8 @@ def method(
     return wrapper
 
 
-def batched(_warn_parentheses_missing: Any = None, *, max_batch_size: int, wait_ms: int
-            ) -> Callable[[Any], PartialFunction]:
-    """Dynamic batching: callers send single inputs; the function gets up to `max_batch_size` of them
-    (or what arrived within `wait_ms` of the first) as lists, once, and returns a list of results."""
-    _check_positional(_warn_parentheses_missing, "batched")
+def check_batching(max_batch_size: int, wait_ms: int) -> None:
+    """Modal's rules for `@modal.batched` and `.with_batching()`."""
     if max_batch_size < 1:
         raise InvalidError("max_batch_size must be a positive integer.")
     if max_batch_size > MAX_MAX_BATCH_SIZE:
@@ -426,6 +430,14 @@ def batched(_warn_parentheses_missing: Any = None, *, max_batch_size: int, wait_
         raise InvalidError("wait_ms must be a non-negative integer.")
     if wait_ms >= MAX_BATCH_WAIT_MS + 1:
         raise InvalidError(f"wait_ms cannot be greater than {MAX_BATCH_WAIT_MS}.")
+
+
+def batched(_warn_parentheses_missing: Any = None, *, max_batch_size: int, wait_ms: int
+            ) -> Callable[[Any], PartialFunction]:
+    """Dynamic batching: callers send single inputs; the function gets up to `max_batch_size` of them
+    (or what arrived within `wait_ms` of the first) as lists, once, and returns a list of results."""
+    _check_positional(_warn_parentheses_missing, "batched")
+    check_batching(max_batch_size, wait_ms)
 
     def wrapper(obj: Any) -> PartialFunction:
         if inspect.isclass(obj):

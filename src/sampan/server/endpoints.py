@@ -7,6 +7,7 @@ The app server (apps.py) publishes and swaps versions; this module says what one
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,7 @@ from urllib.parse import parse_qsl
 from ..backends.base import ContainerSpec
 from ..classparams import ClassParam, resolve_class_params
 from ..exception import InvalidError
-from ..manifest import FunctionEntry, Manifest, compose_env, recipe_hash
+from ..manifest import FunctionEntry, Manifest, apply_variant, compose_env, recipe_hash
 from ..mountpaths import reroot
 from . import autoscaler
 from .autoscaler import PoolConfig
@@ -67,6 +68,7 @@ class WebEndpoint:
         self.truncated = truncated
         self.params = _class_params(entry)
         self.pools: dict[tuple[tuple[str, Any], ...], Pool] = {}
+        self.variants: dict[str, WebEndpoint] = {}  # `.with_options(...)` and friends, by their options
         backend_cap = server.backend.max_containers_for(entry.to_json())
         cap = entry.max_containers
         if backend_cap is not None:
@@ -151,6 +153,30 @@ class WebEndpoint:
             pool = self._new_pool(key)
         return pool
 
+    def variant(self, options: dict[str, Any] | None) -> WebEndpoint:
+        """This function as `f.with_options(...)` (and friends) made it: an endpoint of its own, with its own
+        pools, made on first use. Bounded as class-parameter pools are: a client may not mint them."""
+        if not options:
+            return self
+        key = json.dumps(options, sort_keys=True)
+        found = self.variants.get(key)
+        if found is None:
+            cap = self.server.settings.max_pools_per_function
+            if len(self.variants) >= cap:
+                raise GatewayError(429, TOO_MANY_POOLS.format(tag=self.tag, cap=cap, workspace=self.workspace))
+            try:
+                entry = apply_variant(self.entry, options)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise InvalidError(str(exc)) from None
+            image = self.image if entry.image == self.entry.image else None
+            found = WebEndpoint(self.server, self.version, entry, self.subdomain, self.truncated, image)
+            self.variants[key] = found
+        return found
+
+    def all_variants(self) -> list[WebEndpoint]:
+        """This endpoint and its variants: what a version drains, closes and lists."""
+        return [self, *self.variants.values()]
+
     def container_spec(self, container_id: str, key: tuple[tuple[str, Any], ...] = ()) -> ContainerSpec:
         """What the backend needs to start a container of the pool for class-parameter values `key`."""
         params = dict(key)
@@ -232,6 +258,6 @@ class AppVersion:
     infos: list[EndpointInfo] = field(default_factory=list)
 
     def all_endpoints(self) -> list[WebEndpoint]:
-        return [*self.endpoints.values(), *self.callables.values()]
+        return [v for e in (*self.endpoints.values(), *self.callables.values()) for v in e.all_variants()]
 
 

@@ -55,13 +55,14 @@ def any_endpoint(control: ControlServer, ws: Any, body: dict[str, Any]) -> Any:
 
 async def call(control: ControlServer, req: Request) -> Any:
     ws, body, writer = req.workspace, req.json, req.writer
-    endpoint = callable_endpoint(control, ws, body)
+    variant = body.get("variant") or None  # `.with_options(...)`: a pool of its own (manifest.apply_variant)
+    endpoint = callable_endpoint(control, ws, body).variant(variant)
     params = body.get("params") or {}
     endpoint.pool_for_params(params)  # bad class parameters fail here, before anything runs
     payload = base64.b64decode(body["args"])
 
     def pool_for() -> Any:
-        return callable_endpoint(control, ws, body).pool_for_params(params)
+        return callable_endpoint(control, ws, body).variant(variant).pool_for_params(params)
 
     invoker = control.invoker
     mode = body.get("mode") or "call"

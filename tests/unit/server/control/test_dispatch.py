@@ -170,3 +170,26 @@ def test_a_web_function_cannot_be_called_with_remote(tmp_path: Path) -> None:
         assert answer.status == 400 and "webhook function cannot be invoked" in answer.json()["error"]
 
     with_server(tmp_path, test)
+
+
+def test_a_variant_gets_a_pool_of_its_own_with_its_options(tmp_path: Path) -> None:
+    async def test(assembly: Assembly, ws: Any) -> None:
+        server = assembly.server
+        version = await server.publish("tester/demo", fakes.manifest(calls=("add",)),
+                                       fakes.bundle(server.settings.home), ephemeral=False, workspace="tester")
+        args = base64.b64encode(cloudpickle.dumps(((1,), {}))).decode()
+        body = {"app": "demo", "function": "add", "params": {}, "args": args, "mode": "call"}
+        variant = {"max_inputs": 4, "timeout": 7, "env": {"K": "v"}, "resources": {"cpu": 2.0}}
+        assert (await call(assembly, ws, "POST", "/v1/calls", {**body, "variant": variant})).status == 200
+        base = version.callables["add"]
+        (only,) = base.variants.values()
+        assert (only.entry.max_inputs, only.entry.timeout, only.entry.resources["cpu"]) == (4, 7, 2.0)
+        assert only.env["K"] == "v" and "K" not in base.env
+        assert list(only.pools) == [()] and only.pools[()] is not base.pools.get(())
+        assert len((await call(assembly, ws, "GET", "/v1/containers")).json()) == 1  # the variant's
+        assert (await call(assembly, ws, "POST", "/v1/calls", body)).status == 200
+        assert len((await call(assembly, ws, "GET", "/v1/containers")).json()) == 2  # and the function's
+        bad = await call(assembly, ws, "POST", "/v1/calls", {**body, "variant": {"gpu_count": 9}})
+        assert bad.status == 400 and "Unknown function options: gpu_count" in bad.json()["error"]
+
+    with_server(tmp_path, test)
