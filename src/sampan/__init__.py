@@ -55,6 +55,7 @@ from .sdk.partial import (
 )
 from .sdk.schedule import Cron, Period
 from .sdk.secret import Secret
+from .sdk.server import Server
 from .sdk.volume import Volume
 
 __version__ = "0.1.0"
@@ -105,6 +106,7 @@ __all__ = [
     "SandboxSnapshot",
     "SchedulerPlacement",
     "Secret",
+    "Server",
     "Stub",
     "Tunnel",
     "Volume",

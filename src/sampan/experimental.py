@@ -14,6 +14,7 @@ from ._not_built import not_built
 from .api import default_client, path
 from .exception import InvalidError
 from .sdk.lookup import RemoteFunction
+from .sdk.server import check_options as check_server_options
 
 
 @dataclass(frozen=True)
@@ -64,10 +65,25 @@ def stop_fetching_inputs() -> None:
 
 def http_server(port: int | None = None, *, proxy_regions: list[str] | None = None, startup_timeout: int = 30,
                 exit_grace_period: int | None = None, h2_enabled: bool = False) -> Any:
+    """Flash HTTP on an `@app.cls` class: its `@modal.enter()` starts a server on `port`, which gets a URL
+    (`Cls._experimental_get_flash_urls()`) and containers scaled on `@modal.concurrent(target_inputs=)`.
+    One URL here: `proxy_regions` have no meaning on a self-hosted server."""
     if port is None:
         raise InvalidError("Positional arguments are not allowed. Did you forget parentheses? Suggestion: "
                            "`@modal.http_server()`.")
-    not_built("experimental.http_server", "use `@modal.web_server(port)` on a function")
+    check_server_options(port=port, startup_timeout=startup_timeout, exit_grace_period=exit_grace_period,
+                         routing_region=None, target_concurrency=None, max_concurrency=None, scaleup_window=None,
+                         experimental_options=None, grace_limit=25, grace_text="25 seconds")
+    if proxy_regions is not None and not proxy_regions:
+        raise InvalidError("The `proxy_regions` argument must be non-empty.")
+
+    def wrapper(user_cls: Any) -> Any:
+        if not isinstance(user_cls, type):
+            raise InvalidError("`@modal.experimental.http_server()` decorates a class (under `@app.cls()`).")
+        user_cls.__sampan_http_server__ = {"port": port, "startup_timeout": float(startup_timeout)}
+        return user_cls
+
+    return wrapper
 
 
 def clustered(size: int, broadcast: bool = True, rdma: bool = False, fabric_size: int | None = None) -> Any:

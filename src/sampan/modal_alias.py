@@ -15,12 +15,27 @@ import sys
 from types import ModuleType
 from typing import Any
 
+# Modal module paths that live elsewhere in Sampan, and Sampan's own packages, which are not Modal's.
+RENAMED = {"modal.server": "sampan.sdk.server"}
+NOT_MODAL = ("modal.server.", "modal.sdk", "modal.backends", "modal.runtime", "modal.api", "modal.registry")
+
+
+def real_name(fullname: str) -> str | None:
+    """The Sampan module that `modal.X` is, or None where Modal has no such module."""
+    if fullname in RENAMED:
+        return RENAMED[fullname]
+    if fullname.startswith(NOT_MODAL):
+        return None
+    return "sampan" + fullname[len("modal"):]
+
 
 class _ModalAliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
         if fullname != "modal" and not fullname.startswith("modal."):
             return None
-        real = "sampan" + fullname[len("modal"):]
+        real = real_name(fullname)
+        if real is None:  # a package of Sampan's own, not Modal's: not importable as `modal.X`
+            raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
         try:
             importlib.util.find_spec(real)
         except ModuleNotFoundError:
@@ -30,7 +45,7 @@ class _ModalAliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        return importlib.import_module("sampan" + spec.name[len("modal"):])
+        return importlib.import_module(real_name(spec.name) or spec.name)
 
     def exec_module(self, module: ModuleType) -> None:
         return None

@@ -36,6 +36,8 @@ def label(app_name: str | None, function_name: str, cls: str | None = None, cust
                 "must not start or end with a dash, and must be at most 63 characters."
             )
         return custom
+    if cls is not None and function_name == cls:  # a server class: the class is the function
+        cls = None
     parts = [p for p in (app_name, cls, function_name) if p]
     return "-".join(slugify(p) for p in parts)
 

@@ -112,3 +112,63 @@ def test_every_name_of_the_index_and_every_module_path_under_sampan_run(tmp_path
                          capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "MISSING []" in out.stdout, out.stdout
+
+
+SERVERS = """
+    import subprocess, sys, urllib.error, urllib.request
+    import modal
+
+    app = modal.App("servers")
+
+    @app.server(port=8000, target_concurrency=4)
+    class Private:
+        @modal.enter()
+        def start(self):
+            open("/tmp/index.html", "w").write("private")
+            self.proc = subprocess.Popen([sys.executable, "-m", "http.server", "8000", "-d", "/tmp"])
+
+        @modal.exit()
+        def stop(self):
+            self.proc.terminate()
+
+    @app.server(port=8000, unauthenticated=True)
+    class Public:
+        @modal.enter()
+        def start(self):
+            open("/tmp/index.html", "w").write("public")
+            self.proc = subprocess.Popen([sys.executable, "-m", "http.server", "8000", "-d", "/tmp"])
+
+    @app.cls()
+    @modal.concurrent(target_inputs=10)
+    @modal.experimental.http_server(port=8001, proxy_regions=["us-east"])
+    class Flash:
+        @modal.enter()
+        def start(self):
+            open("/tmp/index.html", "w").write("flash")
+            self.proc = subprocess.Popen([sys.executable, "-m", "http.server", "8001", "-d", "/tmp"])
+
+    @app.local_entrypoint()
+    def main():
+        print("public", urllib.request.urlopen(Public.get_url(), timeout=60).read().decode())
+        print("flash", urllib.request.urlopen(Flash._experimental_get_flash_urls()[0], timeout=60).read().decode())
+        try:
+            urllib.request.urlopen(Private.get_url(), timeout=60)
+        except urllib.error.HTTPError as exc:
+            print("private", exc.code)
+        print("distinct", len({Private.get_url(), Public.get_url(), Flash._experimental_get_flash_urls()[0]}))
+"""
+
+
+def test_servers_and_flash_classes_serve_their_own_http(tmp_path: Path) -> None:
+    """`@app.server` (a proxy token needed unless `unauthenticated=True`) and `experimental.http_server`
+    classes: their `@enter` starts an HTTP server on the port, each container in its own network, and the
+    gateway gives each a URL."""
+    (tmp_path / "servers.py").write_text(textwrap.dedent(SERVERS))
+    env = {**os.environ, "SAMPAN_HOME": str(tmp_path / "home"), "SAMPAN_IMAGES": IMAGES_DIR,
+           "SAMPAN_GATEWAY_PORT": "0", "SAMPAN_ENDPOINT_PORT_BASE": "0"}
+    out = subprocess.run([sys.executable, "-m", "sampan", "run", "servers.py"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines() if line.split(" ")[0] in
+                 ("public", "flash", "private", "distinct"))
+    assert lines == {"public": "public", "flash": "flash", "private": "401", "distinct": "3"}

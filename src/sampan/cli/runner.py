@@ -47,6 +47,8 @@ def _hydrate(app: Any) -> None:
         elif "." in tag and tag.split(".", 1)[0] in app.classes:
             cls_name, method = tag.split(".", 1)
             app.classes[cls_name]._web_urls[method] = url
+        elif tag in app.classes:  # a server class (`@app.server`)
+            app.classes[tag]._web_urls[""] = url
 
 
 def choose(app: Any, name: str | None) -> tuple[str, Any, bool]:

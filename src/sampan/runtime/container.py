@@ -151,6 +151,8 @@ class Runtime:
                 cls_name, method_name = tag.split(".", 1)
                 if cls_name in app.classes:
                     app.classes[cls_name]._web_urls[method_name] = url
+            elif tag in app.classes:  # a server class (`@app.server`)
+                app.classes[tag]._web_urls[""] = url
 
     async def run_hooks(self, flag: str = LIFECYCLE_ENTER, snap: bool | None = None) -> None:
         """Run `flag` hooks in order; `snap` picks only the enter hooks with that `snap=` value."""
@@ -165,6 +167,8 @@ class Runtime:
 
     def target(self, fn: Any) -> Any:
         if self.instance is not None:
+            if not self.entry.get("method_name"):  # a server class: its @enter hooks started the server
+                return lambda: None
             return getattr(self.instance, self.entry["method_name"])
         return fn
 

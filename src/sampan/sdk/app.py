@@ -11,6 +11,7 @@ and error texts.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import json
 import os
@@ -33,13 +34,19 @@ from .partial import (
     INTERFACE_WEB,
     LIFECYCLE_ENTER,
     LIFECYCLE_EXIT,
+    WEB_SERVER,
     PartialFunction,
+    WebConfig,
+    _say_once,
     asgi_app,
     fastapi_endpoint,
     wsgi_app,
 )
 from .schedule import Schedule
 from .secret import Secret
+from .server import SESSIONED, UNLIMITED_INPUTS, Server
+from .server import check_class as server_check_class
+from .server import check_options as server_check_options
 
 _UNSET: Any = object()
 
@@ -370,6 +377,9 @@ class App:
                         raise InvalidError(
                             "A class must have `enable_memory_snapshot=True` to use `snap=True` on its methods."
                         )
+            flash = getattr(user_cls, "__sampan_http_server__", None)
+            if flash is not None:  # `@modal.experimental.http_server(port)`: the class serves HTTP itself
+                methods[""] = self._flash_spec(user_cls, flash, cls_pf, dict(options))
             batched_methods = [m for m in methods.values() if m.batch is not None]
             if len(batched_methods) > 1:
                 raise InvalidError(f"Modal class {user_cls.__name__} can only have one batched function.")
@@ -384,6 +394,93 @@ class App:
             handle = Cls(self, user_cls, options, methods, params)
             self.classes[user_cls.__name__] = handle
             return handle
+
+        return wrapper
+
+    def _flash_spec(self, user_cls: Any, flash: dict[str, Any], cls_pf: PartialFunction | None,
+                    options: dict[str, Any]) -> FunctionSpec:
+        if cls_pf is not None and cls_pf.concurrent_declared:
+            if cls_pf.max_inputs is not None:
+                raise TypeError("@modal.concurrent(max_inputs=...) is not yet supported for Flash functions. Use "
+                                "`@modal.concurrent(target_inputs=...)` instead.")
+            if cls_pf.target_inputs is None:
+                raise TypeError("`@modal.concurrent()` missing required argument: `target_inputs`.")
+        web = WebConfig(kind=WEB_SERVER, port=flash["port"], startup_timeout=flash["startup_timeout"])
+        pf = PartialFunction(raw_f=user_cls, flags=frozenset({INTERFACE_WEB}), web=web)
+        spec = self._make_spec(user_cls.__name__, user_cls, pf, options, cls_name=user_cls.__name__)
+        target = cls_pf.target_inputs if cls_pf is not None else None
+        return dataclasses.replace(spec, max_inputs=UNLIMITED_INPUTS, target_inputs=target)
+
+    # -- @app.server (Modal 1.5.1+; sdk/server.py) -----------------------------------------------
+    def server(
+        self,
+        *,
+        image: Image | None = None,
+        env: dict[str, str | None] | None = None,
+        secrets: Collection[Secret] | None = None,
+        gpu: Any = None,
+        serialized: bool = False,
+        volumes: dict[Any, Any] | None = None,
+        cpu: Any = None,
+        memory: Any = None,
+        ephemeral_disk: int | None = None,
+        target_concurrency: float | None = None,
+        max_concurrency: int | None = None,
+        min_containers: int | None = None,
+        max_containers: int | None = None,
+        buffer_containers: int | None = None,
+        scaleup_window: int | None = None,
+        scaledown_window: int | None = None,
+        startup_timeout: int = 30,
+        name: str | None = None,
+        port: int = 8000,
+        unauthenticated: bool = False,
+        h2_enabled: bool = False,
+        exit_grace_period: int = 0,
+        routing_region: str = "us-east",
+        compute_region: str | Sequence[str] | None = None,
+        cloud: str | None = None,
+        nonpreemptible: bool = False,
+        proxy: Any = None,
+        i6pn: bool | None = None,
+        enable_memory_snapshot: bool = False,
+        include_source: bool | None = None,
+        experimental_options: dict[str, Any] | None = None,
+    ) -> Callable[[Any], Server]:
+        """Register a class whose `@modal.enter()` starts an HTTP server on `port`: it gets a URL of its own
+        and containers scaled on concurrent requests (`target_concurrency`, at most `max_concurrency`)."""
+        max_inputs, target_inputs = server_check_options(
+            port=port, startup_timeout=startup_timeout, exit_grace_period=exit_grace_period,
+            routing_region=routing_region, target_concurrency=target_concurrency, max_concurrency=max_concurrency,
+            scaleup_window=scaleup_window, experimental_options=experimental_options)
+        options = {k: v for k, v in dict(
+            image=image, env=env, secrets=secrets, gpu=gpu, serialized=serialized, volumes=volumes, cpu=cpu,
+            memory=memory, ephemeral_disk=ephemeral_disk, min_containers=min_containers,
+            max_containers=max_containers, buffer_containers=buffer_containers, scaledown_window=scaledown_window,
+            startup_timeout=startup_timeout, cloud=cloud, nonpreemptible=nonpreemptible, proxy=proxy, i6pn=i6pn,
+            enable_memory_snapshot=enable_memory_snapshot, include_source=include_source,
+            experimental_options=experimental_options).items() if v is not None}
+        if compute_region is not None:
+            options["region"] = compute_region
+        for key, given in (("h2_enabled", h2_enabled), ("scaleup_window", scaleup_window is not None),
+                           ("exit_grace_period", bool(exit_grace_period))):
+            if given:
+                _say_once(key, f"`{key}=` of `@app.server` has no effect here")
+
+        def wrapper(user_cls: Any) -> Server:
+            server_check_class(user_cls, enable_memory_snapshot)
+            if not _is_global(user_cls) and not serialized:
+                raise InvalidError(f"Class {user_cls.__qualname__} is not defined in global scope. Sampan imports "
+                                   "your classes from your file, so define it at module level.")
+            tag = name or user_cls.__name__
+            web = WebConfig(kind=WEB_SERVER, port=port, startup_timeout=float(startup_timeout),
+                            requires_proxy_auth=not unauthenticated)
+            pf = PartialFunction(raw_f=user_cls, flags=frozenset({INTERFACE_WEB}), web=web)
+            spec = self._make_spec(tag, user_cls, pf, dict(options), cls_name=user_cls.__name__)
+            spec = dataclasses.replace(spec, max_inputs=max_inputs, target_inputs=target_inputs)
+            handle = Cls(self, user_cls, options, {"": spec}, ())
+            self.classes[user_cls.__name__] = handle
+            return Server(handle, sessioned=bool(getattr(user_cls, SESSIONED, False)))
 
         return wrapper
 
@@ -469,6 +566,8 @@ class App:
         for tag, url in urls.items():
             if tag in self.functions:
                 self.functions[tag]._web_url = url
+            elif tag in self.classes:  # a server class (`@app.server`)
+                self.classes[tag]._web_urls[""] = url
         self._running = True
         try:
             yield self

@@ -235,10 +235,13 @@ class AutoscalerMixin:
         target: CallTarget = self._call_target()  # type: ignore[attr-defined]
         if "." in target.tag:
             raise InvalidError("Cannot call .update_autoscaler() on a method. Call it on the class instance instead.")
-        settings = {k: v for k, v in (("min_containers", min_containers), ("max_containers", max_containers),
-                                      ("buffer_containers", buffer_containers),
-                                      ("scaledown_window", scaledown_window)) if v is not None}
-        body = {"app": target.app, "app_key": target.app_key, "function": target.tag, "settings": settings}
+        return self._update(min_containers=min_containers, max_containers=max_containers,
+                            buffer_containers=buffer_containers, scaledown_window=scaledown_window)
+
+    def _update(self, **settings: Any) -> FunctionAutoscalerSettings:
+        target: CallTarget = self._call_target()  # type: ignore[attr-defined]
+        body = {"app": target.app, "app_key": target.app_key, "function": target.tag,
+                "settings": {k: v for k, v in settings.items() if v is not None}}
         return FunctionAutoscalerSettings(**default_client().post("/v1/autoscaler", body))
 
     @property

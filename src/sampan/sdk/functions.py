@@ -157,6 +157,11 @@ class Cls(VariantMixin, ClsHandle):
     def __call__(self, **kwargs: Any) -> Obj:
         return Obj(self, resolve_class_params(self.params, kwargs))
 
+    def _experimental_get_flash_urls(self) -> list[str] | None:
+        """The URL of an `@modal.experimental.http_server` class (one: no proxy regions here)."""
+        url = self._web_urls.get("")
+        return [url] if url else None
+
     def __getattr__(self, name: str) -> Any:
         methods = self.__dict__.get("methods", {})
         if name in methods:

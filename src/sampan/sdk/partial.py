@@ -383,12 +383,14 @@ def clustered(size: int, broadcast: bool = True, rdma: bool = False) -> Callable
 
 
 def sessioned() -> Callable[[Any], Any]:
-    """Sticky sessions of `@app.server` classes (Modal 1.6); servers are not built here yet, said once."""
+    """Sticky sessions of an `@app.server` class (Modal 1.6): marks the class; the sessions API itself is not
+    built yet (sdk/server.py)."""
 
     def wrapper(obj: Any) -> Any:
         if not inspect.isclass(obj) and not isinstance(obj, PartialFunction):
             raise InvalidError("`@modal.sessioned()` must be applied to a Server class, not a method.")
-        _say_once("sessioned", "`@app.server` is not built into Sampan yet")
+        if inspect.isclass(obj):
+            obj.__sampan_sessioned__ = True  # read by `@app.server` (sdk/server.py SESSIONED)
         return obj
 
     return wrapper

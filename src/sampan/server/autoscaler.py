@@ -105,7 +105,8 @@ def start_backoff(failures: int) -> float:
 
 
 def override(config: PoolConfig, *, min_containers: int | None = None, max_containers: int | None = None,
-             buffer_containers: int | None = None, scaledown_window: float | None = None) -> PoolConfig:
+             buffer_containers: int | None = None, scaledown_window: float | None = None,
+             target_inputs: int | None = None) -> PoolConfig:
     """`Function.update_autoscaler(...)`: the given settings replace the deployed ones (None keeps one),
     checked with Modal's texts. Raises ValueError."""
     def count(name: str, value: Any, positive: bool = False) -> None:
@@ -118,6 +119,7 @@ def override(config: PoolConfig, *, min_containers: int | None = None, max_conta
     count("min_containers", min_containers)
     count("max_containers", max_containers, positive=True)
     count("buffer_containers", buffer_containers)
+    count("target_inputs", target_inputs, positive=True)  # a Server's `target_concurrency`
     if scaledown_window is not None and (isinstance(scaledown_window, bool) or
                                          not isinstance(scaledown_window, (int, float))
                                          or not 2 <= scaledown_window <= 3600):
@@ -125,7 +127,8 @@ def override(config: PoolConfig, *, min_containers: int | None = None, max_conta
     changes: dict[str, Any] = {k: v for k, v in (("min_containers", min_containers),
                                                  ("max_containers", max_containers),
                                                  ("buffer_containers", buffer_containers),
-                                                 ("scaledown_window", scaledown_window)) if v is not None}
+                                                 ("scaledown_window", scaledown_window),
+                                                 ("target_inputs", target_inputs)) if v is not None}
     updated = replace(config, **changes)
     if updated.max_containers is not None and updated.min_containers > updated.max_containers:
         raise ValueError(f"`min_containers` ({updated.min_containers}) cannot be greater than `max_containers` "

@@ -14,7 +14,7 @@ from .wire import LAST_CHUNK, NDJSON, chunk, json_response, stream_head, write_r
 if TYPE_CHECKING:
     from .server import ControlServer
 
-AUTOSCALER_SETTINGS = {"min_containers", "max_containers", "buffer_containers", "scaledown_window"}
+AUTOSCALER_SETTINGS = {"min_containers", "max_containers", "buffer_containers", "scaledown_window", "target_inputs"}
 
 
 def callable_endpoint(control: ControlServer, ws: Any, body: dict[str, Any]) -> Any:
