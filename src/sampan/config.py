@@ -36,6 +36,7 @@
 | SAMPAN_NODE_HOME           | $TMPDIR/sampan-node-<uid> | a Ray node's bundles and templates (on the node) |
 | SAMPAN_GPUS                | nvidia-smi -L  | GPUs the local backend hands out as CUDA_VISIBLE_DEVICES |
 | MODAL_FORCE_BUILD          | unset          | 1: rebuild every image from its first step (Modal's variable) |
+| SAMPAN_BUCKET_ENDPOINTS_ALLOW | none        | host:port,... bucket endpoints allowed on loopback/private networks |
 """
 
 from __future__ import annotations
@@ -213,6 +214,11 @@ def constraints_file() -> Path | None:
 def build_ca_bundles() -> list[str]:
     """The CA bundles an image build may trust, best first: SAMPAN_BUILD_CA_BUNDLE, SSL_CERT_FILE."""
     return [p for p in (os.environ.get("SAMPAN_BUILD_CA_BUNDLE"), os.environ.get("SSL_CERT_FILE")) if p]
+
+
+def bucket_endpoints_allowed() -> set[str]:
+    """SAMPAN_BUCKET_ENDPOINTS_ALLOW: `host:port` bucket endpoints allowed on loopback or private networks."""
+    return {e.strip() for e in os.environ.get("SAMPAN_BUCKET_ENDPOINTS_ALLOW", "").split(",") if e.strip()}
 
 
 def force_build() -> bool:

@@ -22,7 +22,6 @@ from typing import Any
 
 from .. import output
 from .._deprecation import _user_frame, deprecation_warning
-from ..cloud_bucket_mount import CloudBucketMount
 from ..exception import ExecutionError, InvalidError
 from .functions import ClassParam, Cls, Function, FunctionSpec, class_params_of
 from .image import Image
@@ -54,7 +53,6 @@ _UNSET: Any = object()
 # manifest, and reported once by the CLI. The value says why.
 NOT_HONOURED = {
     "ephemeral_disk": "containers share the host's disk",
-    "cloud_bucket_mounts": "cloud buckets are not mounted yet (that needs a FUSE client in the container)",
     "proxy": "static-IP egress proxies do not exist on a self-hosted server",
     "cloud": "there is one cloud here: your machine",
     "region": "there is one region here: your machine",
@@ -276,10 +274,7 @@ class App:
                 raise InvalidError(f"Modal batched function {name} does not accept default arguments.")
             # The container takes a whole batch of inputs at once (times `@modal.concurrent` batches).
             max_inputs = pf.batch[0] * max(1, max_inputs)
-        buckets = [v for v in (options.get("volumes") or {}).values() if isinstance(v, CloudBucketMount)]
-        ignored = tuple(
-            k for k, why in NOT_HONOURED.items() if k in options and _given(k, options[k])
-        ) + (("cloud_bucket_mounts",) if buckets else ())
+        ignored = tuple(k for k, why in NOT_HONOURED.items() if k in options and _given(k, options[k]))
         return FunctionSpec(
             tag=tag,
             raw_f=raw,

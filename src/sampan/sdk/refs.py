@@ -40,8 +40,10 @@ def volumes_json(volumes: dict[Any, Any]) -> tuple[dict[str, Any], ...]:
     out = []
     where: dict[str, list[str]] = {}
     for path, volume in validate_mount_points(volumes):
-        if isinstance(volume, CloudBucketMount):
-            continue  # accepted, reported once as not mounted (sdk/app.py NOT_HONOURED)
+        if isinstance(volume, CloudBucketMount):  # mounted by the server (server/buckets.py)
+            ref = secret_refs([volume.secret], None)[0] if volume.secret is not None else None
+            out.append({"path": path, "bucket": volume.to_json(ref)})
+            continue
         if not isinstance(volume, Volume):
             raise InvalidError(f"Object of type {type(volume)} mounted at '{path}' is not usable as a volume.")
         out.append({"path": path, **volume.to_json()})

@@ -12,18 +12,20 @@ locks.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import naming
+from .. import config, naming
 from ..backends.base import Backend
 from ..config import Settings
 from ..exception import InvalidError, NotFoundError
 from ..manifest import FunctionEntry, Manifest, compose_env
 from .autoscaler import READY, STARTING
+from .buckets import Buckets
 from .bundle import Bundle
 from .endpoints import AppVersion, EndpointInfo, WebEndpoint
 from .gateway.listener import Gateway
@@ -89,6 +91,8 @@ class AppServer:
             warn("Images are built as virtual environments: real images (apt_install, from_registry, "
                  "Dockerfiles) need Debian's mmdebstrap (sudo apt-get install mmdebstrap skopeo umoci).")
         self.volumes = Volumes(settings.home)
+        uid = isolation.uid if isolation is not None and isolation.enabled else os.getuid()
+        self.buckets = Buckets(settings.home, config.bucket_endpoints_allowed(), uid)
         self.quota = ContainerQuota(settings.max_containers_per_workspace, settings.max_containers)
         self._draining: dict[WebEndpoint, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -412,6 +416,7 @@ class AppServer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.gateway.close()
         await self.backend.close()
+        await self.buckets.close()
 
 
 __all__ = ["AppServer", "AppVersion", "EndpointInfo", "READY", "STARTING"]

@@ -55,7 +55,9 @@ class WebEndpoint:
         self.version = version
         self.entry = entry
         self.image = image
-        mounts = [(v["path"], server.volumes.dir(version.workspace, v["name"], v.get("create_if_missing", False)))
+        resolve = server.secret_resolver(version.workspace)
+        mounts = [(v["path"], server.buckets.mount(version.workspace, v["bucket"], resolve) if "bucket" in v
+                   else server.volumes.dir(version.workspace, v["name"], v.get("create_if_missing", False)))
                   for v in entry.volumes]
         self.volume_mounts = mounts
         self.sandboxed = bool(getattr(server.backend, "sandboxed", False))
