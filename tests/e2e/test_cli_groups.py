@@ -5,13 +5,16 @@ deployed app."""
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from pathlib import Path
 
 import pytest
 import requests
 
+from sampan.runtime import sandbox
 from tests.e2e.test_deploy import Sampan, sampan  # noqa: F401 - the fixture
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -89,13 +92,9 @@ WARM = """
 
 
 def test_container_exec_and_stop(sampan: Sampan, tmp_path: Path) -> None:  # noqa: F811
-    from sampan.runtime import sandbox
-
     (tmp_path / "warm.py").write_text(textwrap.dedent(WARM))
     sampan.run("server", "start")
     sampan.run("deploy", str(tmp_path / "warm.py"))
-    from tests.helpers import wait_until
-
     rows = wait_until(lambda: [c for c in sampan.json("container", "list") if c["state"] in ("ready", "idle")],  # type: ignore
                       timeout=60)
     cid = rows[0]["id"]
@@ -215,3 +214,30 @@ def test_image_list_and_rm(sampan: Sampan, tmp_path: Path) -> None:  # noqa: F81
     assert mine[0]["id"] not in [i["id"] for i in sampan.json("image", "list")]  # type: ignore[union-attr]
     missing = sampan.run("image", "rm", "im-00000000000000000000", check=False)
     assert missing.returncode != 0 and "not found" in (missing.stdout + missing.stderr)
+
+
+SHELLED = """
+    import modal
+
+    app = modal.App("shelled", secrets=[modal.Secret.from_dict({"TOKEN": "t0k"})])
+
+    @app.function(volumes={"/data": modal.Volume.from_name("shell-data", create_if_missing=True)})
+    def work():
+        return 1
+"""
+
+
+def test_shell_in_a_new_container_of_a_function(sampan: Sampan, tmp_path: Path) -> None:  # noqa: F811
+    """`sampan shell app.py::fn` starts a container of the function (its secrets, Volumes, /root) and runs
+    the shell there; its exit status is the shell's, and the app is gone afterwards."""
+    if os.geteuid() != 0 or sandbox.probe() is not None:
+        pytest.skip("`sampan shell` enters a sandboxed container's namespaces as root")
+    (tmp_path / "shelled.py").write_text(textwrap.dedent(SHELLED))
+    script = 'echo "token=$TOKEN cwd=$(pwd) uid=$(id -u) host=$(hostname)"; ls /root; touch /data/seen; exit 3\n'
+    done = sampan.run("shell", f"{tmp_path / 'shelled.py'}::work", check=False, input=script)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "token=t0k cwd=/root uid=0 host=modal" in done.stdout
+    assert "shelled.py" in done.stdout
+    assert sampan.run("volume", "ls", "shell-data").stdout.count("seen") == 1
+    missing = sampan.run("shell", f"{tmp_path / 'shelled.py'}::nothing", check=False, input="exit 0\n")
+    assert missing.returncode != 0 and "No function 'nothing'" in missing.stdout + missing.stderr

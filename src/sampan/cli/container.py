@@ -3,6 +3,7 @@ doing, and a way in."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import json
@@ -19,6 +20,7 @@ from ..config import Settings, read_token
 from ..exception import Error, NotFoundError
 from ..registry import ServerInfo, running_servers
 from . import output
+from .shellrun import SHELL_PROMPT, ShellSession, container_environ
 
 
 def _bearer(server: ServerInfo) -> str:
@@ -132,15 +134,19 @@ def container_exec(container_id: str, command: tuple[str, ...], pty: bool | None
 
 
 @click.command()
-@click.argument("container_id")
+@click.argument("target")
 @click.option("-c", "--cmd", default="/bin/sh", show_default=True, help="The command to run (a shell).")
-def shell(container_id: str, cmd: str) -> None:
-    """An interactive shell in a running container (`ta-...`): its namespaces, its root, its files.
+def shell(target: str, cmd: str) -> None:
+    """An interactive shell in a container: a running one (`ta-...`), or a new container of a function
+    (`app.py::fn`, in its image, with its secrets and Volumes; the app stops when the shell exits).
 
-    Enters the container directly, so it runs on the server's machine as root (the container's root
-    is still an unprivileged host uid). Modal's `shell app.py::fn` (a new container of a function's
-    image) is `sampan serve`/`run` plus this."""
-    _, row = _owner(container_id)
+    Enters the container's namespaces, so it runs on the server's machine as root (the container's root
+    is still an unprivileged host uid)."""
+    if not target.startswith("ta-"):
+        ref, _, function = target.partition("::")
+        session = ShellSession(ref, function or None, cmd, Settings.from_env())
+        sys.exit(asyncio.run(session.run()))
+    _, row = _owner(target)
     if row.get("pid") is None:
         raise click.ClickException("`sampan shell` needs a sandboxed container (see `sampan server status`).")
     if os.geteuid() != 0:
@@ -149,5 +155,5 @@ def shell(container_id: str, cmd: str) -> None:
     nsenter = shutil.which("nsenter")
     if nsenter is None:
         raise click.ClickException("nsenter is not installed (Debian package util-linux).")
-    os.execv(nsenter, [nsenter, "--target", str(row["pid"]), "--all", "--root", "--wd", "/bin/sh", "-c",
-                       f'export HOME=/root PS1="root@modal:\\w# "; exec {cmd}'])
+    os.execve(nsenter, [nsenter, "--target", str(row["pid"]), "--all", "--root", "--wd", "/bin/sh", "-c",
+                        SHELL_PROMPT.format(cmd=cmd)], container_environ(int(row["pid"])))

@@ -344,6 +344,21 @@ async def run(spec: dict[str, Any], status: StatusPipe, snapshot: Runtime | None
     return code
 
 
+ENVIRON_FILE = "/run/sampan/environ"  # for `sampan shell` (cli/shellrun.py), in the sandbox only
+
+
+def _publish_environ(spec: dict[str, Any]) -> None:
+    """Leave this container's environment (secrets included) in its own /run, where `sampan shell` finds it:
+    a forked container's own variables are not in /proc/<pid>/environ (that is the template's, from its
+    exec). Only in the sandbox, whose /run/sampan is the container's alone."""
+    if not str(spec.get("unix_socket") or "").startswith(os.path.dirname(ENVIRON_FILE) + "/"):
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(ENVIRON_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(b"\0".join(f"{k}={v}".encode(errors="replace") for k, v in os.environ.items()))
+
+
 def main() -> None:
     """A spawned container: `python -m sampan.runtime` with its spec in the environment."""
     box = os.environ.get("SAMPAN_SANDBOX")
@@ -392,6 +407,7 @@ def apply_limits(limits: dict[str, Any] | None) -> None:
 def _main(spec: dict[str, Any], status: StatusPipe, snapshot: Runtime | None = None) -> int:
     apply_limits(spec.get("limits"))
     _watch_server()
+    _publish_environ(spec)
     # uvicorn re-raises a captured SIGTERM after its graceful shutdown; a no-op handler keeps us
     # alive long enough to run @exit hooks.
     signal.signal(signal.SIGTERM, lambda *_: None)
