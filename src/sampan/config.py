@@ -32,6 +32,7 @@
 | SAMPAN_MAX_POOLS_PER_FUNCTION | 64          | class-parameter combinations live at once (429 beyond) |
 | SAMPAN_BACKEND             | local          | where `sampan server` runs containers: local or ray   |
 | SAMPAN_RAY_ADDRESS         | auto           | the Ray cluster to join (ray backend)                 |
+| SAMPAN_REQUEST_LOG         | 1              | 0: no request log, no request metrics (the benchmark's baseline) |
 | SAMPAN_EPHEMERAL_TIMEOUT_S | 30             | a `serve` session on the server, silent this long, stops |
 | SAMPAN_NODE_HOME           | $TMPDIR/sampan-node-<uid> | a Ray node's bundles and templates (on the node) |
 | SAMPAN_GPUS                | nvidia-smi -L  | GPUs the local backend hands out as CUDA_VISIBLE_DEVICES |
@@ -142,6 +143,7 @@ class Settings:
     image_builder: str = "rootfs"  # "venv": images are virtual environments even where root filesystems work
     backend: str = "local"  # where `sampan server` runs containers: local or ray
     ray_address: str = "auto"
+    request_log: bool = True  # every request through the gateway recorded (server/requests.py)
     ephemeral_timeout: float = 30.0  # a `serve` session on the server whose CLI is silent this long is stopped
 
     def __post_init__(self) -> None:
@@ -171,6 +173,7 @@ class Settings:
             backend=os.environ.get("SAMPAN_BACKEND") or "local",
             ray_address=os.environ.get("SAMPAN_RAY_ADDRESS") or "auto",
             ephemeral_timeout=_num_env("SAMPAN_EPHEMERAL_TIMEOUT_S", 30.0, float),
+            request_log=os.environ.get("SAMPAN_REQUEST_LOG", "1") not in ("0", "false", "no"),
             limits=ProxyLimits(
                 max_body=_num_env("SAMPAN_MAX_BODY_BYTES", ProxyLimits.max_body, int),
                 redirect_after=_num_env("SAMPAN_REDIRECT_AFTER_S", ProxyLimits.redirect_after, float),

@@ -241,3 +241,42 @@ def test_shell_in_a_new_container_of_a_function(sampan: Sampan, tmp_path: Path) 
     assert sampan.run("volume", "ls", "shell-data").stdout.count("seen") == 1
     missing = sampan.run("shell", f"{tmp_path / 'shelled.py'}::nothing", check=False, input="exit 0\n")
     assert missing.returncode != 0 and "No function 'nothing'" in missing.stdout + missing.stderr
+
+
+OBSERVED = """
+    import modal
+    from fastapi import HTTPException
+
+    app = modal.App("observed")
+
+    @app.function()
+    @modal.fastapi_endpoint()
+    def item(fail: bool = False):
+        if fail:
+            raise HTTPException(status_code=503, detail="down")
+        return {"ok": True}
+"""
+
+
+def test_request_log_stats_and_metrics(sampan: Sampan, tmp_path: Path) -> None:  # noqa: F811
+    (tmp_path / "observed.py").write_text(textwrap.dedent(OBSERVED))
+    sampan.run("deploy", str(tmp_path / "observed.py"))
+    url = sampan.urls("observed")["item"]
+    for _ in range(3):
+        assert requests.get(url, timeout=60).status_code == 200
+    assert requests.get(url + "?fail=true", timeout=60).status_code == 503
+    assert requests.get(url + "/<script>alert(1)</script>", timeout=60).status_code == 404
+    logged = [json.loads(line) for line in sampan.run("app", "requests", "observed", "--json").stdout.splitlines()]
+    assert [r["status"] for r in logged] == [200, 200, 200, 503, 404]
+    assert logged[0]["cold"] is True and all(r["function"] == "item" for r in logged)
+    failed = sampan.run("app", "requests", "observed", "--status", "5xx", "--json").stdout.splitlines()
+    assert [json.loads(line)["status"] for line in failed] == [503]
+    text = sampan.run("app", "requests", "observed", "--since", "10m").stdout
+    assert "/%3Cscript%3Ealert(1)%3C/script%3E" in text and "503" in text  # the path as sent, as text
+    stats = sampan.json("app", "stats", "observed")
+    assert isinstance(stats, dict)
+    item = stats["functions"]["item"]
+    assert (item["requests"], item["errors_5xx"], item["cold_starts"]) == (5, 1, 1)
+    assert "Function" in sampan.run("app", "stats", "observed").stdout
+    refused = sampan.run("app", "requests", "nothing-here", check=False)
+    assert refused.returncode != 0 and "not found" in refused.stderr

@@ -39,6 +39,9 @@ ATTACKS = {
     "POST /v1/apps/{name}/rollback": "bob cannot roll it back",
     "GET /v1/apps/{name}/history": "nor read its history",
     "GET /v1/apps/{name}/logs": "nor its logs",
+    "GET /v1/apps/{name}/requests": "nor its request log",
+    "GET /v1/apps/{name}/stats": "nor its stats",
+    "GET /metrics": "bob's metrics name none of alice's apps; no token, no metrics",
     "GET /v1/functions/{app}/{tag}": "nor look its functions up",
     "GET /v1/containers": "nor list its containers",
     "GET /v1/containers/{id}/logs": "nor read a container's logs, running or stopped",
@@ -88,6 +91,7 @@ class Api:
 
     def __init__(self, url: str, token: str | bytes | None) -> None:
         parts = urlsplit(url)
+        self.url = url
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.token = token
 
@@ -200,6 +204,7 @@ def test_two_workspaces_attack_each_other_through_every_route(two: tuple[Sampan,
     assert bob("GET", "/v1/apps") == (200, [])
     for method, path in (("POST", "/v1/apps/shop/stop"), ("POST", "/v1/apps/shop/rollback"),
                          ("GET", "/v1/apps/shop/history"), ("GET", "/v1/apps/shop/logs"),
+                         ("GET", "/v1/apps/shop/requests"), ("GET", "/v1/apps/shop/stats"),
                          ("GET", "/v1/functions/shop/square"), ("GET", f"/v1/containers/{cid}/logs"),
                          ("DELETE", "/v1/secrets/alice-only"), ("DELETE", f"/v1/proxy-tokens/{proxy['token_id']}"),
                          ("GET", f"/v1/calls/{call_id}?timeout=0"), ("POST", f"/v1/calls/{call_id}/cancel"),
@@ -210,6 +215,11 @@ def test_two_workspaces_attack_each_other_through_every_route(two: tuple[Sampan,
         status, answer = bob(method, path)
         assert status == 404, (method, path, status, answer)
     assert bob("GET", "/v1/containers") == (200, [])
+    status, scraped = bob.raw("GET", "/metrics")
+    assert status == 200 and b"shop" not in scraped and b"alice" not in scraped
+    status, scraped = alice.raw("GET", "/metrics")
+    assert status == 200 and b'app="alice/shop"' in scraped and b"sampan_requests_total" in scraped
+    assert Api(alice.url, None).raw("GET", "/metrics")[0] == 401
     assert [s["name"] for s in bob("GET", "/v1/secrets")[1]] == []
     assert bob("POST", "/v1/secrets", {"name": "alice-only", "values": {"K": "bob"}})[0] == 200
     assert [t["name"] for t in bob("GET", "/v1/proxy-tokens")[1]] == []

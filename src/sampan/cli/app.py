@@ -1,4 +1,4 @@
-"""`sampan app list|stop|logs|history|rollback`: deployed apps on the persistent server."""
+"""`sampan app list|stop|logs|history|rollback|requests|stats`: apps on the Sampan server."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from urllib.parse import quote
 import click
 from rich.table import Table
 
+from ..api import path
 from ..config import Settings
 from . import output
-from .client import Client
+from .client import Client, server_errors
 
 
 def point_in_time(text: str, now: float) -> float:
@@ -135,3 +136,61 @@ def rollback(name: str, version: int | None) -> None:
     result = Client.connect(Settings.from_env()).post(f"/v1/apps/{quote(name)}/rollback", body)
     output.print_created_dicts(result["endpoints"], [])
     output.console.print(f"[green]✓[/green] App {name} rolled back to version {result['version']}.")
+
+
+def _ms(value: float) -> str:
+    return f"{value:.1f} ms" if value < 1000 else f"{value / 1000:.2f} s"
+
+
+@app.command("requests")
+@click.argument("app_name")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing requests as they come.")
+@click.option("--status", default=None, help="Only these statuses: 5xx, 404, 4xx,5xx.")
+@click.option("--since", default=None, help="Only requests since: 10m, 2h, 1d, or an ISO time.")
+@click.option("-n", "--tail", "tail", type=int, default=100, show_default=True, help="At most the last N.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per request.")
+def requests_(app_name: str, follow: bool, status: str | None, since: str | None, tail: int, as_json: bool) -> None:
+    """Requests through the gateway to an app: time, function, method, path, status, duration, queue wait,
+    cold start, container."""
+    query: dict[str, str] = {"n": str(max(tail, 0))}
+    if status:
+        query["status"] = status
+    if since:
+        query["since"] = str(point_in_time(since, time.time()))
+    if follow:
+        query["follow"] = "1"
+    client = Client.connect(Settings.from_env())
+    with server_errors():
+        for r in client.api.stream_json("GET", path("v1", "apps", app_name, "requests", query=query)):
+            if as_json:
+                click.echo(json.dumps(r))
+                continue
+            cold = " cold" if r["cold"] else ""
+            line = (f"{_when(r['time'])} {r['function']:<20} {r['method']:<6} {r['status']} "
+                    f"{_ms(r['duration_ms']):>9} queue {_ms(r['queue_ms'])}{cold} {r['container'] or '-'} "
+                    f"{r['path']}")
+            output.console.print(line, markup=False, highlight=False, soft_wrap=True,
+                                 style="red" if r["status"] >= 500 else None)
+
+
+@app.command("stats")
+@click.argument("app_name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def stats(app_name: str, as_json: bool) -> None:
+    """Per function of an app: requests, 5xx errors, latency p50/p95/p99, queue wait p95, cold starts."""
+    found = Client.connect(Settings.from_env()).get(path("v1", "apps", app_name, "stats"))
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    table = Table(title=f"App {app_name}: requests since the server started")
+    for column in ("Function", "Requests", "5xx", "p50", "p95", "p99", "Queue p95", "Cold starts"):
+        table.add_column(column)
+
+    def bound(seconds: float | None) -> str:
+        return "-" if seconds is None else ("> 150 s" if seconds == float("inf") else f"≤ {_ms(seconds * 1000)}")
+
+    for name, s in found["functions"].items():
+        table.add_row(name, str(s["requests"]), str(s["errors_5xx"]), bound(s["latency_p50_s"]),
+                      bound(s["latency_p95_s"]), bound(s["latency_p99_s"]), bound(s["queue_p95_s"]),
+                      str(s["cold_starts"]))
+    output.print_table(table)

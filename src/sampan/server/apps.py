@@ -33,9 +33,11 @@ from .gateway.routing import RouteTable, normal_domain
 from .images.builder import BuiltImage, ImageBuilder
 from .images.service import BuildHooks, build_images, rootfs_builder
 from .logs import LogStore
+from .metrics import Metrics
 from .pool import Pool, PoolContainer
 from .portbook import PortBook
 from .quota import ContainerQuota
+from .requests import RequestLog
 from .roots import container_root
 from .store import Store
 from .volumes import Volumes
@@ -78,9 +80,13 @@ class AppServer:
         self._warned: set[str] = set()
         self.stop_grace = stop_grace
         self.routes = RouteTable(settings.domain)
+        self.requests = RequestLog()  # every routed request (server/requests.py), feeding the metrics
+        self.metrics = Metrics(self.describe_containers)
+        self.requests.sinks.append(self.metrics.observe)
         self.gateway = Gateway(self.routes, settings.host, settings.gateway_port, workspace=settings.workspace,
                                limits=settings.limits,
-                               verify_proxy_token=store.check_proxy_token if store is not None else None)
+                               verify_proxy_token=store.check_proxy_token if store is not None else None,
+                               request_log=self.requests.record if settings.request_log else None)
         self.portbook = PortBook(settings.home / "ports.json")
         self.apps: dict[str, AppVersion] = {}
         self.images = ImageBuilder(settings.images_dir)

@@ -48,6 +48,7 @@ class PoolContainer:
     started_at: float = field(default_factory=time.time)
     state: str = STARTING
     in_flight: int = 0
+    served: int = 0  # inputs taken so far (the first one of a container that was waited for: a cold start)
     idle_since: float | None = None
     backend: Container | None = None
     conns: IdleConnections = field(default_factory=IdleConnections)  # keep-alive connections to it
@@ -127,6 +128,7 @@ class Pool:
         pc = self._free() if not self.waiters else None
         if pc is not None:
             pc.in_flight += 1
+            pc.served += 1
             return pc
         if len(self.waiters) >= self.max_pending:
             raise QueueFull(self.max_pending)
@@ -163,6 +165,7 @@ class Pool:
             if fut.done():
                 continue
             pc.in_flight += 1
+            pc.served += 1
             fut.set_result(pc)
 
     # -- scaling ------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ filters everything by it, so a token of workspace A never sees or changes worksp
 
 from __future__ import annotations
 
-from . import accounts, apps, calls, containers, images, objects
+from . import accounts, apps, calls, containers, images, objects, observe
 from .router import Route
 
 ROUTES: list[Route] = [
@@ -20,6 +20,9 @@ ROUTES: list[Route] = [
     Route("GET", "/v1/apps/{name}/history", apps.history),
     Route("GET", "/v1/apps/{name}/logs", apps.logs),                    # ?n=&follow=1&since=&until=&search=&source=
     Route("GET", "/v1/functions/{app}/{tag}", apps.web_url),            # {"web_url"}
+    Route("GET", "/v1/apps/{name}/requests", observe.requests),         # NDJSON; ?status=5xx&since=10m&n=&follow=1
+    Route("GET", "/v1/apps/{name}/stats", observe.stats),
+    Route("GET", "/metrics", observe.metrics),                          # Prometheus's text format
     Route("POST", "/v1/ephemeral/{name}/heartbeat", apps.ephemeral_heartbeat),  # a `sampan serve` on this server
     Route("POST", "/v1/ephemeral/{name}/stop", apps.ephemeral_stop),
     Route("GET", "/v1/ephemeral/{name}/logs", apps.ephemeral_logs),

@@ -36,6 +36,12 @@ def json_response(status: int, payload: Any) -> bytes:
     ).encode() + body
 
 
+def response(status: int, body: bytes, content_type: str) -> bytes:
+    """A whole answer of another type than JSON (Prometheus's text format)."""
+    return (f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\ncontent-type: {content_type}\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
+
+
 def stream_head(content_type: str) -> bytes:
     """The head of a streamed answer (NDJSON events, log lines): chunked until the last chunk."""
     return (f"HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n"

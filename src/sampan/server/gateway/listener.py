@@ -14,6 +14,7 @@ import socket
 from collections.abc import Callable
 
 from ...config import ProxyLimits
+from ..requests import Request
 from .proxy import Proxy
 from .routing import RouteTable
 from .upstream import MAX_HEAD
@@ -35,12 +36,14 @@ def _bind(host: str, port: int) -> socket.socket:
 class Gateway:
     def __init__(self, routes: RouteTable, host: str, port: int, scheme: str = "http", workspace: str = "",
                  limits: ProxyLimits | None = None,
-                 verify_proxy_token: Callable[[str, str, str], bool] | None = None) -> None:
+                 verify_proxy_token: Callable[[str, str, str], bool] | None = None,
+                 request_log: Callable[[Request], None] | None = None) -> None:
         self.routes = routes
         self.host = host
         self.requested_port = port
         self.port = 0
-        self.proxy = Proxy(routes, scheme, workspace, limits, verify_proxy_token=verify_proxy_token)
+        self.proxy = Proxy(routes, scheme, workspace, limits, verify_proxy_token=verify_proxy_token,
+                           request_log=request_log)
         self._main: asyncio.AbstractServer | None = None
         self._endpoint_servers: dict[str, asyncio.AbstractServer] = {}
         self.endpoint_ports: dict[str, int] = {}

@@ -32,6 +32,7 @@ from typing import Any
 from ...backends.base import ContainerStartError
 from ...config import ProxyLimits
 from ..pool import Pool, PoolClosed, PoolContainer, QueueFull
+from ..requests import Request
 from . import auth, http, websocket
 from .auth import proxy_credentials
 from .bodies import CHUNK, BodyLimits, copy_body, within
@@ -67,18 +68,38 @@ def new_call_id() -> str:
 
 
 class _Progress:
-    """The client's writer, noting whether the response head has gone out (then no error page can)."""
+    """The client's writer, noting whether the response head has gone out (then no error page can), its
+    status and how many bytes went out (for the request log)."""
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.raw = writer
         self.started = False
+        self.status = 0
+        self.sent = 0
 
     def write(self, data: bytes) -> None:
-        self.started = True
+        if not self.started:
+            self.started = True
+            if data[:5] == b"HTTP/" and data[9:12].isdigit():
+                self.status = int(data[9:12])
+        self.sent += len(data)
         self.raw.write(data)
 
     async def drain(self) -> None:
         await self.raw.drain()
+
+
+class _Meter:
+    """What the request log learns of one request on its way (server/requests.py)."""
+
+    __slots__ = ("endpoint", "pc", "queued", "status", "sent")
+
+    def __init__(self) -> None:
+        self.endpoint: Any = None
+        self.pc: PoolContainer | None = None
+        self.queued = 0.0
+        self.status = 0
+        self.sent = 0
 
 
 def _no_body() -> asyncio.Future[None]:
@@ -117,8 +138,10 @@ class Proxy:
 
     def __init__(self, routes: RouteTable, scheme: str = "http", workspace: str = "",
                  limits: ProxyLimits | None = None, clock: Callable[[], float] = time.monotonic,
-                 verify_proxy_token: Callable[[str, str, str], bool] | None = None) -> None:
+                 verify_proxy_token: Callable[[str, str, str], bool] | None = None,
+                 request_log: Callable[[Request], None] | None = None) -> None:
         self.routes = routes
+        self.request_log = request_log  # one record per routed request (server/requests.py); None: off
         self.scheme = scheme
         self.workspace = workspace
         self.limits = limits or ProxyLimits()
@@ -193,17 +216,26 @@ class Proxy:
                        client_ip: str, fixed: str | None, closed: asyncio.Future[Any]) -> bool:
         """Proxy one request. Returns whether the client connection may serve another."""
         call_id = new_call_id()
+        meter = _Meter() if self.request_log is not None else None
+        started = self.clock()
         try:
             fetched = call_id_from_query(head.query)
             if fetched is not None:
-                owner = self._owner(self._admit(head, fixed))
-                return await self._fetch_result(head, reader, writer, fetched, owner)
+                owner = self._owner(self._admit(head, fixed, meter))
+                progress = _Progress(writer)
+                try:
+                    return await self._fetch_result(head, reader, progress, fetched, owner)  # type: ignore[arg-type]
+                finally:
+                    if meter is not None:
+                        meter.status, meter.sent = progress.status, progress.sent
             if head.framing == http.LENGTH and head.length > self.limits.max_body:
                 raise GatewayError(413, BODY_TOO_LARGE.format(limit=self.limits.max_body))
             for _attempt in range(3):
-                pc, pool, endpoint = await self._acquire(head, fixed)
+                pc, pool, endpoint = await self._acquire(head, fixed, meter)
                 ex = Exchange(head, reader, _Progress(writer), client_ip, call_id, pool, pc, closed,
                               owner=self._owner(endpoint))
+                if meter is not None:
+                    meter.pc, meter.queued = pc, self.clock() - started
                 try:
                     return await self._exchange(ex)
                 except ContainerGone:
@@ -211,9 +243,32 @@ class Proxy:
                     # out of rotation and send the request to another one.
                     pool.recycle(pc)
                     pool.release(pc)
+                finally:
+                    if meter is not None:
+                        meter.status, meter.sent = ex.writer.status or (500 if ex.writer.started else 499), \
+                            ex.writer.sent
             raise terminated().gateway_error()
         except GatewayError as exc:
+            if meter is not None:
+                meter.status = exc.status
             return await self._answer(head, reader, writer, exc, call_id)
+        finally:
+            if meter is not None and meter.endpoint is not None:
+                self._log(head, meter, started, client_ip)
+
+    def _log(self, head: http.RequestHead, meter: _Meter, started: float, client_ip: str) -> None:
+        assert self.request_log is not None
+        endpoint, pc = meter.endpoint, meter.pc
+        version = getattr(endpoint, "version", None)
+        now = self.clock()
+        began = time.time() - (now - started)
+        self.request_log(Request(
+            time=began, workspace=getattr(endpoint, "workspace", self.workspace),
+            app=getattr(version, "key", ""), function=endpoint.tag, method=head.method.decode("latin-1"),
+            path=head.path.decode("latin-1"), status=meter.status, duration_ms=(now - started) * 1000,
+            queue_ms=meter.queued * 1000, cold=pc is not None and pc.served == 1 and pc.started_at >= began,
+            container=pc.id if pc is not None else "", bytes_in=head.length if head.framing == http.LENGTH else 0,
+            bytes_out=meter.sent, client=client_ip))
 
     async def _exchange(self, ex: Exchange) -> bool:
         pool, pc, writer, call_id = ex.pool, ex.pc, ex.writer.raw, ex.call_id
@@ -233,11 +288,13 @@ class Proxy:
             if not ex.handed_off:
                 pool.release(pc)
 
-    def _admit(self, head: http.RequestHead, fixed: str | None) -> Any:
+    def _admit(self, head: http.RequestHead, fixed: str | None, meter: _Meter | None = None) -> Any:
         """The endpoint a request names, once the caller may use it: proxy auth, then the rate limit.
         Every request goes through here, result URLs of the 303 chain too."""
         subdomain = fixed if fixed is not None else self.routes.subdomain_for_host(head.host)
         endpoint = self.routes.resolve(subdomain)
+        if meter is not None:
+            meter.endpoint = endpoint  # from here on, the request is its workspace's to see in its log
         workspace = getattr(endpoint, "workspace", self.workspace)
         if endpoint.requires_proxy_auth:
             self._check_proxy_auth(head, workspace)
@@ -248,9 +305,10 @@ class Proxy:
     def _owner(self, endpoint: Any) -> str:
         return f"{getattr(endpoint, 'workspace', self.workspace)}/{endpoint.tag}"
 
-    async def _acquire(self, head: http.RequestHead, fixed: str | None) -> tuple[PoolContainer, Pool, Any]:
+    async def _acquire(self, head: http.RequestHead, fixed: str | None,
+                       meter: _Meter | None = None) -> tuple[PoolContainer, Pool, Any]:
         for _ in range(3):
-            endpoint = self._admit(head, fixed)
+            endpoint = self._admit(head, fixed, meter)
             workspace = getattr(endpoint, "workspace", self.workspace)
             pool = endpoint.pool_for(head.query)
             try:

@@ -37,7 +37,7 @@ def test_misses_say_404_or_405(method: str, path: str, status: int) -> None:
 
 def test_every_route_is_unique_and_under_v1() -> None:
     keys = [(r.method, r.pattern) for r in ROUTES]
-    assert len(keys) == len(set(keys)) and all(p.startswith("/v1/") for _, p in keys)
+    assert len(keys) == len(set(keys)) and all(p.startswith("/v1/") or p == "/metrics" for _, p in keys)
 
 
 def test_one_map_from_exception_to_status() -> None:

@@ -29,12 +29,13 @@ async def request(url: str, raw: bytes | None = None, path: str = "/") -> tuple[
 
 
 def with_app(tmp_path: Path, test: Callable[[AppServer, dict[str, str]], Awaitable[None]],
-             limits: ProxyLimits | None = None, manifest: Any = None, store: bool = False) -> None:
+             limits: ProxyLimits | None = None, manifest: Any = None, store: bool = False,
+             request_log: bool = True) -> None:
     async def main() -> None:
         home = tmp_path / "home"
         db = Store(home) if store else None
-        assembly = assemble(fakes.settings(home, limits=limits or ProxyLimits()), backend=fakes.FakeBackend(),
-                            store=db)
+        assembly = assemble(fakes.settings(home, limits=limits or ProxyLimits(), request_log=request_log),
+                            backend=fakes.FakeBackend(), store=db)
         server = assembly.server
         await server.start()
         try:
@@ -114,3 +115,35 @@ def test_proxy_auth_is_checked_against_the_store(tmp_path: Path) -> None:
         assert (await request(urls["hello"], theirs))[0] == 401
 
     with_app(tmp_path, test, manifest=protected, store=True)
+
+
+def test_every_routed_request_is_logged_with_its_status_and_wait(tmp_path: Path) -> None:
+    async def test(server: AppServer, urls: dict[str, str]) -> None:
+        await request(urls["hello"], path="/a")  # the first: waits for a container to start
+        await request(urls["hello"], path="/b")
+        smuggled = b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n"
+        await request(urls["hello"], smuggled)  # refused before routing: no endpoint, not logged
+        records = list(server.requests.records)
+        assert [(r.path, r.status, r.function, r.workspace, r.app) for r in records] == [
+            ("/a", 200, "hello", "tester", "tester/demo"), ("/b", 200, "hello", "tester", "tester/demo")]
+        assert records[0].cold and not records[1].cold and records[0].queue_ms > records[1].queue_ms
+        assert records[0].bytes_out > 0 and records[0].container.startswith("ta-")
+        stats = server.metrics.stats("tester", "tester/demo")["hello"]
+        assert stats["requests"] == 2 and stats["cold_starts"] == 1
+
+    with_app(tmp_path, test)
+
+
+def test_refused_requests_are_logged_and_logging_can_be_off(tmp_path: Path) -> None:
+    async def refused(server: AppServer, urls: dict[str, str]) -> None:
+        for _ in range(4):
+            await request(urls["hello"])
+        assert [r.status for r in server.requests.records][-1] == 429
+
+    with_app(tmp_path, refused, limits=ProxyLimits(rate=1, burst_seconds=2))
+
+    async def off(server: AppServer, urls: dict[str, str]) -> None:
+        await request(urls["hello"])
+        assert not server.requests.records
+
+    with_app(tmp_path / "off", off, request_log=False)
