@@ -1,6 +1,6 @@
 """Every performance scenario, each next to its baseline in the same run (issue: performance).
 
-    .venv/bin/python benchmarks/run.py [--quick] [--only warm,throughput,cold,sandbox,reload,burst,calls]
+    .venv/bin/python benchmarks/run.py [--quick] [--only warm,throughput,cold,sandbox,reload,burst,calls,requestlog]
 
 Sampan runs as a real `sampan serve` process; the baseline is the same app under plain
 `uvicorn --loop uvloop --http httptools`. Apps: A = raw ASGI hello, B = FastAPI hello,
@@ -416,6 +416,25 @@ def scenario_throughput(served: Served, seconds: float, connections: int = 64) -
     return out
 
 
+def scenario_requestlog(app: Path, workdir: Path, seconds: float, rounds: int = 2) -> dict[str, Any]:
+    """Gateway throughput of app A with the request log and metrics on, next to the same server with
+    SAMPAN_REQUEST_LOG=0, alternating; the cost per request is the difference of 1/throughput (the
+    gateway is one saturated process at 64 connections)."""
+    runs: dict[str, list[float]] = {"on": [], "off": []}
+    for _ in range(rounds):
+        for mode, flag in (("off", "0"), ("on", "1")):
+            served = Served(app, workdir / f"home-log-{mode}", env={"SAMPAN_REQUEST_LOG": flag})
+            try:
+                url = served.urls["raw"] + "/"
+                wait_http(int(served.urls["raw"].rsplit(":", 1)[1]))
+                throughput(url, 64, 1)
+                runs[mode].append(throughput(url, 64, seconds)["rps"])
+            finally:
+                served.close()
+    on, off = max(runs["on"]), max(runs["off"])
+    return {"rps_on": on, "rps_off": off, "ratio": on / off, "added_us": (1 / on - 1 / off) * 1e6, "runs": runs}
+
+
 def scenario_cold(served: Served, trials: int, first_trial: int = 1) -> dict[str, Any]:
     times = []
     for i in range(first_trial, first_trial + trials):
@@ -616,6 +635,11 @@ def markdown(r: dict[str, Any]) -> str:
         "",
     ]
     lines += ["| scenario | baseline | Sampan | added / ratio | goal |", "|---|---|---|---|---|"]
+    if "requestlog" in r:
+        q = r["requestlog"]
+        lines.append(f"| request log + metrics on, app A, 64 connections | {q['rps_off']:,.0f} req/s (log off) | "
+                     f"{q['rps_on']:,.0f} req/s | {q['ratio']:.2f}x, {q['added_us']:+.1f} µs/request | "
+                     "≤ 5 µs/request |")
     if "warm" in r:
         w = r["warm"]
         lines.append(
@@ -719,7 +743,7 @@ def markdown(r: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer requests, trials and seconds")
-    parser.add_argument("--only", default="warm,throughput,cold,sandbox,reload,burst,calls")
+    parser.add_argument("--only", default="warm,throughput,cold,sandbox,reload,burst,calls,requestlog")
     args = parser.parse_args()
     only = set(args.only.split(","))
     n, seconds, trials, edits = (1000, 3, 8, 4) if args.quick else (3000, 10, 20, 10)
@@ -754,6 +778,9 @@ def main() -> None:
                 finally:
                     spawn.close()
                 print("cold done", flush=True)
+        if "requestlog" in only:
+            report["requestlog"] = scenario_requestlog(app, workdir, seconds)
+            print("requestlog done", flush=True)
         if "sandbox" in only:
             report["sandbox"] = scenario_sandbox(app, workdir, trials)
             print("sandbox done", flush=True)
