@@ -19,21 +19,19 @@ from tests.helpers import wait_until
 pytestmark = pytest.mark.slow
 
 LEGACY = """
-    import os
     import modal
 
     app = modal.App("legacy")
     share = modal.NetworkFileSystem.from_name("shared", create_if_missing=True)
-    bucket = modal.CloudBucketMount("some-bucket", key_prefix="data/")
 
-    @app.function(network_file_systems={{"/shared": share}}, volumes={{"/bucket": bucket}},
+    @app.function(network_file_systems={{"/shared": share}},
                   mounts=[modal.Mount.from_local_file({asset!r}, remote_path="/assets/asset.txt")],
                   proxy=modal.Proxy.from_name("static-ip"), gpu=None)
     @modal.fastapi_endpoint()
     def look():
         with open("/shared/note", "w") as fh:
             fh.write("shared")
-        return {{"asset": open("/assets/asset.txt").read(), "bucket": os.path.exists("/bucket")}}
+        return {{"asset": open("/assets/asset.txt").read()}}
 """
 
 
@@ -71,10 +69,10 @@ def test_legacy_objects_in_a_deployed_app(sampan: Sampan, tmp_path: Path) -> Non
     (tmp_path / "legacy.py").write_text(textwrap.dedent(LEGACY.format(asset=str(asset))))
     sampan.run("server", "start")
     deployed = sampan.run("deploy", str(tmp_path / "legacy.py"))
-    assert "cloud buckets are not mounted" in deployed.stdout + deployed.stderr
+    assert "`proxy=` is accepted but has no effect here" in deployed.stdout + deployed.stderr
     url = sampan.urls("legacy")["look"]
     body = requests.get(url, timeout=120).json()
-    assert body == {"asset": "from a legacy mount", "bucket": False}
+    assert body == {"asset": "from a legacy mount"}
     assert [n["name"] for n in sampan.json("nfs", "list")] == ["shared"]  # type: ignore[index]
     assert sampan.run("nfs", "get", "shared", "/note").stdout == "shared"
 
