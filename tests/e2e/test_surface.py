@@ -147,8 +147,34 @@ SERVERS = """
             open("/tmp/index.html", "w").write("flash")
             self.proc = subprocess.Popen([sys.executable, "-m", "http.server", "8001", "-d", "/tmp"])
 
+    @app.server(port=8000, unauthenticated=True, max_concurrency=1, max_containers=1)
+    class Limited:
+        @modal.enter()
+        def start(self):
+            import threading, time
+            from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+            class Slow(BaseHTTPRequestHandler):
+                def do_GET(self):
+                    time.sleep(1.5)
+                    self.send_response(200)
+                    self.end_headers()
+                    self.wfile.write(b"slow")
+
+            threading.Thread(target=ThreadingHTTPServer(("0.0.0.0", 8000), Slow).serve_forever, daemon=True).start()
+
+    def status(url):
+        try:
+            return urllib.request.urlopen(url, timeout=60).status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
     @app.local_entrypoint()
     def main():
+        from concurrent.futures import ThreadPoolExecutor
+        print("warm", status(Limited.get_url()))
+        with ThreadPoolExecutor(2) as pool:
+            print("limited", sorted(pool.map(status, [Limited.get_url()] * 2)))
         print("public", urllib.request.urlopen(Public.get_url(), timeout=60).read().decode())
         print("flash", urllib.request.urlopen(Flash._experimental_get_flash_urls()[0], timeout=60).read().decode())
         try:
@@ -170,5 +196,6 @@ def test_servers_and_flash_classes_serve_their_own_http(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stdout + out.stderr
     lines = dict(line.split(" ", 1) for line in out.stdout.splitlines() if line.split(" ")[0] in
-                 ("public", "flash", "private", "distinct"))
-    assert lines == {"public": "public", "flash": "flash", "private": "401", "distinct": "3"}
+                 ("public", "flash", "private", "distinct", "warm", "limited"))
+    assert lines == {"public": "public", "flash": "flash", "private": "401", "distinct": "3", "warm": "200",
+                     "limited": "[200, 429]"}, out.stdout

@@ -254,7 +254,8 @@ async def _serve_web_server(runtime: Runtime, target: Any, status: StatusPipe) -
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if not kinds.port_is_free(port):
+    server_class = runtime.entry.get("cls_name") and not runtime.entry.get("method_name")
+    if not server_class and not kinds.port_is_free(port):  # a server class's @enter hooks bound it already
         status.send({"error": f"port {port} is already in use on this machine, so the web server cannot bind it"})
         return 1
     target()

@@ -58,9 +58,11 @@ class WebConfig:
     requires_proxy_auth: bool = False
     port: int | None = None
     startup_timeout: float = 5.0
+    refuse_when_full: bool = False  # a Server's `max_concurrency`: 429 instead of queueing
 
     def to_json(self) -> dict[str, Any]:
         return {
+            **({"refuse_when_full": True} if self.refuse_when_full else {}),
             "kind": self.kind,
             "method": self.method,
             "label": self.label,

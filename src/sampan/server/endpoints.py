@@ -222,6 +222,7 @@ class WebEndpoint:
             timeout=float(self.entry.timeout),
             quota=self.server.quota,
             workspace=self.workspace,
+            refuse_when_full=bool(self.entry.web.get("refuse_when_full")),
         )
         self.pools[key] = pool
         pool.start()

@@ -38,6 +38,10 @@ class QueueFull(Exception):
     """MAX_PENDING_INPUTS requests are already waiting for this pool."""
 
 
+class AtCapacity(Exception):
+    """Every ready container of a pool that refuses to queue (a Server's `max_concurrency`) is full."""
+
+
 def new_container_id() -> str:
     return "ta-" + secrets.token_hex(6)
 
@@ -82,8 +86,12 @@ class Pool:
         on_exit: Callable[[str], None] | None = None,
         quota: ContainerQuota | None = None,
         workspace: str = "",
+        refuse_when_full: bool = False,
     ) -> None:
         self.name = name
+        # A Server with `max_concurrency`: a request finding every ready container at its limit is refused
+        # (429) instead of queued; requests still wait while no container is ready (a cold start).
+        self.refuse_when_full = refuse_when_full
         self.config = config
         self.backend = backend
         self.make_spec = make_spec
@@ -130,6 +138,8 @@ class Pool:
             pc.in_flight += 1
             pc.served += 1
             return pc
+        if self.refuse_when_full and any(c.state == READY for c in self.containers.values()):
+            raise AtCapacity(self.config.max_inputs)
         if len(self.waiters) >= self.max_pending:
             raise QueueFull(self.max_pending)
         fut: asyncio.Future[PoolContainer] = asyncio.get_running_loop().create_future()

@@ -10,7 +10,7 @@ import pytest
 
 from sampan.backends.base import Backend, Container, ContainerSpec, ContainerStartError
 from sampan.server.autoscaler import PoolConfig
-from sampan.server.pool import Pool, QueueFull
+from sampan.server.pool import AtCapacity, Pool, QueueFull
 
 
 class FakeContainer(Container):
@@ -140,6 +140,25 @@ def test_cancelled_waiter_does_not_leak_a_slot() -> None:
         backend.gate.set()
         await settle()
         assert all(pc.in_flight == 0 for pc in pool.containers.values())
+        await pool.close()
+
+    asyncio.run(main())
+
+
+def test_a_pool_that_refuses_when_full_says_so_once_a_container_is_ready() -> None:
+    async def main() -> None:
+        backend = FakeBackend()
+        pool = make_pool(backend, PoolConfig(max_inputs=1, max_containers=2), refuse_when_full=True)
+        first = asyncio.create_task(pool.acquire())  # no container yet: it waits for one to start
+        await settle()
+        assert not first.done()
+        backend.gate.set()
+        await settle()
+        pc = first.result()
+        with pytest.raises(AtCapacity):
+            await pool.acquire()  # the ready container is at its limit: refused, not queued
+        pool.release(pc)
+        assert (await pool.acquire()) is pc
         await pool.close()
 
     asyncio.run(main())

@@ -31,13 +31,14 @@ from typing import Any
 
 from ...backends.base import ContainerStartError
 from ...config import ProxyLimits
-from ..pool import Pool, PoolClosed, PoolContainer, QueueFull
+from ..pool import AtCapacity, Pool, PoolClosed, PoolContainer, QueueFull
 from ..requests import Request
 from . import auth, http, websocket
 from .auth import proxy_credentials
 from .bodies import CHUNK, BodyLimits, copy_body, within
 from .calls import CallStore, PendingCall, call_id_from_query, redirect_target
 from .errors import (
+    AT_CAPACITY,
     BAD_REDIRECT_METHOD,
     BODY_TIMEOUT,
     BODY_TOO_LARGE,
@@ -319,6 +320,8 @@ class Proxy:
                 raise container_failed(str(exc)).gateway_error() from None
             except QueueFull as exc:
                 raise queue_full(endpoint.tag, exc.args[0], workspace).gateway_error() from None
+            except AtCapacity as exc:
+                raise GatewayError(429, AT_CAPACITY.format(tag=endpoint.tag, limit=exc.args[0])) from None
         raise GatewayError(503, ENDPOINT_REPLACED)
 
     def _check_proxy_auth(self, head: http.RequestHead, workspace: str) -> None:
