@@ -1,5 +1,7 @@
-"""`modal.types` (1.5.2+): `InputInfo` and `InputStatus`, what `FunctionCall.get_call_graph()` returns."""
+"""`modal.types` (1.5.2+): `InputInfo` and `InputStatus`, what `FunctionCall.get_call_graph()` returns;
+`ServerSessionCredentials`, what `Server.sessions.start()` returns."""
 
-from .sdk.calls import InputInfo, InputStatus
+from .sdk.calls import FunctionAutoscalerSettings, InputInfo, InputStatus
+from .sdk.server import ServerSessionCredentials
 
-__all__ = ["InputInfo", "InputStatus"]
+__all__ = ["FunctionAutoscalerSettings", "InputInfo", "InputStatus", "ServerSessionCredentials"]

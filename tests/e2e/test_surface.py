@@ -163,11 +163,40 @@ SERVERS = """
 
             threading.Thread(target=ThreadingHTTPServer(("0.0.0.0", 8000), Slow).serve_forever, daemon=True).start()
 
-    def status(url):
+    @app.server(port=8000, unauthenticated=True, min_containers=2)
+    @modal.sessioned()
+    class Sticky:
+        @modal.enter()
+        def start(self):
+            import os, threading
+            from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+            me = os.environ["MODAL_TASK_ID"].encode()
+
+            class Who(BaseHTTPRequestHandler):
+                def do_GET(self):
+                    self.send_response(200)
+                    self.end_headers()
+                    self.wfile.write(me)
+
+            threading.Thread(target=ThreadingHTTPServer(("0.0.0.0", 8000), Who).serve_forever, daemon=True).start()
+
+    def status(url, headers=None):
         try:
-            return urllib.request.urlopen(url, timeout=60).status
+            return urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=60).status
         except urllib.error.HTTPError as exc:
             return exc.code
+
+    def sticky():
+        one, two = Sticky.sessions.start(idle_timeout=60), Sticky.sessions.start(idle_timeout=60)
+        seen = []
+        for session in (one, two, one, two, one, two):
+            auth = {"Modal-Authorization": f"Bearer {session.token}"}
+            request = urllib.request.Request(Sticky.get_url(), headers=auth)
+            seen.append(urllib.request.urlopen(request, timeout=60).read().decode())
+        print("sticky", len(set(seen[0::2])), len(set(seen[1::2])))
+        print("no-token", status(Sticky.get_url()))
+        Sticky.sessions.terminate(one.token)
+        print("ended", status(Sticky.get_url(), {"Modal-Authorization": f"Bearer {one.token}"}))
 
     @app.local_entrypoint()
     def main():
@@ -176,6 +205,7 @@ SERVERS = """
         with ThreadPoolExecutor(2) as pool:
             print("limited", sorted(pool.map(status, [Limited.get_url()] * 2)))
         print("public", urllib.request.urlopen(Public.get_url(), timeout=60).read().decode())
+        sticky()
         print("flash", urllib.request.urlopen(Flash._experimental_get_flash_urls()[0], timeout=60).read().decode())
         try:
             urllib.request.urlopen(Private.get_url(), timeout=60)
@@ -196,6 +226,6 @@ def test_servers_and_flash_classes_serve_their_own_http(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stdout + out.stderr
     lines = dict(line.split(" ", 1) for line in out.stdout.splitlines() if line.split(" ")[0] in
-                 ("public", "flash", "private", "distinct", "warm", "limited"))
+                 ("public", "flash", "private", "distinct", "warm", "limited", "sticky", "no-token", "ended"))
     assert lines == {"public": "public", "flash": "flash", "private": "401", "distinct": "3", "warm": "200",
-                     "limited": "[200, 429]"}, out.stdout
+                     "limited": "[200, 429]", "sticky": "1 1", "no-token": "401", "ended": "404"}, out.stdout

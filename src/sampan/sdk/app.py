@@ -469,7 +469,8 @@ class App:
                                    "your classes from your file, so define it at module level.")
             tag = name or user_cls.__name__
             web = WebConfig(kind=WEB_SERVER, port=port, startup_timeout=float(startup_timeout),
-                            requires_proxy_auth=not unauthenticated, refuse_when_full=bool(max_concurrency))
+                            requires_proxy_auth=not unauthenticated, refuse_when_full=bool(max_concurrency),
+                            sessioned=bool(getattr(user_cls, SESSIONED, False)))
             pf = PartialFunction(raw_f=user_cls, flags=frozenset({INTERFACE_WEB}), web=web)
             spec = self._make_spec(tag, user_cls, pf, dict(options), cls_name=user_cls.__name__)
             spec = dataclasses.replace(spec, max_inputs=max_inputs, target_inputs=target_inputs)

@@ -59,10 +59,12 @@ class WebConfig:
     port: int | None = None
     startup_timeout: float = 5.0
     refuse_when_full: bool = False  # a Server's `max_concurrency`: 429 instead of queueing
+    sessioned: bool = False  # a `@modal.sessioned()` Server: requests carry a session token
 
     def to_json(self) -> dict[str, Any]:
         return {
             **({"refuse_when_full": True} if self.refuse_when_full else {}),
+            **({"sessioned": True} if self.sessioned else {}),
             "kind": self.kind,
             "method": self.method,
             "label": self.label,

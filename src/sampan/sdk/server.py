@@ -6,22 +6,27 @@ platform gives it a URL and autoscales its containers on concurrent requests. He
 Modal's validation and texts (fact sheet `modal-surface.md` §7.1-7.4). A server asks for a proxy token
 unless `unauthenticated=True`, as on Modal.
 
-Not built: the sessions API of `@modal.sessioned()` servers (`server.sessions.start()`), which needs
-sticky routing in the gateway; using it says so.
+`@modal.sessioned()` servers take sticky sessions (`server.sessions.start()`): the gateway binds a
+session's token to one container (server/sessions.py).
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import math
+import os
+import secrets
+import time
+from dataclasses import dataclass
 from typing import Any
 
-from .._not_built import not_built
-from ..exception import InvalidError
+from ..exception import ExecutionError, InvalidError
 from .calls import AutoscalerMixin, CallTarget, FunctionAutoscalerSettings, local_target
 from .lookup import web_url
 from .partial import LIFECYCLE_ENTER, LIFECYCLE_EXIT, Parameter, PartialFunction
 
+SESSION_START_TIMEOUT_S = 300.0  # a session may wait for a container to start
 UNLIMITED_INPUTS = 10_000  # `max_concurrency` unset or 0: no per-container limit (bounded all the same)
 SESSIONED = "__sampan_sessioned__"  # set on a class by `@modal.sessioned()`
 
@@ -109,20 +114,70 @@ def check_class(user_cls: Any, enable_memory_snapshot: bool) -> None:
                            "methods.")
 
 
+@dataclass(frozen=True)
+class ServerSessionCredentials:
+    """A session of a `@modal.sessioned()` server: send `Modal-Authorization: Bearer <token>` with each
+    request and it reaches the same container until the session ends."""
+
+    session_id: str
+    token: str
+
+
 class _Sessions:
-    def start(self, idle_timeout: int = 600) -> Any:
+    """`server.sessions`: start and terminate sticky sessions (answered by the gateway, server/sessions.py)."""
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+
+    def _post(self, action: str, headers: dict[str, str]) -> tuple[int, str, bytes]:
+        import http.client
+        from urllib.parse import urlsplit
+
+        url = self._server.get_url()
+        if not url:
+            raise ExecutionError("The server has no URL yet: it is not running.")
+        parts = urlsplit(url)
+        kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        conn = kind(parts.hostname or "127.0.0.1", parts.port, timeout=SESSION_START_TIMEOUT_S)
+        try:
+            conn.request("POST", f"/_modal/sessions/{action}", body=b"",
+                         headers={**headers, **_proxy_auth(), "x-idempotency-key": secrets.token_hex(8)})
+            resp = conn.getresponse()
+            return resp.status, resp.reason, resp.read()
+        except OSError as exc:
+            raise ExecutionError(f"Failed to {action} session: {exc}") from None
+        finally:
+            conn.close()
+
+    def start(self, idle_timeout: int = 600) -> ServerSessionCredentials:
         if isinstance(idle_timeout, bool) or not isinstance(idle_timeout, int) or idle_timeout <= 0:
             raise InvalidError("`idle_timeout` must be a positive integer.")
-        not_built("Server.sessions", "sticky sessions need routing by session token in the gateway")
+        status, reason, body = self._post("start", {"x-modal-server-session-idle-timeout": str(idle_timeout),
+                                                    "x-modal-timestamp": str(time.time())})
+        if status >= 400:
+            raise ExecutionError(f"Failed to start session: status {status} {reason}")
+        try:
+            data = json.loads(body)
+            return ServerSessionCredentials(str(data["session_id"]), str(data["token"]))
+        except (ValueError, KeyError, TypeError):
+            raise ExecutionError("Failed to start session: unexpected response from server") from None
 
     def terminate(self, token: str) -> None:
-        not_built("Server.sessions", "sticky sessions need routing by session token in the gateway")
+        status, reason, _ = self._post("terminate", {"x-modal-server-session-token": token})
+        if status >= 400 and status != 404:
+            raise ExecutionError(f"Failed to terminate session: status {status} {reason}")
+
+
+def _proxy_auth() -> dict[str, str]:
+    """A proxy token for servers that need one (MODAL_KEY/MODAL_SECRET in the environment)."""
+    key, secret = os.environ.get("MODAL_KEY"), os.environ.get("MODAL_SECRET")
+    return {"Modal-Key": key, "Modal-Secret": secret} if key and secret else {}
 
 
 class Server(AutoscalerMixin):
     """What `@app.server(...)` returns: the server's handle (its URL, its autoscaler)."""
 
-    def __init__(self, cls_handle: Any = None, sessioned: bool = False, app_name: str | None = None,
+    def __init__(self, cls_handle: Any = None, sessioned: bool | None = False, app_name: str | None = None,
                  name: str | None = None) -> None:
         self._cls = cls_handle
         self._sessioned = sessioned
@@ -139,7 +194,7 @@ class Server(AutoscalerMixin):
     @staticmethod
     def from_name(app_name: str, name: str, *, environment_name: str | None = None, client: Any = None) -> Server:
         """A deployed server of the Sampan server, by app and class name (lazy)."""
-        return Server(app_name=app_name, name=name)
+        return Server(app_name=app_name, name=name, sessioned=None)  # the gateway knows whether it is sessioned
 
     def hydrate(self, client: Any = None) -> Server:
         return self
@@ -154,9 +209,9 @@ class Server(AutoscalerMixin):
 
     @property
     def sessions(self) -> _Sessions:
-        if not self._sessioned:
+        if self._sessioned is False:
             raise InvalidError("`sessions` requires `@modal.sessioned()` on the Server.")
-        return _Sessions()
+        return _Sessions(self)
 
     def _call_target(self) -> CallTarget:
         if self._cls is not None:

@@ -103,6 +103,11 @@ class WebEndpoint:
         return autoscaler.describe(self.config)
 
     @property
+    def sessioned(self) -> bool:
+        """A `@modal.sessioned()` server: requests carry a session token (server/sessions.py)."""
+        return bool(self.entry.web.get("sessioned"))
+
+    @property
     def requires_proxy_auth(self) -> bool:
         return bool(self.entry.web.get("requires_proxy_auth"))
 

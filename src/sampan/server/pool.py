@@ -15,13 +15,14 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..backends.base import Address, Backend, Container, ContainerSpec, ContainerStartError, LogSink
 from .autoscaler import READY, STARTING, ContainerView, PoolConfig, decide, start_backoff
 from .gateway.upstream import IdleConnections
 from .quota import ContainerQuota
+from .sessions import SessionTable
 
 STOPPING = "stopping"
 Clock = Callable[[], float]
@@ -36,6 +37,10 @@ class PoolClosed(Exception):
 
 class QueueFull(Exception):
     """MAX_PENDING_INPUTS requests are already waiting for this pool."""
+
+
+class SessionGone(Exception):
+    """No live session has this token (it expired, was terminated, or its container is gone)."""
 
 
 class AtCapacity(Exception):
@@ -92,6 +97,7 @@ class Pool:
         # A Server with `max_concurrency`: a request finding every ready container at its limit is refused
         # (429) instead of queued; requests still wait while no container is ready (a cold start).
         self.refuse_when_full = refuse_when_full
+        self.sessions = SessionTable(clock)  # `@modal.sessioned()` servers (server/sessions.py)
         self.config = config
         self.backend = backend
         self.make_spec = make_spec
@@ -180,7 +186,37 @@ class Pool:
 
     # -- scaling ------------------------------------------------------------------------------
     def views(self) -> list[ContainerView]:
-        return [pc.view() for pc in self.containers.values() if pc.state != STOPPING]
+        # A container holding a live session never looks idle, so it is never scaled down.
+        pinned = self.sessions.pinned() if self.sessions.by_token else set()
+        now = self.clock()
+        return [replace(pc.view(), idle_since=now) if pc.id in pinned and pc.in_flight == 0 else pc.view()
+                for pc in self.containers.values() if pc.state != STOPPING]
+
+    async def start_session(self, idle_timeout: float) -> str:
+        """Bind a new session to a container (the least loaded ready one, started if need be)."""
+        pc = await self.acquire()
+        try:
+            return self.sessions.start(pc.id, idle_timeout).token
+        finally:
+            self.release(pc)
+
+    async def acquire_session(self, token: str) -> PoolContainer:
+        """A slot of the container `token`'s session is bound to, waiting for one to be free."""
+        while True:
+            session = self.sessions.use(token)
+            pc = self.containers.get(session.container) if session is not None else None
+            if pc is None or pc.state != READY:
+                if session is not None:
+                    self.sessions.terminate(token)
+                raise SessionGone(token)
+            if pc.in_flight < self.config.max_inputs:
+                pc.in_flight += 1
+                pc.served += 1
+                return pc
+            if self.refuse_when_full:
+                raise AtCapacity(self.config.max_inputs)
+            self._changed.clear()
+            await self._changed.wait()
 
     def _reconcile(self) -> None:
         if self.closed:
@@ -218,7 +254,9 @@ class Pool:
 
     def _stop_one_idle(self) -> bool:
         """Stop one ready container with nothing in flight (another pool needs the room)."""
-        idle = [pc for pc in self.containers.values() if pc.state == READY and pc.in_flight == 0]
+        pinned = self.sessions.pinned()
+        idle = [pc for pc in self.containers.values() if pc.state == READY and pc.in_flight == 0
+                and pc.id not in pinned]
         if not idle or self.waiters:
             return False
         self._stop_container(min(idle, key=lambda pc: pc.idle_since or 0.0))

@@ -57,7 +57,9 @@ def test_modals_rules(body: dict, options: dict, error: type, text: str) -> None
     assert text in str(info.value)
 
 
-def test_not_a_class_and_sessions() -> None:
+def test_not_a_class_and_sessions(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    monkeypatch.setenv("SAMPAN_HOME", str(tmp_path))
+    monkeypatch.delenv("SAMPAN_SERVER_URL", raising=False)
     with pytest.raises(TypeError, match="must be used on a class"):
         modal.App("s").server()(enter)
     _, server = make({"start": modal.enter()(enter)})
@@ -68,8 +70,8 @@ def test_not_a_class_and_sessions() -> None:
     sessioned = modal.App("s").server()(cls)
     with pytest.raises(modal.exception.InvalidError, match="`idle_timeout` must be a positive integer."):
         sessioned.sessions.start(idle_timeout=0)
-    with pytest.raises(modal.exception.InvalidError, match="is not built into Sampan yet"):
-        sessioned.sessions.start()
+    with pytest.raises(modal.exception.ExecutionError, match="No Sampan server is running"):
+        sessioned.sessions.start()  # no server: no URL to start a session at
 
 
 def test_http_server_rules() -> None:

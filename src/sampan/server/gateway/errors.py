@@ -21,6 +21,9 @@ TOO_MANY_POOLS = ("modal-http: Function {tag} reached its limit of {cap} live cl
 TOO_MANY_CONNECTIONS = "modal-http: too many open connections, try again"
 RATE_LIMITED = "modal-http: rate limit exceeded for workspace {workspace} ({rate:g} requests per second)"
 QUEUE_FULL = "modal-http: Function {tag} reached pending input queue limit ({limit}) for workspace {workspace}"
+SESSION_REQUIRED = ("modal-http: this server is sessioned: send `Modal-Authorization: Bearer <token>` of a "
+                    "session (server.sessions.start())")
+SESSION_GONE = "modal-http: no live session has this token (it expired, was terminated, or its container stopped)"
 AT_CAPACITY = "modal-http: Server {tag} is at its max_concurrency ({limit}) on every container, try again"
 
 # The edge's own refusals: malformed HTTP, limits, timeouts (status in the GatewayError that carries one).

@@ -55,7 +55,8 @@ CLIENT_FORWARDING = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-for
 MAX_HEADERS = 100
 _FORBIDDEN_IN_VALUES = frozenset(b"\r\n\x00")
 _FORBIDDEN_IN_TARGET = frozenset(bytes(range(0x21)) + b"\x7f")
-ALLOWED_MODAL_HEADERS = frozenset({b"modal-key", b"modal-secret"})
+# Sent by clients, read at the edge, never forwarded: proxy-auth tokens, a sessioned server's session token.
+ALLOWED_MODAL_HEADERS = frozenset({b"modal-key", b"modal-secret", b"modal-authorization"})
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-zA-Z]+\Z")  # RFC 9110 token: one C-level match per name
 # A trailer field as forwarded: a token name, a colon, a value of visible characters, spaces and tabs.
 TRAILER = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-zA-Z]+:[\t \x21-\x7e\x80-\xff]*\r\n\Z")

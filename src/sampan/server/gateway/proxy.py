@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 import sys
 import time
@@ -31,7 +32,7 @@ from typing import Any
 
 from ...backends.base import ContainerStartError
 from ...config import ProxyLimits
-from ..pool import AtCapacity, Pool, PoolClosed, PoolContainer, QueueFull
+from ..pool import AtCapacity, Pool, PoolClosed, PoolContainer, QueueFull, SessionGone
 from ..requests import Request
 from . import auth, http, websocket
 from .auth import proxy_credentials
@@ -48,6 +49,8 @@ from .errors import (
     INCOMPLETE_HEAD,
     INVALID_FUNCTION_CALL,
     RATE_LIMITED,
+    SESSION_GONE,
+    SESSION_REQUIRED,
     TERMINATED,
     TIMED_OUT,
     TOO_MANY_CONNECTIONS,
@@ -62,6 +65,17 @@ from .routing import RouteTable
 from .upstream import ContainerGone, Upstream, UpstreamFailed, response_head
 
 REPLAY_MAX = 1 << 20  # request bodies up to this are read before forwarding, so they can be sent again
+
+
+SESSIONS_PATH = b"/_modal/sessions/"
+
+
+def session_token(head: http.RequestHead) -> str | None:
+    """The session token of `Modal-Authorization: Bearer <token>`, or None."""
+    for name, value in head.headers:
+        if name == b"modal-authorization" and value[:7].lower() == b"bearer ":
+            return value[7:].strip().decode("latin-1") or None
+    return None
 
 
 def new_call_id() -> str:
@@ -231,6 +245,8 @@ class Proxy:
                         meter.status, meter.sent = progress.status, progress.sent
             if head.framing == http.LENGTH and head.length > self.limits.max_body:
                 raise GatewayError(413, BODY_TOO_LARGE.format(limit=self.limits.max_body))
+            if head.path.startswith(SESSIONS_PATH):
+                return await self._session_route(head, reader, writer, fixed, meter, call_id)
             for _attempt in range(3):
                 pc, pool, endpoint = await self._acquire(head, fixed, meter)
                 ex = Exchange(head, reader, _Progress(writer), client_ip, call_id, pool, pc, closed,
@@ -313,6 +329,14 @@ class Proxy:
             workspace = getattr(endpoint, "workspace", self.workspace)
             pool = endpoint.pool_for(head.query)
             try:
+                if getattr(endpoint, "sessioned", False):
+                    token = session_token(head)
+                    if token is None:
+                        raise GatewayError(401, SESSION_REQUIRED)
+                    try:
+                        return await pool.acquire_session(token), pool, endpoint
+                    except SessionGone:
+                        raise GatewayError(404, SESSION_GONE) from None
                 return await pool.acquire(), pool, endpoint
             except PoolClosed:
                 continue  # a reload swapped the route while we looked: look again
@@ -323,6 +347,43 @@ class Proxy:
             except AtCapacity as exc:
                 raise GatewayError(429, AT_CAPACITY.format(tag=endpoint.tag, limit=exc.args[0])) from None
         raise GatewayError(503, ENDPOINT_REPLACED)
+
+    async def _session_route(self, head: http.RequestHead, reader: asyncio.StreamReader,
+                             writer: asyncio.StreamWriter, fixed: str | None, meter: _Meter | None,
+                             call_id: str) -> bool:
+        """`POST /_modal/sessions/start` and `/terminate` of a sessioned server (Modal's paths): answered
+        here, never forwarded."""
+        endpoint = self._admit(head, fixed, meter)
+        if not getattr(endpoint, "sessioned", False) or head.method != b"POST":
+            raise GatewayError(404, INVALID_FUNCTION_CALL)
+        pool = endpoint.pool_for(head.query)
+        headers = dict(head.headers)
+        if head.path == SESSIONS_PATH + b"start":
+            raw = headers.get(b"x-modal-server-session-idle-timeout", b"600")
+            if not raw.isdigit() or int(raw) <= 0:
+                raise GatewayError(400, "modal-http: `idle_timeout` must be a positive integer")
+            try:
+                token = await pool.start_session(int(raw))
+            except ContainerStartError as exc:
+                raise container_failed(str(exc)).gateway_error() from None
+            except OverflowError as exc:
+                raise GatewayError(429, f"modal-http: {exc}") from None
+            session = pool.sessions.by_token[token]
+            body = json.dumps({"session_id": session.id, "token": token}).encode()
+        elif head.path == SESSIONS_PATH + b"terminate":
+            token = headers.get(b"x-modal-server-session-token", b"").decode("latin-1")
+            if not pool.sessions.terminate(token):
+                raise GatewayError(404, SESSION_GONE)
+            body = b"{}"
+        else:
+            raise GatewayError(404, INVALID_FUNCTION_CALL)
+        if meter is not None:
+            meter.status = 200
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+                     + str(len(body)).encode() + b"\r\nmodal-function-call-id: " + call_id.encode() + b"\r\n\r\n"
+                     + body)
+        await writer.drain()
+        return head.keep_alive and head.framing == http.NO_BODY
 
     def _check_proxy_auth(self, head: http.RequestHead, workspace: str) -> None:
         credentials = proxy_credentials(head.headers)
