@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -37,8 +39,10 @@ class Unreachable(ExecutionError):
 
 
 class ControlClient:
-    """Requests to one server with one bearer token. Each request is its own connection (the
-    server closes after answering); nothing is shared between threads."""
+    """Requests to one server with one bearer token, over a kept-alive connection per thread (a
+    `.map()` runs its calls in threads; a call then costs no new TCP connection). A request on a
+    reused connection that the server had closed meanwhile (its idle timeout) is sent again on a new
+    one: nothing of it reached the server."""
 
     def __init__(self, url: str, token: str) -> None:
         self.url = url.rstrip("/")
@@ -47,6 +51,8 @@ class ControlClient:
         self._https = scheme == "https"
         self._hostport, slash, prefix = rest.partition("/")
         self._prefix = slash + prefix
+        self._local = threading.local()
+        self._kept: weakref.WeakSet[Any] = weakref.WeakSet()  # every kept connection, for close()
 
     def __repr__(self) -> str:
         return f"ControlClient({self.url!r})"
@@ -58,6 +64,31 @@ class ControlClient:
             return http.client.HTTPSConnection(self._hostport, timeout=timeout)
         return http.client.HTTPConnection(self._hostport, timeout=timeout)
 
+    def _send(self, method: str, target: str, data: bytes | None, headers: dict[str, str],
+              timeout: float | None) -> tuple[Any, Any]:
+        """(connection, response): on this thread's kept connection, else a new one."""
+        import http.client
+
+        kept = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if kept is not None:
+            kept.timeout = timeout
+            if kept.sock is not None:
+                kept.sock.settimeout(timeout)
+            try:
+                kept.request(method, target, body=data, headers=headers)
+                return kept, kept.getresponse()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
+                    http.client.CannotSendRequest):
+                kept.close()  # closed by the server while idle: the request never reached it
+        conn = self._connection(timeout)
+        try:
+            conn.request(method, target, body=data, headers=headers)
+            return conn, conn.getresponse()
+        except OSError as exc:
+            conn.close()
+            raise Unreachable(f"Could not reach the Sampan server at {self.url}: {exc.strerror or exc}") from None
+
     @contextmanager
     def request(self, method: str, path: str, body: Any = None, timeout: float | None = 30.0) -> Iterator[Any]:
         """The response (a file-like http.client.HTTPResponse) of a 2xx answer; raise `error_for` else."""
@@ -66,24 +97,31 @@ class ControlClient:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        conn = self._connection(timeout)
+        conn, resp = self._send(method, self._prefix + path, data, headers, timeout)
+        reusable = False
         try:
-            try:
-                conn.request(method, self._prefix + path, body=data, headers=headers)
-                resp = conn.getresponse()
-            except OSError as exc:
-                raise Unreachable(f"Could not reach the Sampan server at {self.url}: "
-                                  f"{exc.strerror or exc}") from None
             if resp.status >= 300:
                 raw = resp.read()
                 try:
                     message = json.loads(raw)["error"]
                 except (ValueError, KeyError, TypeError):
                     message = f"the Sampan server answered {resp.status}"
+                reusable = not resp.will_close
                 raise error_for(resp.status, message)
             yield resp
+            reusable = resp.isclosed() and not resp.will_close  # read to its end, and kept by the server
         finally:
+            if reusable:
+                self._local.conn = conn
+                self._kept.add(conn)
+            else:
+                conn.close()
+
+    def close(self) -> None:
+        """Close the connections this client keeps (each thread's)."""
+        for conn in list(self._kept):
             conn.close()
+        self._local = threading.local()
 
     def call(self, method: str, path: str, body: Any = None, timeout: float | None = 30.0) -> Any:
         """One request, its JSON answer."""
@@ -112,23 +150,34 @@ class ControlClient:
                 yield line.decode(errors="replace")
 
 
+_CLIENTS: dict[tuple[str, str], ControlClient] = {}  # one per server and token: its kept connections
+
+
+def client_for(url: str, token: str) -> ControlClient:
+    """The process's client of this server and token (made once, so its connections are reused)."""
+    found = _CLIENTS.get((url, token))
+    if found is None:
+        found = _CLIENTS[(url, token)] = ControlClient(url, token)
+    return found
+
+
 def default_client() -> ControlClient:
     """The server this process talks to: its container's, else one found in $SAMPAN_HOME."""
     url, token = os.environ.get("SAMPAN_SERVER_URL"), os.environ.get("SAMPAN_SERVER_TOKEN")
     if url and token:
-        return ControlClient(url, token)
+        return client_for(url, token)
     settings = Settings.from_env()
     api_token = read_token(settings)
     if url is not None:
         if api_token is None:
             raise ExecutionError("No Sampan API token: set SAMPAN_TOKEN_ID and SAMPAN_TOKEN_SECRET.")
-        return ControlClient(url, f"{api_token[0]}:{api_token[1]}")
+        return client_for(url, f"{api_token[0]}:{api_token[1]}")
     servers = running_servers(settings.home)
     persistent = [s for s in servers if s.kind == "server"]
     if persistent and api_token is not None:
-        return ControlClient(persistent[0].control_url, f"{api_token[0]}:{api_token[1]}")
+        return client_for(persistent[0].control_url, f"{api_token[0]}:{api_token[1]}")
     if servers and servers[0].token:
-        return ControlClient(servers[0].control_url, servers[0].token)
+        return client_for(servers[0].control_url, servers[0].token)
     if persistent:
         raise ExecutionError("No Sampan API token: set SAMPAN_TOKEN_ID and SAMPAN_TOKEN_SECRET.")
     raise ExecutionError("No Sampan server is running: start one with `sampan server start`.")

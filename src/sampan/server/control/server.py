@@ -1,8 +1,8 @@
 """The control API's server: JSON over HTTP on 127.0.0.1, what the CLI, the SDK and containers talk to.
 
-One connection, one request: read the head (the gateway's parser, so the control plane needs no web
-framework), authenticate it (auth.py), read a JSON body, find the route (routes.py) and run its
-handler; an exception becomes its status through one map (router.STATUS). `dispatch` is that whole
+For each request of a (kept-alive) connection: read the head (the gateway's parser, so the control
+plane needs no web framework), authenticate it (auth.py), read a JSON body, find the route (routes.py)
+and run its handler; an exception becomes its status through one map (router.STATUS). `dispatch` is that whole
 path after the head, callable in memory by tests. The server also owns what outlives one request:
 the call invoker, the scheduler, `serve` sessions' heartbeats.
 """
@@ -29,6 +29,7 @@ from .wire import HTTPError, Writer, json_response
 
 MAX_BODY = 256 * 1024 * 1024  # a deploy carries the code bundle
 EPHEMERAL_TIMEOUT_S = 30.0  # a served app whose CLI is silent this long is stopped
+IDLE_TIMEOUT_S = 60.0  # a kept-alive connection with no request this long is closed
 UNAUTHORIZED = "missing or invalid token (sampan token new, or SAMPAN_TOKEN_ID and SAMPAN_TOKEN_SECRET)"
 
 
@@ -139,22 +140,8 @@ class ControlServer:
         assert task is not None
         self._conns.add(task)
         try:
-            head = http.parse_request_head(await reader.readuntil(b"\r\n\r\n"))
-            workspace = self.authenticate(dict(head.headers).get(b"authorization", b""))
-            if workspace is None:
-                writer.write(json_response(401, {"error": UNAUTHORIZED}))
-                return
-            body: Any = None
-            if head.framing == http.LENGTH:
-                if head.length > MAX_BODY:
-                    writer.write(json_response(413, {"error": "request too large"}))
-                    return
-                try:
-                    body = json.loads(await reader.readexactly(head.length) or b"null")
-                except ValueError:
-                    writer.write(json_response(400, {"error": "the request body is not JSON"}))
-                    return
-            await self.dispatch(head.method.decode(), head.target.decode("latin-1"), workspace, body, writer)
+            while await self._one(reader, writer):
+                await writer.drain()
         except (GatewayError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             with contextlib.suppress(Exception):
                 writer.write(render(400, "bad request", close=True))
@@ -163,3 +150,34 @@ class ControlServer:
             with contextlib.suppress(Exception):
                 await writer.drain()
             writer.close()
+
+    async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Answer one request; whether the connection carries another (clients keep theirs alive)."""
+        try:
+            data = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            return False
+        except asyncio.IncompleteReadError as exc:
+            if not exc.partial.strip():
+                return False  # the client closed its idle connection
+            raise
+        head = http.parse_request_head(data)
+        workspace = self.authenticate(dict(head.headers).get(b"authorization", b""))
+        if workspace is None:
+            writer.write(json_response(401, {"error": UNAUTHORIZED}, close=True))
+            return False
+        body: Any = None
+        if head.framing == http.LENGTH:
+            if head.length > MAX_BODY:
+                writer.write(json_response(413, {"error": "request too large"}, close=True))
+                return False
+            try:
+                body = json.loads(await reader.readexactly(head.length) or b"null")
+            except ValueError:
+                writer.write(json_response(400, {"error": "the request body is not JSON"}, close=True))
+                return False
+        elif head.framing != http.NO_BODY:
+            writer.write(json_response(400, {"error": "send JSON with a content-length"}, close=True))
+            return False
+        await self.dispatch(head.method.decode(), head.target.decode("latin-1"), workspace, body, writer)
+        return head.keep_alive

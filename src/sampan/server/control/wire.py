@@ -1,8 +1,9 @@
-"""How the control API writes its answers: JSON, NDJSON and text streams, one connection each.
+"""How the control API writes its answers: JSON, NDJSON and text streams.
 
-Every answer closes its connection (clients open one per request), so framing is a
-content-length for JSON and chunked encoding for streams. Pure byte builders, plus the one
-writer that streams a call's outcome without holding it twice.
+Connections are kept alive (a client's calls reuse one), so every answer is framed exactly: a
+content-length for JSON, chunked encoding for streams. An answer that ends its connection says
+`connection: close`. Pure byte builders, plus the one writer that streams a call's outcome without
+holding it twice.
 """
 
 from __future__ import annotations
@@ -28,24 +29,24 @@ class HTTPError(Exception):
         self.status = status
 
 
-def json_response(status: int, payload: Any) -> bytes:
+def json_response(status: int, payload: Any, close: bool = False) -> bytes:
     body = json.dumps(payload).encode()
+    ending = "connection: close\r\n" if close else ""
     return (
         f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        f"content-length: {len(body)}\r\n{ending}\r\n"
     ).encode() + body
 
 
 def response(status: int, body: bytes, content_type: str) -> bytes:
     """A whole answer of another type than JSON (Prometheus's text format)."""
     return (f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\ncontent-type: {content_type}\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
+            f"content-length: {len(body)}\r\n\r\n").encode() + body
 
 
 def stream_head(content_type: str) -> bytes:
     """The head of a streamed answer (NDJSON events, log lines): chunked until the last chunk."""
-    return (f"HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n"
-            "connection: close\r\n\r\n").encode()
+    return f"HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n\r\n".encode()
 
 
 NDJSON = "application/x-ndjson"
@@ -69,7 +70,7 @@ async def write_result(writer: Writer, outcome: bytes, extra: dict[str, Any] | N
     suffix = b'"' + (b", " + json.dumps(extra).encode()[1:-1] if extra else b"") + b"}"
     encoded = 4 * ((len(outcome) + 2) // 3)
     writer.write(f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
-                 f"{len(prefix) + encoded + len(suffix)}\r\nconnection: close\r\n\r\n".encode() + prefix)
+                 f"{len(prefix) + encoded + len(suffix)}\r\n\r\n".encode() + prefix)
     view = memoryview(outcome)
     step = 3 * 65536
     for start in range(0, len(outcome), step):

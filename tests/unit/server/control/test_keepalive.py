@@ -1,0 +1,58 @@
+"""The control API over real sockets: a client's requests share one kept-alive connection, and a
+connection the server closed while idle is replaced without the caller noticing."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+
+from sampan import api
+from sampan.server.assemble import assemble
+from sampan.server.control import server as control_server
+from sampan.server.store import Store
+from tests import fakes
+
+
+def test_requests_share_a_connection_and_survive_its_idle_close(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(control_server, "IDLE_TIMEOUT_S", 0.5)
+    ready = threading.Event()
+    done = threading.Event()
+    box: dict[str, object] = {}
+
+    async def main() -> None:
+        store = Store(tmp_path / "home")
+        assembly = assemble(fakes.settings(tmp_path / "home"), backend=fakes.FakeBackend(), store=store)
+        await assembly.start()
+        box["url"], box["token"] = assembly.control.url, assembly.control.token
+        ready.set()
+        while not done.is_set():
+            await asyncio.sleep(0.05)
+        await assembly.close()
+        store.close()
+
+    thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(30)
+        client = api.ControlClient(str(box["url"]), str(box["token"]))
+        assert client.get("/v1/health")["workspace"] == "tester"
+        first = client._local.conn
+        assert first is not None and first.sock is not None
+        port = first.sock.getsockname()[1]
+        for _ in range(5):
+            client.get("/v1/health")
+        assert client._local.conn is first and first.sock.getsockname()[1] == port  # one connection
+        with pytest.raises(api.NotFoundError):
+            client.get("/v1/functions/none/none")
+        assert client._local.conn is first  # an error answer keeps the connection too
+        threading.Event().wait(1.0)  # the server closes the idle connection
+        assert client.get("/v1/health")["ok"] is True  # sent again, on a new connection
+        assert client._local.conn is not first
+        client.close()
+    finally:
+        done.set()
+        thread.join(30)
