@@ -286,6 +286,11 @@ class AppServer:
         envs = [compose_env(entry, self.secret_resolver(workspace))  # fail early
                 for entry in [*manifest.functions, *manifest.calls]]
         images = await self.build_images(manifest, hooks, workspace, bundle)
+        resolve = self.secret_resolver(workspace)
+        for entry in [*manifest.functions, *manifest.calls]:  # s3fs mounts off the event loop
+            for volume in entry.volumes:
+                if "bucket" in volume:
+                    await asyncio.to_thread(self.buckets.mount, workspace, volume["bucket"], resolve)
         web_images, call_images = images[:len(manifest.functions)], images[len(manifest.functions):]
         web_envs, call_envs = envs[:len(manifest.functions)], envs[len(manifest.functions):]
         taken = set(self.gateway.endpoint_ports.values()) | {self.gateway.port}
