@@ -37,6 +37,7 @@
 | SAMPAN_NODE_HOME           | $TMPDIR/sampan-node-<uid> | a Ray node's bundles and templates (on the node) |
 | SAMPAN_GPUS                | nvidia-smi -L  | GPUs the local backend hands out as CUDA_VISIBLE_DEVICES |
 | MODAL_FORCE_BUILD          | unset          | 1: rebuild every image from its first step (Modal's variable) |
+| OTEL_EXPORTER_OTLP_ENDPOINT | none         | export request spans and container logs over OTLP (`sampan[otel]`) |
 | SAMPAN_BUCKET_ENDPOINTS_ALLOW | none        | host:port,... bucket endpoints allowed on loopback/private networks |
 """
 
@@ -222,6 +223,11 @@ def build_ca_bundles() -> list[str]:
 def bucket_endpoints_allowed() -> set[str]:
     """SAMPAN_BUCKET_ENDPOINTS_ALLOW: `host:port` bucket endpoints allowed on loopback or private networks."""
     return {e.strip() for e in os.environ.get("SAMPAN_BUCKET_ENDPOINTS_ALLOW", "").split(",") if e.strip()}
+
+
+def otel_endpoint() -> str | None:
+    """OTEL_EXPORTER_OTLP_ENDPOINT (OpenTelemetry's own variable): where request spans and container logs go."""
+    return os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None
 
 
 def force_build() -> bool:

@@ -40,6 +40,7 @@ from .quota import ContainerQuota
 from .requests import RequestLog
 from .roots import container_root
 from .store import Store
+from .telemetry import Telemetry
 from .volumes import Volumes
 
 LogFn = Callable[[str, str, str, str], None]  # (function tag, container id, stream, line)
@@ -69,7 +70,8 @@ class AppServer:
     def __init__(self, settings: Settings, backend: Backend, log: LogFn, start_error: ErrorFn,
                  warn: Callable[[str], None] | None = None, stop_grace: float = 30.0,
                  store: Store | None = None,
-                 call_env: Callable[[str], dict[str, str]] = lambda workspace: {}) -> None:
+                 call_env: Callable[[str], dict[str, str]] = lambda workspace: {},
+                 telemetry: Telemetry | None = None) -> None:
         self.settings = settings
         self.backend = backend
         self.store = store
@@ -83,6 +85,9 @@ class AppServer:
         self.requests = RequestLog()  # every routed request (server/requests.py), feeding the metrics
         self.metrics = Metrics(self.describe_containers)
         self.requests.sinks.append(self.metrics.observe)
+        self.telemetry = telemetry  # OpenTelemetry export (server/telemetry.py), when configured
+        if telemetry is not None:
+            self.requests.sinks.append(telemetry.request)
         self.gateway = Gateway(self.routes, settings.host, settings.gateway_port, workspace=settings.workspace,
                                limits=settings.limits,
                                verify_proxy_token=store.check_proxy_token if store is not None else None,
@@ -110,6 +115,8 @@ class AppServer:
             workspace: str | None = None) -> None:
         self.logs.append(container_id, stream, line, app_key, tag, workspace)
         self._log(tag, container_id, stream, line)
+        if self.telemetry is not None:
+            self.telemetry.log(container_id, stream, line, workspace, app_key, tag)
 
     def start_error(self, tag: str, container_id: str, reason: str, workspace: str | None = None) -> None:
         for line in reason.splitlines():
@@ -428,6 +435,8 @@ class AppServer:
         await self.gateway.close()
         await self.backend.close()
         await self.buckets.close()
+        if self.telemetry is not None:
+            await asyncio.to_thread(self.telemetry.close)  # flushes what is still batched
 
 
 __all__ = ["AppServer", "AppVersion", "EndpointInfo", "READY", "STARTING"]

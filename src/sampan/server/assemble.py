@@ -16,13 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import registry
+from .. import config, registry
 from ..backends.base import Backend, get_backend
 from ..config import Settings
 from .apps import AppServer, ErrorFn, LogFn
 from .control import ControlServer, Credentials
 from .images.builder import build_on_node
 from .store import Store
+from .telemetry import Telemetry
 
 
 def _discard(*_: object) -> None:
@@ -107,14 +108,30 @@ class Assembly:
         await self.control.close()
 
 
+def make_telemetry(warn: Callable[[str], None] | None) -> Telemetry | None:
+    """OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set (and the `sampan[otel]` extra installed)."""
+    if not config.otel_endpoint():
+        return None
+    try:
+        return Telemetry.otlp()
+    except ImportError:
+        if warn is not None:
+            warn('OTEL_EXPORTER_OTLP_ENDPOINT is set but OpenTelemetry is not installed: '
+                 'pip install "sampan[otel]" to export request spans and container logs.')
+        return None
+
+
 def assemble(settings: Settings, *, backend: Backend | None = None, store: Store | None = None,
-             sinks: Sinks | None = None, stop_grace: float = 30.0, control_port: int = 0) -> Assembly:
+             sinks: Sinks | None = None, stop_grace: float = 30.0, control_port: int = 0,
+             telemetry: Telemetry | None = None) -> Assembly:
     """Build a server from its settings. `store=None` is a server without accounts (tests, `serve`
-    without a home store); `backend=None` makes the one the settings name."""
+    without a home store); `backend=None` makes the one the settings name; `telemetry=None` exports
+    over OTLP where the environment says so."""
     sinks = sinks or Sinks()
     backend = backend if backend is not None else make_backend(settings)
     credentials = Credentials()
     server = AppServer(settings, backend, sinks.log, sinks.start_error, warn=sinks.warn, stop_grace=stop_grace,
-                       store=store, call_env=credentials.call_env)
+                       store=store, call_env=credentials.call_env,
+                       telemetry=telemetry if telemetry is not None else make_telemetry(sinks.warn))
     control = ControlServer(server, credentials, port=control_port)
     return Assembly(settings, backend, store, server, control)
