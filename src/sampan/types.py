@@ -2,6 +2,8 @@
 `ServerSessionCredentials`, what `Server.sessions.start()` returns."""
 
 from .sdk.calls import FunctionAutoscalerSettings, InputInfo, InputStatus
+from .sdk.logs import LogEntry, LogSource
 from .sdk.server import ServerSessionCredentials
 
-__all__ = ["FunctionAutoscalerSettings", "InputInfo", "InputStatus", "ServerSessionCredentials"]
+__all__ = ["FunctionAutoscalerSettings", "InputInfo", "InputStatus", "LogEntry", "LogSource",
+           "ServerSessionCredentials"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -250,6 +252,7 @@ OBSERVED = """
     @app.function()
     @modal.fastapi_endpoint()
     def item(fail: bool = False):
+        print(f"item called, fail={fail}")
         if fail:
             raise HTTPException(status_code=503, detail="down")
         return {"ok": True}
@@ -278,3 +281,19 @@ def test_request_log_stats_and_metrics(sampan: Sampan, tmp_path: Path) -> None: 
     assert "Function" in sampan.run("app", "stats", "observed").stdout
     refused = sampan.run("app", "requests", "nothing-here", check=False)
     assert refused.returncode != 0 and "not found" in refused.stderr
+    # the same containers' output through the SDK's log readers (Modal 1.5.3+)
+    code = textwrap.dedent("""
+        import datetime as dt
+        import sampan as modal
+        f = modal.Function.from_name("observed", "item")
+        tail = list(f.logs.tail(20, source="stdout"))
+        print("tail", sum("item called" in e.message for e in tail), tail[0].source, tail[0].context_ids[0][:3])
+        since = dt.datetime.now() - dt.timedelta(minutes=10)
+        found = list(modal.App.lookup("observed").logs.fetch(since=since, search_text="fail=True"))
+        print("fetch", [e.message for e in found])
+        print("stream", list(f.logs.stream(timeout=1)))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=sampan.env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    assert lines == {"tail": "4 stdout ta-", "fetch": "['item called, fail=True\\n']", "stream": "[]"}

@@ -25,6 +25,7 @@ from .._deprecation import _user_frame, deprecation_warning
 from ..exception import ExecutionError, InvalidError
 from .functions import ClassParam, Cls, Function, FunctionSpec, class_params_of
 from .image import Image
+from .logs import LogsManager
 from .partial import (
     CONCURRENT,
     FASTAPI_ENDPOINT,
@@ -589,6 +590,11 @@ class App:
         if name.startswith("ap-") and create_if_missing:
             raise InvalidError("`create_if_missing=True` is not supported when looking up an App by ID.")
         return App(name)
+
+    @property
+    def logs(self) -> LogsManager:
+        """`app.logs.fetch(since=)`, `.tail()`, `.stream()`: what the deployed app's containers printed."""
+        return LogsManager(self.name, None, self.app_id or "")
 
     def _var_name(self) -> str | None:
         module = sys.modules.get("__main__")

@@ -14,6 +14,7 @@ from typing import Any
 from ..classparams import NO_DEFAULT, PARAMETER_TYPES, ClassParam, resolve_class_params
 from ..exception import InvalidError
 from .calls import AutoscalerMixin, CallMixin, CallTarget, local_target
+from .logs import LogsManager
 from .lookup import cls_from_name, function_from_name
 from .partial import (
     LIFECYCLE_ENTER,
@@ -109,6 +110,11 @@ class Function(_WebMixin, AutoscalerMixin, VariantMixin, FunctionHandle):
 
     def get_raw_f(self) -> Any:
         return self.spec.raw_f
+
+    @property
+    def logs(self) -> LogsManager:
+        """`f.logs.fetch(since=)`, `.tail()`, `.stream()`: what this function's containers printed."""
+        return LogsManager(getattr(self.app, "name", None), self.spec.tag, f"fu-{self.spec.tag}")
 
     def _call_target(self) -> CallTarget:
         return local_target(self.app, self.spec.tag, variant=self._variant)

@@ -12,6 +12,7 @@ from typing import Any
 from ..api import default_client, path
 from ..exception import ExecutionError, InvalidError
 from .calls import AutoscalerMixin, CallMixin, CallTarget
+from .logs import LogsManager
 from .variants import VariantMixin
 
 
@@ -38,6 +39,10 @@ class RemoteFunction(CallMixin, AutoscalerMixin, VariantMixin):
 
     def local(self, *args: Any, **kwargs: Any) -> Any:
         raise ExecutionError("`.local()` is not available on a Function looked up with `from_name`.")
+
+    @property
+    def logs(self) -> LogsManager:
+        return LogsManager(self.app_name, self.tag, f"fu-{self.tag}")
 
     def _call_target(self) -> CallTarget:
         return CallTarget(self.app_name, self.tag, dict(getattr(self, "params", {}) or {}), variant=self._variant)

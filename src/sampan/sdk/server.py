@@ -23,6 +23,7 @@ from typing import Any
 
 from ..exception import ExecutionError, InvalidError
 from .calls import AutoscalerMixin, CallTarget, FunctionAutoscalerSettings, local_target
+from .logs import LogsManager
 from .lookup import web_url
 from .partial import LIFECYCLE_ENTER, LIFECYCLE_EXIT, Parameter, PartialFunction
 
@@ -206,6 +207,11 @@ class Server(AutoscalerMixin):
         if not self._app_name or not self._name:
             return None
         return web_url(self._app_name, self._name)
+
+    @property
+    def logs(self) -> LogsManager:
+        """What the server's containers printed."""
+        return LogsManager(self._app_name, self._name, self.object_id)
 
     @property
     def sessions(self) -> _Sessions:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...exception import InvalidError
 from .router import WRITTEN, Request
-from .wire import LAST_CHUNK, TEXT, HTTPError, Writer, chunk, stream_head
+from .wire import LAST_CHUNK, NDJSON, TEXT, HTTPError, Writer, chunk, stream_head
 
 if TYPE_CHECKING:
     from .server import ControlServer
@@ -92,23 +93,33 @@ async def exec_in(control: ControlServer, req: Request) -> Any:
 async def stream_logs(logs: Any, container_ids: list[str], query: dict[str, str], writer: Writer,
                       app_key: str | None = None) -> None:
     """Log lines of these containers, oldest first, filtered as `sampan app logs` asks (n, since, until,
-    search, source); with follow=1, then every new line until the app stops."""
+    search, source, function); with follow=1, then every new line until the app stops. format=json: NDJSON
+    records instead of text."""
     n = int(query["n"]) if query.get("n", "").isdigit() else None
     since = float(query["since"]) if query.get("since") else None
     until = float(query["until"]) if query.get("until") else None
     search = query.get("search") or None
     source = query.get("source") or None
+    function = query.get("function") or None
     follow = query.get("follow") in ("1", "true")
-    writer.write(stream_head(TEXT))
+    as_json = query.get("format") == "json"  # the SDK's `.logs` readers (sdk/logs.py)
+    writer.write(stream_head(NDJSON if as_json else TEXT))
 
     def wanted(ln: Any) -> bool:
         return ((since is None or ln.time >= since) and (until is None or ln.time <= until)
-                and (search is None or search in ln.text) and (source is None or ln.stream == source))
+                and (search is None or search in ln.text) and (source is None or ln.stream == source)
+                and (function is None or ln.tag == function))
+
+    def encode(ln: Any) -> bytes:
+        if as_json:
+            return json.dumps({"time": ln.time, "stream": ln.stream, "text": ln.text, "container": ln.container_id,
+                               "function": ln.tag}).encode() + b"\n"
+        return (ln.display() + "\n").encode()
 
     lines = sorted((line for cid in container_ids for line in logs.tail(cid)), key=lambda ln: ln.time)
     lines = [ln for ln in lines if wanted(ln)]
     for line in lines[-n:] if n else lines:
-        writer.write(chunk((line.display() + "\n").encode()))
+        writer.write(chunk(encode(line)))
     await writer.drain()
     if follow:
         queue = logs.follow_all(app_key, set(container_ids))
@@ -119,7 +130,7 @@ async def stream_logs(logs: Any, container_ids: list[str], query: dict[str, str]
                     break
                 if not wanted(item):
                     continue
-                writer.write(chunk((item.display() + "\n").encode()))
+                writer.write(chunk(encode(item)))
                 await writer.drain()
         finally:
             logs.unfollow_all(queue)

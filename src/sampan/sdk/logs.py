@@ -1,0 +1,97 @@
+"""`app.logs`, `function.logs`, `server.logs` (Modal 1.5.3+): what containers printed, read back through the
+server's log store (`GET /v1/apps/{name}/logs?format=json`), as Modal's `LogEntry` objects.
+
+`fetch(since=...)` a time range, `tail(entries)` the latest, `stream(timeout=)` new entries as they come
+until none arrives for `timeout` seconds. Times that carry no timezone are local time, as on Modal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..api import default_client, path
+from ..exception import InvalidError
+
+LogSource = Literal["stdout", "stderr", "system"]
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One line a container printed (`modal.types.LogEntry`)."""
+
+    message: str
+    timestamp: dt.datetime
+    source: LogSource
+    object_id: str
+    context_ids: list[str] = field(default_factory=list)
+
+
+def _utc(value: Any, name: str) -> float:
+    if not isinstance(value, dt.datetime):
+        raise TypeError(f"{name} must be a datetime")
+    if value.tzinfo is None:
+        value = value.astimezone()  # a naive time is local time
+    return value.timestamp()
+
+
+class LogsManager:
+    """The logs of an app, or of one of its functions (`function` set)."""
+
+    def __init__(self, app_name: str | None, function: str | None = None, object_id: str = "") -> None:
+        self._app = app_name
+        self._function = function
+        self._object_id = object_id
+
+    def _read(self, query: dict[str, str], timeout: float | None = None) -> Iterator[LogEntry]:
+        if not self._app:
+            raise InvalidError("Logs are read from a deployed App: this App has no name.")
+        if self._function:
+            query["function"] = self._function
+        route = path("v1", "apps", self._app, "logs", query={"format": "json", **query})
+        client = default_client()
+        try:
+            for record in client.stream_json("GET", route) if timeout is None else \
+                    _with_timeout(client, route, timeout):
+                source = record["stream"] if record["stream"] in ("stdout", "stderr") else "system"
+                yield LogEntry(record["text"] + "\n", dt.datetime.fromtimestamp(record["time"], dt.timezone.utc),
+                               source, self._object_id, [record["container"]] if record["container"] else [])
+        except TimeoutError:
+            return
+
+    def fetch(self, *, since: dt.datetime, until: dt.datetime | None = None, source: LogSource | None = None,
+              search_text: str = "") -> Iterator[LogEntry]:
+        """Entries from `since` to `until` (now by default), oldest first."""
+        query = {"since": str(_utc(since, "since")), "until": str(_utc(until or dt.datetime.now(dt.timezone.utc),
+                                                                        "until"))}
+        if source:
+            query["source"] = source
+        if search_text:
+            query["search"] = search_text
+        return self._read(query)
+
+    def tail(self, entries: int = 100, *, source: LogSource | None = None) -> Iterator[LogEntry]:
+        """The latest `entries`, oldest first."""
+        query = {"n": str(int(entries))}
+        if source:
+            query["source"] = source
+        return self._read(query)
+
+    def stream(self, timeout: float | None = None) -> Iterator[LogEntry]:
+        """New entries as they are printed; ends once none came for `timeout` seconds (None: never)."""
+        if timeout is not None and timeout <= 0:
+            return iter(())
+        return self._read({"n": "0", "follow": "1", "since": str(dt.datetime.now().timestamp())},
+                          timeout=timeout)
+
+
+def _with_timeout(client: Any, route: str, timeout: float) -> Iterator[dict[str, Any]]:
+    """An NDJSON stream whose reads give up after `timeout` seconds of silence (TimeoutError)."""
+    import json
+
+    with client.request("GET", route, timeout=timeout) as resp:
+        for line in resp:
+            if line.strip():
+                yield json.loads(line)
