@@ -11,6 +11,7 @@ The exit status is 0 when it returns, 1 when it raises (with the user's tracebac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
 import os
@@ -71,7 +72,17 @@ def choose(app: Any, name: str | None) -> tuple[str, Any, bool]:
                     f"Choices: {', '.join(choices) or 'none'}.", 2)
 
 
+def _whole_lines() -> None:
+    """Write each printed line at once. The entrypoint shares its terminal (or pipe) with the session's
+    container log lines; unbuffered (PYTHONUNBUFFERED=1), `print("a", b)` is four writes, and a log
+    line of a container could land inside the entrypoint's line."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(line_buffering=True, write_through=False)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _whole_lines()
     argv = list(sys.argv[1:] if argv is None else argv)
     module_mode = argv[:1] == ["-m"]
     if module_mode:
