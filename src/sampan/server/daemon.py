@@ -94,6 +94,9 @@ async def run(settings: Settings, control_port: int = DEFAULT_CONTROL_PORT) -> i
     _log("stopping: containers finish their requests")
     reaper.cancel()
     assembly.unregister()
+    # Schedules first: a scheduler step after an app stopped below would forget its timers, and the next
+    # start would lose a Period's phase (and could fire a tick twice).
+    await control.scheduler.close()
     # Deployed apps stay deployed in the store: only their containers stop with the server. They stop
     # before the control API closes: @exit hooks and lifespan shutdown may still call the platform.
     for key in list(server.apps):
