@@ -137,9 +137,11 @@ class ControlClient:
     def delete(self, path: str, timeout: float | None = 30.0) -> Any:
         return self.call("DELETE", path, None, timeout)
 
-    def stream_json(self, method: str, path: str, body: Any = None) -> Iterator[dict[str, Any]]:
-        """An NDJSON answer, one event at a time as the server sends it."""
-        with self.request(method, path, body, timeout=None) as resp:
+    def stream_json(self, method: str, path: str, body: Any = None,
+                    timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """An NDJSON answer, one event at a time as the server sends it (`timeout`: the longest silence,
+        after which reading raises TimeoutError)."""
+        with self.request(method, path, body, timeout=timeout) as resp:
             for line in resp:
                 if line.strip():
                     yield json.loads(line)

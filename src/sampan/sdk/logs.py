@@ -51,10 +51,8 @@ class LogsManager:
         if self._function:
             query["function"] = self._function
         route = path("v1", "apps", self._app, "logs", query={"format": "json", **query})
-        client = default_client()
         try:
-            for record in client.stream_json("GET", route) if timeout is None else \
-                    _with_timeout(client, route, timeout):
+            for record in default_client().stream_json("GET", route, timeout=timeout):
                 source = record["stream"] if record["stream"] in ("stdout", "stderr") else "system"
                 yield LogEntry(record["text"] + "\n", dt.datetime.fromtimestamp(record["time"], dt.timezone.utc),
                                source, self._object_id, [record["container"]] if record["container"] else [])
@@ -85,13 +83,3 @@ class LogsManager:
             return iter(())
         return self._read({"n": "0", "follow": "1", "since": str(dt.datetime.now().timestamp())},
                           timeout=timeout)
-
-
-def _with_timeout(client: Any, route: str, timeout: float) -> Iterator[dict[str, Any]]:
-    """An NDJSON stream whose reads give up after `timeout` seconds of silence (TimeoutError)."""
-    import json
-
-    with client.request("GET", route, timeout=timeout) as resp:
-        for line in resp:
-            if line.strip():
-                yield json.loads(line)

@@ -71,6 +71,8 @@ class WebEndpoint:
         self.params = _class_params(entry)
         self.pools: dict[tuple[tuple[str, Any], ...], Pool] = {}
         self.variants: dict[str, WebEndpoint] = {}  # `.with_options(...)` and friends, by their options
+        # A `@modal.sessioned()` server: requests carry a session token (server/sessions.py). Read per request.
+        self.sessioned = bool(entry.web.get("sessioned"))
         backend_cap = server.backend.max_containers_for(entry.to_json())
         cap = entry.max_containers
         if backend_cap is not None:
@@ -101,11 +103,6 @@ class WebEndpoint:
         for pool in self.pools.values():
             pool.reconfigure(self.config)
         return autoscaler.describe(self.config)
-
-    @property
-    def sessioned(self) -> bool:
-        """A `@modal.sessioned()` server: requests carry a session token (server/sessions.py)."""
-        return bool(self.entry.web.get("sessioned"))
 
     @property
     def requires_proxy_auth(self) -> bool:

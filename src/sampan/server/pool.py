@@ -186,11 +186,12 @@ class Pool:
 
     # -- scaling ------------------------------------------------------------------------------
     def views(self) -> list[ContainerView]:
+        views = [pc.view() for pc in self.containers.values() if pc.state != STOPPING]
+        if not self.sessions.by_token:  # the common case: no sticky session, nothing more to do
+            return views
         # A container holding a live session never looks idle, so it is never scaled down.
-        pinned = self.sessions.pinned() if self.sessions.by_token else set()
-        now = self.clock()
-        return [replace(pc.view(), idle_since=now) if pc.id in pinned and pc.in_flight == 0 else pc.view()
-                for pc in self.containers.values() if pc.state != STOPPING]
+        pinned, now = self.sessions.pinned(), self.clock()
+        return [replace(v, idle_since=now) if v.id in pinned and v.in_flight == 0 else v for v in views]
 
     async def start_session(self, idle_timeout: float) -> str:
         """Bind a new session to a container (the least loaded ready one, started if need be)."""

@@ -4,6 +4,7 @@ fake backend of tests/fakes.py beyond the seam. Clients speak raw HTTP/1.1 over 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -147,3 +148,30 @@ def test_refused_requests_are_logged_and_logging_can_be_off(tmp_path: Path) -> N
         assert not server.requests.records
 
     with_app(tmp_path / "off", off, request_log=False)
+
+
+def test_sessions_of_a_private_server_need_its_proxy_token_and_stay_bound_to_their_server(tmp_path: Path) -> None:
+    manifest = fakes.manifest(web=("hello", "other"))
+    private = replace(manifest, functions=tuple(
+        replace(e, web={**e.web, "sessioned": True, "requires_proxy_auth": True}) for e in manifest.functions))
+
+    async def test(server: AppServer, urls: dict[str, str]) -> None:
+        assert server.store is not None
+        host = urls["hello"].removeprefix("http://").rstrip("/")
+        start = f"POST /_modal/sessions/start HTTP/1.1\r\nhost: {host}\r\ncontent-length: 0\r\nconnection: close\r\n"
+        status, body = await request(urls["hello"], (start + "\r\n").encode())
+        assert (status, body.decode()) == (401, errors.MISSING_PROXY_CREDENTIALS)
+        token_id, secret = server.store.create_proxy_token(server.store.workspace("tester"), "t")
+        creds = f"modal-key: {token_id}\r\nmodal-secret: {secret}\r\n"
+        status, body = await request(urls["hello"], (start + creds + "\r\n").encode())
+        assert status == 200
+        session = json.loads(body)["token"]
+        use = (f"GET / HTTP/1.1\r\nhost: {host}\r\n{creds}modal-authorization: Bearer {session}\r\n"
+               "connection: close\r\n\r\n")
+        assert (await request(urls["hello"], use.encode()))[0] == 200
+        other = urls["other"].removeprefix("http://").rstrip("/")
+        elsewhere = use.replace(host, other)  # the token of hello's session at another server's URL
+        status, body = await request(urls["other"], elsewhere.encode())
+        assert (status, body.decode()) == (404, errors.SESSION_GONE)
+
+    with_app(tmp_path, test, manifest=private, store=True)
