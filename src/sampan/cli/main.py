@@ -7,6 +7,7 @@ import click
 from .. import __version__
 from .app import app
 from .container import container, shell
+from .dashboard import dashboard
 from .deploy import deploy
 from .image import image
 from .objects import dict_group, queue_group
@@ -30,7 +31,7 @@ def cli() -> None:
 
 
 for command in (serve, deploy, run, server, app, secret, token, workspace, container, volume, image, dict_group,
-                queue_group, config, profile, environment, setup, launch, nfs, curl, shell):
+                queue_group, config, profile, environment, setup, launch, nfs, curl, shell, dashboard):
     cli.add_command(command)
 
 

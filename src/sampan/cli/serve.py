@@ -178,6 +178,7 @@ class ServeSession:
                 f"[dim]Host-routed gateway: http://{self.settings.workspace}--<label>-"
                 f"{self.settings.dev_suffix}.{self.settings.domain}:{self.server.gateway.port}[/dim]"
             )
+            output.console.print(f"[dim]Dashboard: {self.control.url}/dashboard/ (sampan dashboard logs in)[/dim]")
             await self._serve_until_stopped("⚡️ Serving... hit Ctrl-C to stop!")
         finally:
             await assembly.close()

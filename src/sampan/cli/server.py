@@ -51,6 +51,7 @@ def start(foreground: bool, control_port: int | None, backend: str | None, ray_a
     elif info.runtime:
         output.console.print(f"  Containers: {info.runtime}", markup=False)
     output.console.print(f"  Logs: {settings.home / 'server.log'}")
+    output.console.print(f"  Dashboard: {info.control_url}/dashboard/ (sampan dashboard logs in)")
 
 
 @server.command("stop")

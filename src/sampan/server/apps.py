@@ -27,6 +27,7 @@ from ..manifest import FunctionEntry, Manifest, compose_env
 from .autoscaler import READY, STARTING
 from .buckets import Buckets
 from .bundle import Bundle
+from .dashboard.series import Series
 from .endpoints import AppVersion, EndpointInfo, WebEndpoint
 from .gateway.listener import Gateway
 from .gateway.routing import RouteTable, normal_domain
@@ -41,6 +42,7 @@ from .requests import RequestLog
 from .roots import container_root
 from .store import Store
 from .telemetry import Telemetry
+from .usage import tree_usage
 from .volumes import Volumes
 
 LogFn = Callable[[str, str, str, str], None]  # (function tag, container id, stream, line)
@@ -64,6 +66,12 @@ def raise_open_files_limit() -> int:
     return soft
 
 
+def _usage(pc: PoolContainer) -> dict[str, Any]:
+    proc = getattr(pc.backend, "proc", None)  # a local container's process; a Ray one reports none
+    found = tree_usage(proc.pid) if proc is not None and proc.returncode is None else None
+    return {"cpu_s": round(found.cpu_s, 2) if found else None, "memory_bytes": found.rss_bytes if found else None}
+
+
 class AppServer:
     """The embedded server: gateway + apps + backend, in one asyncio process."""
 
@@ -83,8 +91,10 @@ class AppServer:
         self.stop_grace = stop_grace
         self.routes = RouteTable(settings.domain)
         self.requests = RequestLog()  # every routed request (server/requests.py), feeding the metrics
-        self.metrics = Metrics(self.describe_containers)
+        self.metrics = Metrics(lambda: self.describe_containers(usage=True))
         self.requests.sinks.append(self.metrics.observe)
+        self.series = Series()  # the dashboard's charts (server/dashboard/series.py)
+        self.requests.sinks.append(self.series.observe)
         self.telemetry = telemetry  # OpenTelemetry export (server/telemetry.py), when configured
         if telemetry is not None:
             self.requests.sinks.append(telemetry.request)
@@ -137,10 +147,11 @@ class AppServer:
     def live_container_ids(self) -> set[str]:
         return {pc.id for _, _, pc in self._containers()}
 
-    def describe_containers(self) -> list[dict[str, Any]]:
+    def describe_containers(self, usage: bool = False) -> list[dict[str, Any]]:
+        """The live containers; with `usage`, each one's CPU time and memory, read from /proc."""
         now = time.time()
         live = {id(e) for v in self.apps.values() for e in v.all_endpoints()}
-        return [
+        rows = [
             {
                 "id": pc.id,
                 "workspace": endpoint.workspace,
@@ -153,9 +164,11 @@ class AppServer:
                 "in_flight": pc.in_flight,
                 "started_at": pc.started_at,
                 "age_s": round(now - pc.started_at, 1),
+                **(_usage(pc) if usage else {}),
             }
             for endpoint, pool, pc in self._containers()
         ]
+        return rows
 
     def find_container(self, workspace: str, container_id: str) -> tuple[Pool, PoolContainer] | None:
         """A live container of `workspace` (another workspace's is as good as none)."""

@@ -43,6 +43,7 @@ class SpawnedCall:
     workspace: str
     function: str
     created: float = field(default_factory=time.time)
+    finished: float | None = None  # when its outcome came (the dashboard's durations)
     outcome: bytes | None = None
     status: str = "PENDING"  # PENDING, SUCCESS, FAILURE, INIT_FAILURE, TERMINATED, TIMEOUT
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -182,6 +183,7 @@ class Invoker:
                 record.status = "TERMINATED"
                 raise
             record.status = callwire.status(record.outcome)
+            record.finished = time.time()
             record.done.set()
             return record.outcome
         call_id = call_id or new_call_id()
@@ -262,6 +264,7 @@ class Invoker:
                 call.outcome = errors.terminated(f"{type(exc).__name__}: {exc}").outcome()
                 call.status = "FAILURE"
             finally:
+                call.finished = time.time()
                 call.done.set()
                 self._kept(call)
 

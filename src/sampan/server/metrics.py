@@ -3,8 +3,9 @@ Prometheus's text format through the official client library (`GET /metrics` on 
 workspace per token) and summarised for `sampan app stats`.
 
 Per (workspace, app, function): requests by status, latency, queue wait and cold-start histograms,
-bytes. Containers by state come from the live pools when scraped. Names follow Prometheus's
-conventions; the queue wait and cold start are Modal's `input_queue_time` and `coldstart_time`.
+bytes. Containers by state, and each one's CPU time and memory, come from the live pools when scraped.
+Names follow Prometheus's conventions; the queue wait and cold start are Modal's `input_queue_time` and
+`coldstart_time`.
 """
 
 from __future__ import annotations
@@ -141,11 +142,23 @@ class _Collector:
             traffic.add_metric([*values, "out"], s.bytes_out)
         containers = GaugeMetricFamily("sampan_containers", "Live containers, by state.",
                                        labels=[*labels, "state"])
+        per_container = [*labels, "container"]
+        cpu = CounterMetricFamily("sampan_container_cpu_seconds", "CPU time of a container's processes.",
+                                  labels=per_container)
+        memory = GaugeMetricFamily("sampan_container_memory_bytes", "Resident memory of a container's processes.",
+                                   labels=per_container)
         counts: dict[tuple[str, str, str], int] = {}
         for row in self.metrics.containers():
-            if row.get("workspace") == self.workspace:
-                key = (row.get("app_key") or "", row.get("function") or "", str(row.get("state") or ""))
-                counts[key] = counts.get(key, 0) + 1
+            if row.get("workspace") != self.workspace:
+                continue
+            app, function = row.get("app_key") or "", row.get("function") or ""
+            key = (app, function, str(row.get("state") or ""))
+            counts[key] = counts.get(key, 0) + 1
+            values = [self.workspace, app, function, str(row.get("id"))]
+            if row.get("cpu_s") is not None:
+                cpu.add_metric(values, row["cpu_s"])
+            if row.get("memory_bytes") is not None:
+                memory.add_metric(values, row["memory_bytes"])
         for (app, function, state), n in sorted(counts.items()):
             containers.add_metric([self.workspace, app, function, state], n)
-        yield from (requests, latency, queue, cold, traffic, containers)
+        yield from (requests, latency, queue, cold, traffic, containers, cpu, memory)

@@ -50,14 +50,15 @@ def authenticate(authorization: bytes, credentials: Credentials, store: Store | 
         name, _, _mac = token[3:].rpartition(".")
         if not name or not hmac.compare_digest(token, credentials.container_token(name)):
             return None
-        return _workspace(store, name)
+        return workspace_named(store, name)
     if hmac.compare_digest(token, credentials.token):  # the registry file's token: the local user's workspace
-        return _workspace(store, local_workspace)
+        return workspace_named(store, local_workspace)
     if store is None:
         return None
     token_id, _, token_secret = token.partition(":")
     return store.authenticate(token_id, token_secret)
 
 
-def _workspace(store: Store | None, name: str) -> Any:
+def workspace_named(store: Store | None, name: str) -> Any:
+    """The workspace of that name (an embedded server's one workspace has no store row)."""
     return Workspace("embedded", name) if store is None else store.workspace(name)

@@ -1,5 +1,6 @@
 """Routes of what runs: an app's request log (`sampan app requests`), its stats (`sampan app stats`),
-and `/metrics` in Prometheus's text format. Each shows the caller's workspace only."""
+`/metrics` in Prometheus's text format, and the dashboard's login link (`sampan dashboard`). Each
+shows the caller's workspace only."""
 
 from __future__ import annotations
 
@@ -66,3 +67,9 @@ async def stats(control: ControlServer, req: Request) -> Any:
 async def metrics(control: ControlServer, req: Request) -> Any:
     req.writer.write(response(200, control.server.metrics.exposition(req.workspace.name), CONTENT_TYPE))
     return WRITTEN
+
+
+async def dashboard_login(control: ControlServer, req: Request) -> Any:
+    """A link that opens a dashboard session of the caller's workspace, once, within a minute."""
+    code = control.dashboard.sessions.login_code(req.workspace.name)
+    return {"url": f"{control.url}/dashboard/login?code={code}", "dashboard": f"{control.url}/dashboard/"}

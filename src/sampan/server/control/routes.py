@@ -23,6 +23,7 @@ ROUTES: list[Route] = [
     Route("GET", "/v1/apps/{name}/requests", observe.requests),         # NDJSON; ?status=5xx&since=10m&n=&follow=1
     Route("GET", "/v1/apps/{name}/stats", observe.stats),
     Route("GET", "/metrics", observe.metrics),                          # Prometheus's text format
+    Route("POST", "/v1/dashboard/login", observe.dashboard_login),      # {"url"}: opens a session, once
     Route("POST", "/v1/ephemeral/{name}/heartbeat", apps.ephemeral_heartbeat),  # a `sampan serve` on this server
     Route("POST", "/v1/ephemeral/{name}/stop", apps.ephemeral_stop),
     Route("GET", "/v1/ephemeral/{name}/logs", apps.ephemeral_logs),

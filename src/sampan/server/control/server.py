@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from ..apps import AppServer
+from ..dashboard import web as dashboard_web
 from ..gateway import http
 from ..gateway.errors import GatewayError, render
 from ..invoke import Invoker
@@ -30,6 +31,7 @@ from .wire import HTTPError, Writer, json_response
 MAX_BODY = 256 * 1024 * 1024  # a deploy carries the code bundle
 EPHEMERAL_TIMEOUT_S = 30.0  # a served app whose CLI is silent this long is stopped
 IDLE_TIMEOUT_S = 60.0  # a kept-alive connection with no request this long is closed
+SAMPLE_EVERY_S = 2.5  # the dashboard's container counts: twice per 5-second bucket
 UNAUTHORIZED = "missing or invalid token (sampan token new, or SAMPAN_TOKEN_ID and SAMPAN_TOKEN_SECRET)"
 
 
@@ -52,6 +54,8 @@ class ControlServer:
         # A persistent server remembers its schedules across restarts; a `serve` session does not.
         state = server.settings.home / "schedules.json" if self.store is not None else None
         self.scheduler = Scheduler(lambda: self.server.apps, self._fire_scheduled, state)
+        self.dashboard = dashboard_web.Dashboard()  # its sessions and container samples (server/dashboard/)
+        self._sampler: asyncio.Task[None] | None = None
 
     @property
     def token(self) -> str:
@@ -66,8 +70,11 @@ class ControlServer:
         self.port = self._srv.sockets[0].getsockname()[1]
         self.credentials.url = self.url
         self.scheduler.start()
+        self._sampler = asyncio.create_task(self._sample_containers())
 
     async def close(self) -> None:
+        if self._sampler is not None:
+            self._sampler.cancel()
         await self.scheduler.close()
         await self.invoker.close()
         if self._srv is not None:
@@ -105,6 +112,16 @@ class ControlServer:
             return self.server.apps[timer.app_key].callables[timer.tag].pool_for_params({})
 
         self.invoker.spawn(timer.workspace, timer.tag, pool_for, NO_ARGS, endpoint.entry.retries)
+
+    async def _sample_containers(self) -> None:
+        """Every few seconds, the containers of each function for the dashboard's charts, and each one's
+        CPU use since the last look."""
+        while True:
+            await asyncio.sleep(SAMPLE_EVERY_S)
+            rows = self.server.describe_containers(usage=True)
+            now = time.time()
+            self.server.series.sample(now, rows)
+            self.dashboard.sample(now, rows)
 
     async def reap_ephemeral(self, timeout: float = EPHEMERAL_TIMEOUT_S) -> None:
         """Stop served apps whose CLI stopped sending heartbeats (it was killed, or lost its network)."""
@@ -162,6 +179,8 @@ class ControlServer:
                 return False  # the client closed its idle connection
             raise
         head = http.parse_request_head(data)
+        if head.path == b"/dashboard" or head.path.startswith(b"/dashboard/"):
+            return await dashboard_web.handle(self, head, reader, writer)  # a browser: a cookie, not a token
         workspace = self.authenticate(dict(head.headers).get(b"authorization", b""))
         if workspace is None:
             writer.write(json_response(401, {"error": UNAUTHORIZED}, close=True))
