@@ -42,6 +42,7 @@ ATTACKS = {
     "GET /v1/apps/{name}/requests": "nor its request log",
     "GET /v1/apps/{name}/stats": "nor its stats",
     "GET /metrics": "bob's metrics name none of alice's apps; no token, no metrics",
+    "POST /v1/dashboard/login": "bob's dashboard link opens a session that sees none of alice's apps",
     "GET /v1/functions/{app}/{tag}": "nor look its functions up",
     "GET /v1/containers": "nor list its containers",
     "GET /v1/containers/{id}/logs": "nor read a container's logs, running or stopped",
@@ -220,6 +221,17 @@ def test_two_workspaces_attack_each_other_through_every_route(two: tuple[Sampan,
     status, scraped = alice.raw("GET", "/metrics")
     assert status == 200 and b'app="alice/shop"' in scraped and b"sampan_requests_total" in scraped
     assert Api(alice.url, None).raw("GET", "/metrics")[0] == 401
+    # the dashboard: bob's one-time link opens a session of bob's workspace only; no token, no link
+    assert Api(alice.url, None).raw("POST", "/v1/dashboard/login")[0] == 401
+    link = bob("POST", "/v1/dashboard/login")[1]["url"]
+    opened = requests.get(link, allow_redirects=False, timeout=30)
+    assert opened.status_code == 303 and requests.get(link, allow_redirects=False, timeout=30).status_code == 401
+    cookies = {"sampan_session": opened.cookies["sampan_session"]}
+    listed = requests.get(f"{alice.url}/dashboard/", cookies=cookies, timeout=30)
+    assert listed.status_code == 200 and "/dashboard/apps/shop" not in listed.text
+    for path in ("/dashboard/apps/shop", f"/dashboard/containers/{cid}", f"/dashboard/calls/{call_id}",
+                 "/dashboard/apps/shop/series.json", "/dashboard/volumes/data"):
+        assert requests.get(f"{alice.url}{path}", cookies=cookies, timeout=30).status_code == 404, path
     assert [s["name"] for s in bob("GET", "/v1/secrets")[1]] == []
     assert bob("POST", "/v1/secrets", {"name": "alice-only", "values": {"K": "bob"}})[0] == 200
     assert [t["name"] for t in bob("GET", "/v1/proxy-tokens")[1]] == []
