@@ -256,6 +256,11 @@ OBSERVED = """
         if fail:
             raise HTTPException(status_code=503, detail="down")
         return {"ok": True}
+
+    @app.function()
+    def work(n: int) -> int:
+        print(f"working on {n}")
+        return n
 """
 
 
@@ -297,3 +302,25 @@ def test_request_log_stats_and_metrics(sampan: Sampan, tmp_path: Path) -> None: 
     assert done.returncode == 0, done.stderr
     lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
     assert lines == {"tail": "4 stdout ta-", "fetch": "['item called, fail=True\\n']", "stream": "[]"}
+    # a function call's own lines (FunctionCall.logs), and the readers' async twins
+    code = textwrap.dedent("""
+        import asyncio
+        import sampan as modal
+        work = modal.Function.from_name("observed", "work")
+        calls = [work.spawn(n) for n in (7, 8)]
+        assert [c.get() for c in calls] == [7, 8]
+        for call in calls:
+            print("call", [e.message for e in call.logs.tail(10)])
+
+        async def twin():
+            return [e.message async for e in calls[0].logs.tail.aio(10)]
+
+        print("aio", asyncio.run(twin()))
+        print("none", list(modal.FunctionCall.from_id("fc-000000000000000000000000").logs.tail(5)))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=sampan.env, timeout=120)
+    assert "not found" in done.stderr and done.returncode != 0, done.stdout + done.stderr
+    printed = done.stdout.splitlines()
+    assert printed == ["call ['working on 7\\n']", "call ['working on 8\\n']", "aio ['working on 7\\n']"]
+    listed = sampan.run("app", "logs", "observed", "--function", "work").stdout
+    assert "working on 7" in listed and "working on 8" in listed and "item called" not in listed

@@ -87,10 +87,14 @@ def stop(name: str, yes: bool) -> None:
 @click.option("--until", default=None, help="Only lines until: an ISO time, or 30s/15m/2h/1d ago.")
 @click.option("--search", default=None, help="Only lines containing this text.")
 @click.option("-s", "--source", type=click.Choice(["stdout", "stderr"]), default=None, help="Only this stream.")
+@click.option("--function", "function", default=None, help="Only this function's containers (its name).")
+@click.option("--function-call", "function_call", default=None,
+              help="Only the lines printed while running this function call (fc-...).")
 def logs(name: str, follow: bool, tail: int | None, since: str | None, until: str | None, search: str | None,
-         source: str | None) -> None:
+         source: str | None, function: str | None, function_call: str | None) -> None:
     """Print the output of an app's containers."""
-    params = []
+    params = [f"{key}={quote(value, safe='')}" for key, value in (("function", function),
+                                                                  ("function_call", function_call)) if value]
     if follow:
         params.append("follow=1")
     if tail:

@@ -33,6 +33,7 @@ from ..exception import (
     OutputExpiredError,
     RemoteError,
 )
+from .logs import LogsManager
 
 MAP_CONCURRENCY = 64  # calls in flight at once from one .map(); the server queues the rest per pool
 
@@ -294,6 +295,11 @@ class FunctionCall:
 
     def num_inputs(self) -> int:
         return 1  # a `.spawn()`: one input
+
+    @property
+    def logs(self) -> LogsManager:
+        """`call.logs.fetch(since=)`, `.tail()`, `.stream()`: what its containers printed while running it."""
+        return LogsManager(None, object_id=self.object_id, call_id=self.object_id)
 
     @staticmethod
     def gather(*function_calls: FunctionCall) -> list[Any]:

@@ -92,7 +92,9 @@ def new_call_id() -> str:
 
 
 class Invoker:
-    def __init__(self, max_kept_bytes: int = MAX_KEPT_RESULT_BYTES) -> None:
+    def __init__(self, max_kept_bytes: int = MAX_KEPT_RESULT_BYTES, inputs: Any = None) -> None:
+        """`inputs` (the server's LogStore) hears which call runs on which container, to tag its lines."""
+        self.inputs = inputs
         self.calls: OrderedDict[str, SpawnedCall] = OrderedDict()
         self.max_kept_bytes = max_kept_bytes
         self.kept_bytes = 0
@@ -118,6 +120,8 @@ class Invoker:
             return errors.container_failed(str(exc)).outcome()
         except QueueFull as exc:
             return errors.queue_full(pool.name, exc.args[0], "").outcome()
+        if self.inputs is not None:
+            self.inputs.input_started(pc.id, call_id)
         try:
             return await within(self._exchange(pc, payload, call_id), pool.timeout)
         except (asyncio.TimeoutError, TimeoutError):
@@ -126,6 +130,8 @@ class Invoker:
         except (UpstreamFailed, ConnectionError, asyncio.IncompleteReadError, OSError):
             return errors.terminated().outcome()
         finally:
+            if self.inputs is not None:
+                self.inputs.input_ended(pc.id, call_id)
             pool.release(pc)
 
     @staticmethod

@@ -2,6 +2,11 @@
 
 Bounded: each container keeps its last LINES_PER_CONTAINER lines, and the store forgets the
 oldest containers beyond MAX_CONTAINERS, so a long-running server's memory does not grow.
+
+A line is tagged with the function call (`fc-...`) its container was running when it arrived: the one
+input in flight there, or the one that ended less than LATE_S ago (output can arrive just after the
+result). A container running several inputs at once tags none of them: which printed what is unknown.
+That is what `FunctionCall.logs` reads: best effort, as Modal says of its own.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import dataclass
 
 LINES_PER_CONTAINER = 2000
 MAX_CONTAINERS = 500
+LATE_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,7 @@ class LogLine:
     text: str
     container_id: str = ""
     tag: str = ""
+    call_id: str = ""  # the function call its container was running (see above), or ""
 
     def display(self) -> str:
         return f"{self.tag} {self.container_id} │ {self.text}" if self.tag else self.text
@@ -34,6 +41,29 @@ class LogStore:
         self._owner: dict[str, str] = {}  # container id -> app key
         self._workspace: dict[str, str] = {}  # container id -> the workspace whose logs they are
         self._app_followers: dict[asyncio.Queue[LogLine | None], tuple[str | None, set[str]]] = {}
+        self._running: dict[str, list[str]] = {}  # container id -> function calls in flight there
+        self._ended: dict[str, tuple[str, float]] = {}  # container id -> (its last call, when it ended)
+
+    def input_started(self, container_id: str, call_id: str) -> None:
+        self._running.setdefault(container_id, []).append(call_id)
+
+    def input_ended(self, container_id: str, call_id: str, now: float | None = None) -> None:
+        running = self._running.get(container_id, [])
+        if call_id in running:
+            running.remove(call_id)
+        if not running:
+            self._running.pop(container_id, None)
+        self._ended[container_id] = (call_id, time.monotonic() if now is None else now)
+
+    def call_of(self, container_id: str, now: float | None = None) -> str:
+        """The function call a line of this container belongs to, or "" (see the module's docstring)."""
+        running = self._running.get(container_id)
+        if running:
+            return running[0] if len(running) == 1 else ""
+        ended = self._ended.get(container_id)
+        if ended is not None and (time.monotonic() if now is None else now) - ended[1] < LATE_S:
+            return ended[0]
+        return ""
 
     def containers_of(self, app_key: str) -> list[str]:
         return [cid for cid, key in self._owner.items() if key == app_key and cid in self._lines]
@@ -60,7 +90,8 @@ class LogStore:
                 gone, _ = self._lines.popitem(last=False)
                 self._owner.pop(gone, None)
                 self._workspace.pop(gone, None)
-        line = LogLine(time.time(), stream, text, container_id, tag)
+                self._ended.pop(gone, None)
+        line = LogLine(time.time(), stream, text, container_id, tag, self.call_of(container_id))
         lines.append(line)
         for queue in self._followers.get(container_id, ()):
             queue.put_nowait(line)
@@ -68,6 +99,9 @@ class LogStore:
         for queue, (key, ids) in self._app_followers.items():
             if container_id in ids or (key is not None and key == owner):
                 queue.put_nowait(line)
+
+    def containers_of_workspace(self, workspace: str) -> list[str]:
+        return [cid for cid, ws in self._workspace.items() if ws == workspace and cid in self._lines]
 
     def known(self, container_id: str) -> bool:
         return container_id in self._lines

@@ -8,6 +8,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from ...exception import InvalidError, NotFoundError
+from .containers import stream_logs
 from .router import WRITTEN, Request
 from .wire import LAST_CHUNK, NDJSON, chunk, json_response, stream_head, write_result
 
@@ -101,6 +102,14 @@ async def result(control: ControlServer, req: Request) -> Any:
         req.writer.write(json_response(200, {"result": None, **extra}))
     else:
         await write_result(req.writer, spawned.outcome, extra)
+    return WRITTEN
+
+
+async def logs(control: ControlServer, req: Request) -> Any:
+    """`FunctionCall.logs`: the lines its containers printed while running it (server/logs.py tags them)."""
+    spawned = _spawned(control, req)
+    ids = control.server.logs.containers_of_workspace(req.workspace.name)
+    await stream_logs(control.server.logs, ids, {**req.query, "function_call": spawned.id}, req.writer)
     return WRITTEN
 
 

@@ -93,14 +93,15 @@ async def exec_in(control: ControlServer, req: Request) -> Any:
 async def stream_logs(logs: Any, container_ids: list[str], query: dict[str, str], writer: Writer,
                       app_key: str | None = None) -> None:
     """Log lines of these containers, oldest first, filtered as `sampan app logs` asks (n, since, until,
-    search, source, function); with follow=1, then every new line until the app stops. format=json: NDJSON
-    records instead of text."""
+    search, source, function, function_call); with follow=1, then every new line until the app stops.
+    format=json: NDJSON records instead of text."""
     n = int(query["n"]) if query.get("n", "").isdigit() else None
     since = float(query["since"]) if query.get("since") else None
     until = float(query["until"]) if query.get("until") else None
     search = query.get("search") or None
     source = query.get("source") or None
     function = query.get("function") or None
+    call_id = query.get("function_call") or None
     follow = query.get("follow") in ("1", "true")
     as_json = query.get("format") == "json"  # the SDK's `.logs` readers (sdk/logs.py)
     writer.write(stream_head(NDJSON if as_json else TEXT))
@@ -108,12 +109,12 @@ async def stream_logs(logs: Any, container_ids: list[str], query: dict[str, str]
     def wanted(ln: Any) -> bool:
         return ((since is None or ln.time >= since) and (until is None or ln.time <= until)
                 and (search is None or search in ln.text) and (source is None or ln.stream == source)
-                and (function is None or ln.tag == function))
+                and (function is None or ln.tag == function) and (call_id is None or ln.call_id == call_id))
 
     def encode(ln: Any) -> bytes:
         if as_json:
             return json.dumps({"time": ln.time, "stream": ln.stream, "text": ln.text, "container": ln.container_id,
-                               "function": ln.tag}).encode() + b"\n"
+                               "function": ln.tag, "function_call": ln.call_id}).encode() + b"\n"
         return (ln.display() + "\n").encode()
 
     lines = sorted((line for cid in container_ids for line in logs.tail(cid)), key=lambda ln: ln.time)

@@ -36,6 +36,7 @@ ROUTES: list[Route] = [
     Route("POST", "/v1/calls", calls.call),                             # {app, app_key?, function, params, args, mode}
     Route("GET", "/v1/calls/{id}", calls.result),                       # ?timeout= -> {"status", "result", "graph"}
     Route("POST", "/v1/calls/{id}/cancel", calls.cancel),
+    Route("GET", "/v1/calls/{id}/logs", calls.logs),                   # the lines printed while running it
     Route("POST", "/v1/autoscaler", calls.autoscaler),                  # {app, app_key?, function, settings}
     # shared objects
     Route("GET", "/v1/objects/{kind}", objects.names),                  # kind: dict | queue

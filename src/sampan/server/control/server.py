@@ -49,7 +49,7 @@ class ControlServer:
         self._conns: set[asyncio.Task[Any]] = set()
         self.deploy_locks: dict[str, asyncio.Lock] = {}
         self.heartbeats: dict[str, float] = {}  # ephemeral app key -> last heartbeat (monotonic)
-        self.invoker = Invoker()
+        self.invoker = Invoker(inputs=server.logs)
         self._objects: Objects | None = None
         # A persistent server remembers its schedules across restarts; a `serve` session does not.
         state = server.settings.home / "schedules.json" if self.store is not None else None
