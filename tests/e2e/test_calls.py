@@ -4,6 +4,7 @@ timeouts, lookups across apps) and `sampan run`, with real processes end to end.
 from __future__ import annotations
 
 import os
+import pty
 import subprocess
 import sys
 import textwrap
@@ -404,6 +405,40 @@ def test_a_volume_written_by_one_container_is_read_by_another_and_by_the_cli(sam
     root = sampan.json("volume", "ls", "models", "/")
     assert isinstance(root, list) and [(e["path"], e["type"]) for e in root] == [("out", "directory")]
     assert [v["name"] for v in sampan.json("volume", "list")] == ["models"]  # type: ignore[index, union-attr]
+
+
+def test_large_volume_files_travel_in_pieces_with_progress_on_a_terminal(sampan: Sampan,  # noqa: F811
+                                                                         tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(1 << 20) * 19 + b"tail")  # 19 MiB and a bit: three pieces
+    sampan.run("volume", "create", "bulk")
+    put = sampan.run("volume", "put", "bulk", str(big), "/big.bin")
+    assert "Uploading" not in put.stderr  # no progress bar when not a terminal
+    fetched = tmp_path / "fetched.bin"
+    sampan.run("volume", "get", "bulk", "/big.bin", str(fetched))
+    assert fetched.read_bytes() == big.read_bytes()
+    refused = sampan.run("volume", "put", "bulk", str(big), "/big.bin", check=False)
+    assert refused.returncode != 0 and "already exists" in refused.stderr
+    assert [e["path"] for e in sampan.json("volume", "ls", "bulk", "/")] == ["big.bin"]  # type: ignore[index, union-attr]
+    # on a terminal, a progress bar while the bytes move (on stderr; the command's own lines on stdout)
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "sampan", "volume", "get", "bulk", "/big.bin",
+                             str(tmp_path / "again.bin")], stdin=follower, stdout=follower, stderr=follower,
+                            env={**sampan.env, "COLUMNS": "120", "TERM": "xterm"}, close_fds=True)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            piece = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the command ended
+            break
+        if not piece:
+            break
+        seen += piece
+    os.close(leader)
+    assert proc.wait(timeout=120) == 0
+    assert b"Downloading again.bin" in seen and b"MB" in seen
+    assert (tmp_path / "again.bin").read_bytes() == big.read_bytes()
 
 
 GRAPH = """

@@ -6,15 +6,17 @@ be many, and a plain write keeps them cheap and greppable.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.tree import Tree
 
 from ..server.endpoints import EndpointInfo
@@ -59,6 +61,17 @@ def print_created(infos: list[EndpointInfo], other_functions: Iterable[str]) -> 
     console.print(created_tree(infos, other_functions))
 
 
+@contextlib.contextmanager
+def transfer(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A progress bar of bytes moved (`advance(n)` after each piece), on stderr and only on a terminal:
+    piped or redirected output stays clean."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  TimeRemainingColumn(), console=err_console, transient=True,
+                  disable=not err_console.is_terminal) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
 def print_notes(notes: Iterable[str]) -> None:
     for note in notes:
         console.print(f"[yellow]⚠[/yellow] {note}")
@@ -72,7 +85,16 @@ class BuildDisplay:
         self._status = None
 
     def __enter__(self) -> BuildDisplay:
+        self._wait("Publishing: starting containers...")
         return self
+
+    def _wait(self, text: str) -> None:
+        """A spinner while nothing is printed (transient: it leaves no line; nothing when not a terminal)."""
+        if self._status is None:
+            self._status = console.status(text, spinner="dots")
+            self._status.start()
+        else:
+            self._status.update(text)
 
     def __exit__(self, *exc: object) -> None:
         if self._status is not None:
@@ -104,22 +126,15 @@ class BuildDisplay:
             console.print(escape(step))
         else:
             console.print(f"[bold]=>[/bold] {escape(step)}")
-        text = f"Building image: {step}"
-        if self._status is None:
-            self._status = console.status(text, spinner="dots")
-            self._status.start()
-        else:
-            self._status.update(text)
+        self._wait(f"Building image: {step}")
 
     def _log(self, line: str) -> None:
         console.print(f"  [dim]│ {escape(line)}[/dim]")
 
     def _built(self, image) -> None:  # noqa: ANN001 - a BuiltImage
-        if self._status is not None:
-            self._status.stop()
-            self._status = None
         if not image.cached:
             console.print(f"[green]✓[/green] Built image {image.id} in {image.seconds:.1f} s")
+        self._wait("Publishing: starting containers...")
 
 
 class LogPrinter:

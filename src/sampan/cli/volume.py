@@ -14,7 +14,7 @@ from rich.table import Table
 from ..api import default_client
 from ..config import Settings
 from ..exception import Error
-from ..sdk.volume import Volume
+from ..sdk.volume import Volume, _Batch, upload_size
 from . import output
 from .client import Client
 
@@ -89,16 +89,14 @@ def ls(name: str, path: str, as_json: bool) -> None:
 def put(name: str, local_path: Path, remote_path: str, force: bool) -> None:
     """Upload a file or a directory into a volume."""
     vol = Volume(name)
-
-    def upload() -> None:
-        with vol.batch_upload(force=force) as batch:
-            if local_path.is_dir():
-                batch.put_directory(local_path, remote_path)
-            else:
-                target = remote_path.rstrip("/") + "/" + local_path.name if remote_path.endswith("/") else remote_path
-                batch.put_file(local_path, target)
-
-    _call(upload)
+    batch = _Batch()
+    if local_path.is_dir():
+        batch.put_directory(local_path, remote_path)
+    else:
+        batch.put_file(local_path, remote_path.rstrip("/") + "/" + local_path.name if remote_path.endswith("/")
+                       else remote_path)
+    with output.transfer(f"Uploading {local_path.name}", upload_size(batch.files)) as advance:
+        _call(vol._upload, batch.files, force, advance)
     output.console.print(f"[green]✓[/green] Uploaded {local_path} to {name}:{remote_path}")
 
 
@@ -108,14 +106,24 @@ def put(name: str, local_path: Path, remote_path: str, force: bool) -> None:
 @click.argument("local_path", default="-")
 def get(name: str, remote_path: str, local_path: str) -> None:
     """Download a file from a volume (to stdout with -)."""
-    data = b"".join(_call(lambda: list(Volume(name).read_file(remote_path))))
+    vol = Volume(name)
+    found = _call(vol.listdir, remote_path)
+    size = found[0].size if len(found) == 1 and found[0].type == "file" else None
     if local_path == "-":
-        click.get_binary_stream("stdout").write(data)
-    else:
-        target = Path(local_path)
-        if target.is_dir():
-            target = target / Path(remote_path).name
-        target.write_bytes(data)
+        with output.transfer(f"Downloading {Path(remote_path).name}", size) as step:
+            _call(vol.read_file_into_fileobj, remote_path, click.get_binary_stream("stdout"),
+                  lambda advance: step(advance))
+        return
+    target = Path(local_path)
+    if target.is_dir():
+        target = target / Path(remote_path).name
+    partial = target.with_name(f".{target.name}.sampan-partial")
+    try:
+        with partial.open("wb") as fh, output.transfer(f"Downloading {target.name}", size) as step:
+            _call(vol.read_file_into_fileobj, remote_path, fh, lambda advance: step(advance))
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 @volume.command("rm")
