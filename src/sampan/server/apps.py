@@ -12,6 +12,7 @@ locks.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import time
@@ -265,7 +266,16 @@ class AppServer:
         """Build (or find) the image of every function (web ones, then the others, as in
         `manifest.functions + manifest.calls`); None where a function declares no image."""
         scope = workspace or self.settings.workspace
-        return await build_images(self.images, self.rootfs, manifest, hooks or BuildHooks(),
+        hooks = hooks or BuildHooks()
+        shown = hooks.built
+
+        def built(image: BuiltImage) -> None:
+            if not image.cached:
+                self.metrics.built(scope, image.seconds)
+            shown(image)
+
+        hooks = dataclasses.replace(hooks, built=built)
+        return await build_images(self.images, self.rootfs, manifest, hooks,
                                   self.secret_resolver(scope), scope, bundle, self.settings.image_cache_max,
                                   self.images_in_use)
 

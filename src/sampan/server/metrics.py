@@ -3,9 +3,9 @@ Prometheus's text format through the official client library (`GET /metrics` on 
 workspace per token) and summarised for `sampan app stats`.
 
 Per (workspace, app, function): requests by status, latency, queue wait and cold-start histograms,
-bytes. Containers by state, and each one's CPU time and memory, come from the live pools when scraped.
-Names follow Prometheus's conventions; the queue wait and cold start are Modal's `input_queue_time` and
-`coldstart_time`.
+bytes; per workspace, image build durations. Containers by state, and each one's CPU time and memory,
+come from the live pools when scraped. Names follow Prometheus's conventions; the queue wait and cold
+start are Modal's `input_queue_time` and `coldstart_time`.
 """
 
 from __future__ import annotations
@@ -73,7 +73,12 @@ Key = tuple[str, str, str]  # (workspace, app, function)
 class Metrics:
     def __init__(self, containers: Callable[[], list[dict[str, Any]]] = list) -> None:
         self.functions: dict[Key, FunctionStats] = {}
+        self.builds: dict[str, Histogram] = {}  # workspace -> durations of the images it built
         self.containers = containers  # the live containers, when scraped (AppServer.describe_containers)
+
+    def built(self, workspace: str, seconds: float) -> None:
+        """An image built for `workspace` (one found already built is not a build)."""
+        self.builds.setdefault(workspace, Histogram()).observe(seconds)
 
     def observe(self, request: Request) -> None:
         key = (request.workspace, request.app, request.function)
@@ -161,4 +166,9 @@ class _Collector:
                 memory.add_metric(values, row["memory_bytes"])
         for (app, function, state), n in sorted(counts.items()):
             containers.add_metric([self.workspace, app, function, state], n)
-        yield from (requests, latency, queue, cold, traffic, containers, cpu, memory)
+        builds = HistogramMetricFamily("sampan_image_build_duration_seconds", "Image builds, found-built ones not.",
+                                       labels=["workspace"])
+        hist = self.metrics.builds.get(self.workspace)
+        if hist is not None:
+            builds.add_metric([self.workspace], hist.cumulative(), hist.total)
+        yield from (requests, latency, queue, cold, traffic, containers, cpu, memory, builds)

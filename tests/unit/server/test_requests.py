@@ -49,8 +49,11 @@ def test_the_log_is_bounded_and_followed() -> None:
 
 def test_metrics_are_prometheus_text_of_one_workspace() -> None:
     metrics = Metrics(lambda: [{"workspace": "alice", "app_key": "alice/shop", "function": "square",
-                                "state": "ready"},
-                               {"workspace": "bob", "app_key": "bob/x", "function": "f", "state": "ready"}])
+                                "state": "ready", "id": "ta-1", "cpu_s": 1.5, "memory_bytes": 4096},
+                               {"workspace": "bob", "app_key": "bob/x", "function": "f", "state": "ready",
+                                "id": "ta-2", "cpu_s": 9.0, "memory_bytes": 1}])
+    metrics.built("alice", 12.0)
+    metrics.built("bob", 1.0)
     for r in (req(), req(status=500, ms=2000), req(queue=300, cold=True), req(ws="bob", app="bob/x", fn="f")):
         metrics.observe(r)
     families = {f.name: f for f in text_string_to_metric_families(metrics.exposition("alice").decode())}
@@ -62,6 +65,12 @@ def test_metrics_are_prometheus_text_of_one_workspace() -> None:
     assert counts[0].value == 3.0 and counts[0].labels == {"workspace": "alice", "app": "alice/shop",
                                                            "function": "square"}
     assert [s.value for s in families["sampan_containers"].samples] == [1.0]
+    assert [(s.labels["container"], s.value) for s in families["sampan_container_cpu_seconds"].samples
+            if s.name.endswith("_total")] == [("ta-1", 1.5)]
+    assert [s.value for s in families["sampan_container_memory_bytes"].samples] == [4096.0]
+    builds = {s.name: s.value for s in families["sampan_image_build_duration_seconds"].samples}
+    assert builds["sampan_image_build_duration_seconds_count"] == 1.0
+    assert builds["sampan_image_build_duration_seconds_sum"] == 12.0
     assert b"bob" not in metrics.exposition("alice")
     stats = metrics.stats("alice", "alice/shop")["square"]
     assert (stats["requests"], stats["errors_5xx"], stats["cold_starts"]) == (3, 1, 1)
