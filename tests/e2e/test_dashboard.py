@@ -217,4 +217,16 @@ def test_the_dashboard_in_a_browser(sampan: Sampan, browser: Any, tmp_path: Path
     assert other.goto(f"{dashboard}/apps/watched").status == 404
     assert other.goto(f"{dashboard}/volumes/media").status == 404
     assert requests.get(f"{dashboard}/apps/watched", timeout=10, allow_redirects=False).status_code == 303
+
+    # `sampan dashboard` hands out a link that logs a browser in, once
+    link = sampan.json("dashboard")
+    assert isinstance(link, dict) and link["dashboard"] == f"{dashboard}/"
+    opened = browser.new_context().new_page()
+    opened.goto(link["url"])
+    assert opened.url == f"{dashboard}/" and "watched" in opened.inner_text("#apps")
+    again = browser.new_context().new_page()
+    again.goto(link["url"])
+    assert "used already" in again.inner_text("main")
+    printed = sampan.run("dashboard", "--no-browser").stdout
+    assert "/dashboard/login?code=" in printed
     assert requests.get(f"{control}/metrics", timeout=10).status_code == 401
