@@ -23,14 +23,24 @@ from contextlib import contextmanager
 from typing import Any
 
 from .config import Settings, read_token
-from .exception import AuthError, Error, ExecutionError, InvalidError, NotFoundError
+from .exception import (
+    AlreadyExistsError,
+    AuthError,
+    Error,
+    ExecutionError,
+    InvalidError,
+    NotFoundError,
+    ResourceExhaustedError,
+)
 from .registry import running_servers
 
-STATUS_ERRORS: dict[int, type[Error]] = {400: InvalidError, 401: AuthError, 404: NotFoundError}
+STATUS_ERRORS: dict[int, type[Error]] = {400: InvalidError, 401: AuthError, 404: NotFoundError,
+                                         409: AlreadyExistsError, 429: ResourceExhaustedError}
 
 
 def error_for(status: int, message: str) -> Error:
-    """The exception for a control API answer: 400 invalid, 401 auth, 404 not found, else execution."""
+    """The exception for a control API answer: 400 invalid, 401 auth, 404 not found, 409 exists already,
+    429 no room, else execution."""
     return STATUS_ERRORS.get(status, ExecutionError)(message)
 
 

@@ -1,11 +1,5 @@
-"""`modal.container_process.ContainerProcess`: a process started by `Sandbox.exec` (not built yet)."""
+"""`modal.container_process.ContainerProcess`: a process started by `Sandbox.exec` (sdk/sandbox_io.py)."""
 
-from ._not_built import NotBuilt
-
-
-class ContainerProcess(NotBuilt):
-    _name = "container_process.ContainerProcess"
-    _issue = "it comes with modal.Sandbox"
-
+from .sdk.sandbox_io import ContainerProcess
 
 __all__ = ["ContainerProcess"]

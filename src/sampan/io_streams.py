@@ -1,16 +1,5 @@
-"""`modal.io_streams`: `StreamReader` and `StreamWriter` of Sandbox processes (not built yet)."""
+"""`modal.io_streams`: `StreamReader` and `StreamWriter` of Sandbox processes (sdk/sandbox_io.py)."""
 
-from ._not_built import NotBuilt
-
-
-class StreamReader(NotBuilt):
-    _name = "io_streams.StreamReader"
-    _issue = "it comes with modal.Sandbox"
-
-
-class StreamWriter(NotBuilt):
-    _name = "io_streams.StreamWriter"
-    _issue = "it comes with modal.Sandbox"
-
+from .sdk.sandbox_io import StreamReader, StreamWriter
 
 __all__ = ["StreamReader", "StreamWriter"]

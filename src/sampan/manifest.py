@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 FUNCTION_KIND = "function"  # a function or method called through the server, not over its own URL
+SANDBOX_KIND = "sandbox"  # a modal.Sandbox's container: no user module, the agent (runtime/sandbox_agent.py)
 DEFAULT_SCALEDOWN_WINDOW = 60
 DEFAULT_TIMEOUT = 300
 

@@ -1,24 +1,8 @@
-"""`modal.sandbox`: `Sandbox`, `SandboxSnapshot`, `Probe`. Importable so that scripts load; the Sandbox
-itself is its own piece of work (the Sandbox issue) and each use says so."""
+"""`modal.sandbox`: `Sandbox`, `SandboxSnapshot`, `Probe` (sdk/sandbox.py)."""
 
 from __future__ import annotations
 
-from ._not_built import NotBuilt
+from .sdk.sandbox import Probe, Sandbox, SandboxSnapshot
+from .sdk.sandbox_fs import FileInfo, SandboxFilesystem
 
-
-class Sandbox(NotBuilt):
-    _name = "Sandbox"
-    _issue = "run commands in a container with `sampan run` or a function for now"
-
-
-class SandboxSnapshot(NotBuilt):
-    _name = "SandboxSnapshot"
-    _issue = "it comes with modal.Sandbox"
-
-
-class Probe(NotBuilt):
-    _name = "Probe"
-    _issue = "it comes with modal.Sandbox"
-
-
-__all__ = ["Probe", "Sandbox", "SandboxSnapshot"]
+__all__ = ["FileInfo", "Probe", "Sandbox", "SandboxFilesystem", "SandboxSnapshot"]

@@ -93,6 +93,17 @@ def interpreter_paths(python: str) -> list[str]:
     return out
 
 
+def own_network(spec: ContainerSpec) -> bool:
+    """A network namespace of its own: `web_server` containers (any number bind the same port) and
+    Sandboxes, unless they must answer on the node's address (the Ray backend)."""
+    return spec.entry.get("kind") in ("web_server", "sandbox") and not spec.listen_host
+
+
+def network_blocked(spec: ContainerSpec) -> bool:
+    """`Sandbox.create(block_network=True)`: no way out at all, not even to the platform's own ports."""
+    return bool(spec.entry.get("web", {}).get("block_network"))
+
+
 def platform_ports(spec: ContainerSpec) -> list[int]:
     """The loopback ports a container with its own network namespace still reaches: the control API
     (calls, Dict, Queue, Volume) and the gateway's URLs of its app (`get_web_url()`)."""
@@ -222,11 +233,10 @@ class Isolation:
                                                    if not _under(p, SYSTEM)],
                 "image": bool(spec.rootfs),
                 "files": self._files(spec),
-                # A network of its own for web_server containers, unless they must answer on the node's
-                # address (the Ray backend), where they share the node's network as before.
-                "net": spec.entry.get("kind") == "web_server" and not spec.listen_host,
-                "bridge_ports": platform_ports(spec),
-                "outbound": self.slirp is not None,  # the server attaches slirp4netns (attach_network)
+                "net": own_network(spec),
+                "bridge_ports": [] if network_blocked(spec) else platform_ports(spec),
+                # the server attaches slirp4netns (attach_network)
+                "outbound": self.slirp is not None and not network_blocked(spec),
                 "hostname": "modal",
                 "workdir": str(spec.workdir) if spec.workdir else "/root",
             }
@@ -240,8 +250,7 @@ class Isolation:
         works on its network (slirp4netns's resolver, or the host's), and its own host name."""
         if not spec.rootfs:
             return {}
-        own_net = spec.entry.get("kind") == "web_server" and not spec.listen_host
-        if own_net and self.slirp is not None:
+        if own_network(spec) and self.slirp is not None and not network_blocked(spec):
             resolv = "nameserver 10.0.2.3\n"
         else:
             try:

@@ -31,7 +31,7 @@ from .. import config
 from ..resources import MIB, Resources
 from ..runtime.sandbox import SOCKET_DIR
 from .base import Backend, Container, ContainerSpec, ContainerStartError, LogSink
-from .isolation import CONTAINER_PATH, Handover, Isolation
+from .isolation import CONTAINER_PATH, Handover, Isolation, network_blocked, own_network
 from .templates import ForkedProcess, TemplateKey, Templates, TemplateUnavailable, extra_paths, fork_supported
 
 # Variables a container inherits from the host; everything else comes from the image and secrets.
@@ -395,7 +395,7 @@ class LocalBackend(Backend):
         ]
         container = LocalContainer(spec.container_id, proc, ("", 0), pumps, how,
                                    self.isolation if self.sandboxed else None)
-        if self.sandboxed and spec.entry.get("kind") == "web_server" and not spec.listen_host:
+        if self.sandboxed and own_network(spec) and not network_blocked(spec):
             container.network = asyncio.create_task(self.isolation.attach_network(proc.pid))
         try:
             status = await asyncio.wait_for(_read_status(read_fd), spec.startup_timeout)

@@ -35,9 +35,11 @@ from typing import Any
 from .. import modal_alias
 from ..callcontext import set_call_id
 from ..classparams import resolve_class_params
+from ..manifest import SANDBOX_KIND
 from ..sdk.functions import instantiate, lifecycle_methods
 from ..sdk.partial import LIFECYCLE_ENTER, LIFECYCLE_EXIT
-from . import kinds
+from . import kinds, sandbox_agent
+from .relay import relay_to_port
 
 CALL_ID_HEADER = b"modal-function-call-id"
 GRACEFUL_SHUTDOWN_S = 30
@@ -274,7 +276,7 @@ async def _serve_web_server(runtime: Runtime, target: Any, status: StatusPipe) -
     # inside, and the gateway reaches it through this relay on the container's socket.
     with contextlib.suppress(FileNotFoundError):
         os.unlink(unix_path)
-    relay = await asyncio.start_unix_server(lambda r, w: _relay(r, w, port), unix_path)
+    relay = await asyncio.start_unix_server(lambda r, w: relay_to_port(r, w, port), unix_path)
     os.chmod(unix_path, 0o600)
     status.send({"ready": {"unix": unix_path}})
     try:
@@ -282,31 +284,6 @@ async def _serve_web_server(runtime: Runtime, target: Any, status: StatusPipe) -
     finally:
         relay.close()
     return 0
-
-
-async def _relay(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, port: int) -> None:
-    """Copy one gateway connection to the app's port and back, half-closes included."""
-    try:
-        app_r, app_w = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        client_w.close()
-        return
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-            if writer.can_write_eof():
-                writer.write_eof()
-        except (ConnectionError, OSError):
-            writer.close()
-
-    try:
-        await asyncio.gather(pipe(client_r, app_w), pipe(app_r, client_w))
-    finally:
-        app_w.close()
-        client_w.close()
 
 
 async def run(spec: dict[str, Any], status: StatusPipe, snapshot: Runtime | None = None,
@@ -419,6 +396,8 @@ def _main(spec: dict[str, Any], status: StatusPipe, snapshot: Runtime | None = N
         runner: Any = uvloop.run
     except ImportError:
         runner = asyncio.run
+    if spec["entry"]["kind"] == SANDBOX_KIND:  # a modal.Sandbox: no user module, the agent (sandbox_agent.py)
+        return runner(sandbox_agent.serve(spec, status))
     loaded = None
     if snapshot is None:  # import the user's module before any loop runs (module-level asyncio.run works)
         loaded = Runtime(spec)

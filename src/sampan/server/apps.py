@@ -41,6 +41,7 @@ from .portbook import PortBook
 from .quota import ContainerQuota
 from .requests import RequestLog
 from .roots import container_root
+from .sandboxes import Sandboxes
 from .store import Store
 from .telemetry import Telemetry
 from .usage import tree_usage
@@ -67,7 +68,7 @@ def raise_open_files_limit() -> int:
     return soft
 
 
-def _usage(pc: PoolContainer) -> dict[str, Any]:
+def _usage(pc: Any) -> dict[str, Any]:
     proc = getattr(pc.backend, "proc", None)  # a local container's process; a Ray one reports none
     found = tree_usage(proc.pid) if proc is not None and proc.returncode is None else None
     return {"cpu_s": round(found.cpu_s, 2) if found else None, "memory_bytes": found.rss_bytes if found else None}
@@ -121,6 +122,7 @@ class AppServer:
         self._closing = False
         # Variables that let a container call functions through this server (control/auth.Credentials).
         self.call_env = call_env
+        self.sandboxes = Sandboxes(self)  # modal.Sandbox (server/sandboxes.py)
 
     def log(self, tag: str, container_id: str, stream: str, line: str, app_key: str | None = None,
             workspace: str | None = None) -> None:
@@ -169,10 +171,18 @@ class AppServer:
             }
             for endpoint, pool, pc in self._containers()
         ]
+        for row in self.sandboxes.describe_containers(now):
+            if usage:
+                row.update(_usage(self.sandboxes.live[row["id"]]))
+            rows.append(row)
         return rows
 
-    def find_container(self, workspace: str, container_id: str) -> tuple[Pool, PoolContainer] | None:
-        """A live container of `workspace` (another workspace's is as good as none)."""
+    def find_container(self, workspace: str, container_id: str) -> tuple[Pool | None, Any] | None:
+        """A live container of `workspace` (another workspace's is as good as none): (its pool, it), or
+        (None, the Sandbox) for a sandbox's container; both have `.id` and `.backend`."""
+        sandbox = self.sandboxes.live.get(container_id)
+        if sandbox is not None:
+            return (None, sandbox) if sandbox.workspace == workspace else None
         for endpoint, pool, pc in self._containers():
             if pc.id == container_id and endpoint.workspace == workspace:
                 return pool, pc
@@ -185,6 +195,9 @@ class AppServer:
         if found is None:
             return False
         pool, pc = found
+        if pool is None:  # a sandbox: terminated, as `sb.terminate()` does
+            self._background(self.sandboxes.terminate(pc))
+            return True
         if not graceful and pc.backend is not None:
             pc.backend.kill()
         pool.recycle(pc)
@@ -448,6 +461,7 @@ class AppServer:
         self._closing = True
         for key in list(self.apps):
             await self.stop_app(key)
+        await self.sandboxes.close()
         # Old versions still draining after a reload: stop their containers too.
         await asyncio.gather(*(e.close() for e in list(self._draining)), return_exceptions=True)
         for task in list(self._draining.values()):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from ...exception import AuthError, InvalidError, NotFoundError
+from ...exception import AlreadyExistsError, AuthError, InvalidError, NotFoundError, ResourceExhaustedError
 from ..images.recipe import ImageBuildError
 from .wire import HTTPError, Writer
 
@@ -84,6 +84,8 @@ def parse_query(raw: bytes) -> dict[str, str]:
 
 STATUS: dict[type[BaseException], int] = {
     NotFoundError: 404,
+    AlreadyExistsError: 409,
+    ResourceExhaustedError: 429,
     AuthError: 401,
     InvalidError: 400,
     ImageBuildError: 400,

@@ -6,7 +6,7 @@ filters everything by it, so a token of workspace A never sees or changes worksp
 
 from __future__ import annotations
 
-from . import accounts, apps, calls, containers, images, objects, observe
+from . import accounts, apps, calls, containers, images, objects, observe, sandboxes
 from .router import Route
 
 ROUTES: list[Route] = [
@@ -38,6 +38,18 @@ ROUTES: list[Route] = [
     Route("POST", "/v1/calls/{id}/cancel", calls.cancel),
     Route("GET", "/v1/calls/{id}/logs", calls.logs),                   # the lines printed while running it
     Route("POST", "/v1/autoscaler", calls.autoscaler),                  # {app, app_key?, function, settings}
+    # sandboxes (modal.Sandbox)
+    Route("POST", "/v1/sandboxes", sandboxes.create),                   # {app|app_key, cmd, image, ...}
+    Route("GET", "/v1/sandboxes", sandboxes.listed),                    # ?app=&tag.K=V: running, newest first
+    Route("GET", "/v1/sandboxes/{id}", sandboxes.get),
+    Route("GET", "/v1/sandboxes/by-name/{app}/{name}", sandboxes.by_name),  # ?include_terminated=1
+    Route("POST", "/v1/sandboxes/{id}/wait", sandboxes.wait),           # {timeout}: long poll for its end
+    Route("POST", "/v1/sandboxes/{id}/terminate", sandboxes.terminate),
+    Route("POST", "/v1/sandboxes/{id}/tags", sandboxes.set_tags),       # {tags}
+    Route("POST", "/v1/sandboxes/{id}/exec", sandboxes.exec_),          # {argv, workdir, env, secrets, pty, timeout}
+    Route("POST", "/v1/sandboxes/{id}/io", sandboxes.io),               # {process, op: read|write|eof|wait|kill}
+    Route("POST", "/v1/sandboxes/{id}/fs", sandboxes.fs),               # {op: read|write|stat|list|mkdir|...}
+    Route("POST", "/v1/sandboxes/{id}/ready", sandboxes.ready),         # the readiness probe's answer
     # shared objects
     Route("GET", "/v1/objects/{kind}", objects.names),                  # kind: dict | queue
     Route("POST", "/v1/objects/{kind}/{name}", objects.operate),        # {op, create_if_missing, ...}

@@ -1,0 +1,31 @@
+"""A connection on a container's Unix socket copied to a port inside the container's own network: how the
+gateway reaches a `web_server` function's port, and the server's tunnels a Sandbox's exposed ports."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+async def relay_to_port(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, port: int) -> None:
+    """Copy one gateway connection to the app's port and back, half-closes included."""
+    try:
+        app_r, app_w = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        client_w.close()
+        return
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+            if writer.can_write_eof():
+                writer.write_eof()
+        except (ConnectionError, OSError):
+            writer.close()
+
+    try:
+        await asyncio.gather(pipe(client_r, app_w), pipe(app_r, client_w))
+    finally:
+        app_w.close()
+        client_w.close()
