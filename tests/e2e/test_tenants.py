@@ -72,6 +72,17 @@ ATTACKS = {
     "POST /v1/ephemeral/{name}/heartbeat": "bob cannot keep alice's serve session alive",
     "POST /v1/ephemeral/{name}/stop": "nor stop it",
     "GET /v1/ephemeral/{name}/logs": "nor read its logs",
+    "POST /v1/sandboxes": "bob cannot put a sandbox in alice's app",
+    "GET /v1/sandboxes": "bob lists none of alice's sandboxes",
+    "GET /v1/sandboxes/{id}": "nor finds one by id",
+    "GET /v1/sandboxes/by-name/{app}/{name}": "nor by name",
+    "POST /v1/sandboxes/{id}/wait": "nor waits on one",
+    "POST /v1/sandboxes/{id}/terminate": "nor terminates it",
+    "POST /v1/sandboxes/{id}/tags": "nor tags it",
+    "POST /v1/sandboxes/{id}/exec": "nor runs a command in it",
+    "POST /v1/sandboxes/{id}/io": "nor reads or writes its processes",
+    "POST /v1/sandboxes/{id}/fs": "nor its files",
+    "POST /v1/sandboxes/{id}/ready": "nor probes it",
 }
 
 
@@ -198,6 +209,9 @@ def test_two_workspaces_attack_each_other_through_every_route(two: tuple[Sampan,
                                                   "args": _args(30.0)})
     assert status == 200, spawned
     call_id = spawned["call_id"]
+    status, box = alice("POST", "/v1/sandboxes", {"app": "shop", "name": "alice-box", "timeout": 600})
+    assert status == 200, box
+    box_id = box["sandbox_id"]
     alice_containers = wait_until(lambda: alice("GET", "/v1/containers")[1], timeout=30)
     cid = alice_containers[0]["id"]
 
@@ -217,6 +231,25 @@ def test_two_workspaces_attack_each_other_through_every_route(two: tuple[Sampan,
                          ("POST", f"/v1/containers/{cid}/exec")):
         status, answer = bob(method, path)
         assert status == 404, (method, path, status, answer)
+    for method, path in (("GET", f"/v1/sandboxes/{box_id}"), ("GET", "/v1/sandboxes/by-name/shop/alice-box"),
+                         ("POST", f"/v1/sandboxes/{box_id}/wait"), ("POST", f"/v1/sandboxes/{box_id}/terminate"),
+                         ("POST", f"/v1/sandboxes/{box_id}/ready")):
+        status, answer = bob(method, path)
+        assert status == 404, (method, path, status, answer)
+    for path, body in ((f"/v1/sandboxes/{box_id}/tags", {"tags": {"mine": "yes"}}),
+                       (f"/v1/sandboxes/{box_id}/exec", {"argv": ["id"]}),
+                       (f"/v1/sandboxes/{box_id}/io", {"process": "main", "op": "read"}),
+                       (f"/v1/sandboxes/{box_id}/fs", {"op": "read", "path": "/etc/hostname"})):
+        status, answer = bob("POST", path, body)
+        assert status == 404, (path, status, answer)
+    assert bob("GET", "/v1/sandboxes") == (200, [])
+    status, answer = bob("POST", "/v1/sandboxes", {"app_key": "alice/shop", "timeout": 60})
+    assert status == 400 and "not of your workspace" in answer["error"]
+    status, ran = alice("POST", f"/v1/sandboxes/{box_id}/exec", {"argv": ["echo", "alice ran this"]})
+    assert status == 200, ran
+    status, read = alice("POST", f"/v1/sandboxes/{box_id}/io", {"process": ran["process"], "op": "read", "wait": 10})
+    assert status == 200 and base64.b64decode(read["data"]) == b"alice ran this\n"
+    assert alice("POST", f"/v1/sandboxes/{box_id}/terminate")[1]["returncode"] == 137
     assert bob("GET", "/v1/containers") == (200, [])
     status, scraped = bob.raw("GET", "/metrics")
     assert status == 200 and b"shop" not in scraped and b"alice" not in scraped

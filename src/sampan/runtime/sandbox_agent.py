@@ -158,10 +158,9 @@ class Agent:
 
     async def _reap(self, process: Process) -> None:
         proc = process.proc
-        wait = proc.wait()
         if process.deadline is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(wait), max(0.0, process.deadline - time.monotonic()))
+                await asyncio.wait_for(proc.wait(), max(0.0, process.deadline - time.monotonic()))
             except asyncio.TimeoutError:
                 process.timed_out = True
                 with contextlib.suppress(ProcessLookupError):
