@@ -161,6 +161,8 @@ def test_a_sandbox_from_python(sampan: Sampan, tmp_path: Path) -> None:  # noqa:
     sb_id, blocked_id = found["ids"]
     listed = sampan.json("container", "list")
     assert isinstance(listed, list) and {sb_id, blocked_id} <= {c["id"] for c in listed}
+    assert "< cli >" in sampan.run("container", "exec", sb_id, "--", "/usr/games/cowsay", "cli").stdout
+    assert "shell-modal" in sampan.run("shell", sb_id, input="echo shell-$(hostname); exit 0\n").stdout
     (tmp_path / "other.py").write_text(textwrap.dedent(OTHER))
     token = sampan.json("token", "new", "--workspace", "bob")
     assert isinstance(token, dict)

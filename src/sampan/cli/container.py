@@ -137,12 +137,13 @@ def container_exec(container_id: str, command: tuple[str, ...], pty: bool | None
 @click.argument("target")
 @click.option("-c", "--cmd", default="/bin/sh", show_default=True, help="The command to run (a shell).")
 def shell(target: str, cmd: str) -> None:
-    """An interactive shell in a container: a running one (`ta-...`), or a new container of a function
-    (`app.py::fn`, in its image, with its secrets and Volumes; the app stops when the shell exits).
+    """An interactive shell in a container: a running one (`ta-...`, or a Sandbox's `sb-...`), or a new
+    container of a function (`app.py::fn`, in its image, with its secrets and Volumes; the app stops when
+    the shell exits).
 
     Enters the container's namespaces, so it runs on the server's machine as root (the container's root
     is still an unprivileged host uid)."""
-    if not target.startswith("ta-"):
+    if not target.startswith(("ta-", "sb-")):
         ref, _, function = target.partition("::")
         session = ShellSession(ref, function or None, cmd, Settings.from_env())
         sys.exit(asyncio.run(session.run()))
