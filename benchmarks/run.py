@@ -740,7 +740,7 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append(
             f"| reload: save → new code, {rl['edits']} edits under 50 req/s | - | "
             f"{s.get('p50_ms', float('nan')):.0f} ms p50, {s.get('p99_ms', float('nan')):.0f} ms max | "
-            f"{rl['failed']} failed of {rl['requests'] + rl['failed']} | p50 ≤ 300 ms, 0 failed |"
+            f"{rl['failed']} failed of {rl['requests'] + rl['failed']} | p50 ≤ 200 ms, 0 failed |"
         )
     if "burst" in r:
         b = r["burst"]

@@ -38,6 +38,7 @@ from ..server.images.recipe import ImageBuildError
 from ..server.store import Store
 from . import output
 from .client import Client
+from .loader import WarmLoader
 
 HEARTBEAT_S = 10.0  # the server stops a served app after 30 s without one
 SERVE_STOP_GRACE_S = 30.0  # Modal's grace period for @exit hooks; a second Ctrl-C skips it
@@ -65,20 +66,23 @@ class LoadFailed(Exception):
     pass
 
 
-async def load_app(ref: str, module_mode: bool) -> Loaded:
-    """Import the user's script in a fresh interpreter and read back its manifest."""
+async def load_app(ref: str, module_mode: bool, loader: WarmLoader | None = None) -> Loaded:
+    """Import the user's script in a fork of the warm loader (cli/loader.py), else in a fresh
+    interpreter, and read back its manifest."""
     fd, out_path = tempfile.mkstemp(prefix="sampan-manifest-", suffix=".json")
     os.close(fd)
     try:
-        args = [sys.executable, "-m", "sampan.cli.importer", ref, "--out", out_path]
-        if module_mode:
-            args.insert(4, "-m")
-        proc = await asyncio.create_subprocess_exec(*args, stdin=asyncio.subprocess.DEVNULL,
-                                                    stderr=asyncio.subprocess.PIPE)
-        _, stderr = await proc.communicate()
-        text = stderr.decode(errors="replace").rstrip()
-        if proc.returncode != 0:
-            raise LoadFailed(text or f"loading {ref} failed (exit status {proc.returncode})")
+        args = [ref, *(["-m"] if module_mode else []), "--out", out_path]
+        answered = await loader.load(args) if loader is not None else None
+        if answered is None:
+            proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "sampan.cli.importer", *args,
+                                                        stdin=asyncio.subprocess.DEVNULL,
+                                                        stderr=asyncio.subprocess.PIPE)
+            _, stderr = await proc.communicate()
+            answered = (proc.returncode or 0, stderr.decode(errors="replace"))
+        code, text = answered[0], answered[1].rstrip()
+        if code != 0:
+            raise LoadFailed(text or f"loading {ref} failed (exit status {code})")
         if text:  # warnings (e.g. deprecated spellings) printed while importing
             output.err_console.print(text, markup=False)
         with open(out_path) as fh:
@@ -108,6 +112,7 @@ class ServeSession:
         self.remote: Client | None = None
         self.app_name = name or ""
         self.interrupts = 0
+        self.loader: WarmLoader | None = None  # forks a child per reload (cli/loader.py)
 
     @property
     def app_key(self) -> str:
@@ -228,6 +233,9 @@ class ServeSession:
         output.console.print(banner)
         for d in sorted({str(Path(p).parent) for p in self.current.watch_paths}):
             output.console.print(f"└── Watching {d}.")
+        self.loader = WarmLoader()
+        with contextlib.suppress(OSError):
+            await self.loader.start()
         watcher = asyncio.create_task(self._watch())
         try:
             if self.timeout is not None:
@@ -240,6 +248,7 @@ class ServeSession:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await watcher
+            await self.loader.close()
         output.console.print("Stopping app - containers finish their requests and stop...")
 
     def _publish_remote(self, loaded: Loaded) -> Any:
@@ -285,7 +294,7 @@ class ServeSession:
         async with self.reload_lock:
             output.console.print(f"↻ Change detected in {', '.join(changed)}: reloading...")
             try:
-                loaded = await load_app(self.ref, self.module_mode)
+                loaded = await load_app(self.ref, self.module_mode, self.loader)
             except LoadFailed as exc:
                 output.err_console.print(str(exc), markup=False)
                 output.err_console.print(
