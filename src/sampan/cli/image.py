@@ -15,17 +15,11 @@ import click
 from rich.table import Table
 
 from ..config import Settings
+from ..server.usage import human_size
 from . import output
 from .client import Client
 
-
-def human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
+human = human_size  # image sizes, as server/usage.py writes them
 
 
 def _when(stamp: float | None) -> str:

@@ -1,9 +1,22 @@
 """A connection on a container's Unix socket copied to a port inside the container's own network: how the
-gateway reaches a `web_server` function's port, and the server's tunnels a Sandbox's exposed ports."""
+gateway reaches a `web_server` function's port, and how a Sandbox's exposed ports are reached. `pipe` is
+one direction of such a copy (the server's tunnels use it too, gateway/tunnels.py)."""
 
 from __future__ import annotations
 
 import asyncio
+
+
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy until the end of `reader`, then half-close `writer`; a broken connection closes it."""
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except (ConnectionError, OSError):
+        writer.close()
 
 
 async def relay_to_port(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, port: int) -> None:
@@ -13,17 +26,6 @@ async def relay_to_port(client_r: asyncio.StreamReader, client_w: asyncio.Stream
     except OSError:
         client_w.close()
         return
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-            if writer.can_write_eof():
-                writer.write_eof()
-        except (ConnectionError, OSError):
-            writer.close()
-
     try:
         await asyncio.gather(pipe(client_r, app_w), pipe(app_r, client_w))
     finally:

@@ -56,3 +56,15 @@ def tree_usage(pid: int) -> Usage | None:
         seen += 1
         todo += _children(p)
     return Usage(ticks / os.sysconf("SC_CLK_TCK"), pages * os.sysconf("SC_PAGE_SIZE"))
+
+
+def human_size(n: int | None) -> str:
+    """Bytes as people read them: `512 B`, `1.5 MiB` (the CLI's image sizes, the dashboard's memory)."""
+    if n is None:
+        return "—"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"

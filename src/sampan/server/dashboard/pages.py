@@ -24,6 +24,7 @@ from ..control import accounts, apps
 from ..control.router import WRITTEN, Request, Route
 from ..control.wire import HTTPError
 from ..requests import select
+from ..usage import human_size
 from .answer import Page, json_page, redirect
 from .series import WINDOW_S
 from .sessions import Session
@@ -63,24 +64,13 @@ def _when(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "—"
 
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return "—"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
 def env() -> jinja2.Environment:
     global _env
     if _env is None:
         _env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                                   autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
                                   lstrip_blocks=True)
-        _env.filters.update(ago=_ago, when=_when, size=_size)
+        _env.filters.update(ago=_ago, when=_when, size=human_size)
     return _env
 
 

@@ -10,9 +10,10 @@ count open connections as activity (its idle timeout).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any
+
+from ...runtime.relay import pipe
 
 
 class Tunnel:
@@ -48,7 +49,7 @@ class Tunnel:
             except OSError:
                 return
             try:
-                await asyncio.gather(_pipe(client_r, app_w), _pipe(app_r, client_w))
+                await asyncio.gather(pipe(client_r, app_w), pipe(app_r, client_w))
             finally:
                 app_w.close()
         finally:
@@ -62,14 +63,3 @@ class Tunnel:
         for task in list(self._conns):
             task.cancel()
 
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-    except (ConnectionError, OSError):
-        with contextlib.suppress(Exception):
-            writer.close()
