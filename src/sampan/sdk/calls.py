@@ -16,6 +16,7 @@ import base64
 import builtins
 import contextvars
 import enum
+import itertools
 import os
 import pickle
 from collections.abc import Callable, Iterable, Iterator
@@ -35,7 +36,8 @@ from ..exception import (
 )
 from .logs import LogsManager
 
-MAP_CONCURRENCY = 64  # calls in flight at once from one .map(); the server queues the rest per pool
+MAP_BATCH = 250  # inputs of one `.map` request (server/control/calls.py streams their outcomes back)
+MAP_LANES = 4  # batches in flight at once; the server runs every input of them as its own call
 
 
 @dataclass(frozen=True)
@@ -130,27 +132,70 @@ def spawn(target: CallTarget, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
 
 def map_calls(target: CallTarget, inputs: Iterable[tuple[tuple[Any, ...], dict[str, Any]]],
               order_outputs: bool = True, return_exceptions: bool = False) -> Iterator[Any]:
-    """Run every input in parallel (the server scales the pool; beyond its capacity inputs queue)."""
-    import concurrent.futures
+    """Run every input in parallel: batches of MAP_BATCH inputs, each one request whose outcomes stream
+    back as they end, MAP_LANES batches at a time (the server runs each input as its own call, scaling
+    and queueing the pool). Inputs are read lazily, a batch at a time; outputs come in input order, or
+    as they end with `order_outputs=False`."""
+    import queue
+    import threading
 
-    def one(item: tuple[tuple[Any, ...], dict[str, Any]]) -> Any:
+    import cloudpickle
+
+    numbered = enumerate(inputs)
+    lock = threading.Lock()
+    results: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    stop = threading.Event()
+    done = object()
+
+    def lane() -> None:
         try:
-            return remote(target, *item)
-        except Exception as exc:  # noqa: BLE001 - returned or re-raised below, in order
+            while not stop.is_set():
+                with lock:
+                    batch = list(itertools.islice(numbered, MAP_BATCH))
+                if not batch:
+                    return
+                body = target.body((), {}, "map")
+                del body["args"]
+                body["inputs"] = [base64.b64encode(cloudpickle.dumps(item)).decode() for _, item in batch]
+                for event in default_client().stream_json("POST", "/v1/calls", body, timeout=None):
+                    results.put((batch[event["i"]][0], base64.b64decode(event["result"])))
+        except BaseException as exc:  # noqa: BLE001 - the caller's thread raises it
+            results.put((None, exc))
+        finally:
+            results.put((done, None))
+
+    # Each lane carries the caller's context (inside a container: the input these calls are made from).
+    lanes = [threading.Thread(target=contextvars.copy_context().run, args=(lane,), daemon=True,
+                              name="sampan-map") for _ in range(MAP_LANES)]
+    for thread in lanes:
+        thread.start()
+
+    def settle(outcome: bytes) -> Any:
+        try:
+            return decode(outcome)
+        except Exception as exc:  # noqa: BLE001 - returned or re-raised, in order
             if return_exceptions:
                 return exc
             raise
 
-    with concurrent.futures.ThreadPoolExecutor(MAP_CONCURRENCY, thread_name_prefix="sampan-map") as pool:
-        # Each call carries the caller's context (inside a container: the call it is made from).
-        futures = [pool.submit(contextvars.copy_context().run, one, item) for item in inputs]
-        ordered = futures if order_outputs else concurrent.futures.as_completed(futures)
-        try:
-            for fut in ordered:
-                yield fut.result()
-        finally:
-            for fut in futures:
-                fut.cancel()
+    pending: dict[int, bytes] = {}
+    following, ended = 0, 0
+    try:
+        while ended < len(lanes):
+            index, value = results.get()
+            if index is done:
+                ended += 1
+            elif index is None:
+                raise value
+            elif not order_outputs:
+                yield settle(value)
+            else:
+                pending[index] = value
+                while following in pending:
+                    yield settle(pending.pop(following))
+                    following += 1
+    finally:
+        stop.set()
 
 
 class _Verb:

@@ -3,6 +3,7 @@ call's result and cancellation, and `update_autoscaler`."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,8 @@ from ...exception import InvalidError, NotFoundError
 from .containers import stream_logs
 from .router import WRITTEN, Request
 from .wire import LAST_CHUNK, NDJSON, chunk, json_response, stream_head, write_result
+
+MAX_MAP_BATCH = 1000  # inputs of one `.map` request (the SDK sends batches of MAP_BATCH)
 
 if TYPE_CHECKING:
     from .server import ControlServer
@@ -60,13 +63,15 @@ async def call(control: ControlServer, req: Request) -> Any:
     endpoint = callable_endpoint(control, ws, body).variant(variant)
     params = body.get("params") or {}
     endpoint.pool_for_params(params)  # bad class parameters fail here, before anything runs
+    mode = body.get("mode") or "call"
+    if mode == "map":
+        return await _map(control, req, endpoint, variant, params)
     payload = base64.b64decode(body["args"])
 
     def pool_for() -> Any:
         return callable_endpoint(control, ws, body).variant(variant).pool_for_params(params)
 
     invoker = control.invoker
-    mode = body.get("mode") or "call"
     if mode == "spawn":
         call_id = invoker.spawn(ws.name, endpoint.tag, pool_for, payload, endpoint.entry.retries,
                                 body.get("parent"), body.get("parent_function"))
@@ -110,6 +115,39 @@ async def logs(control: ControlServer, req: Request) -> Any:
     spawned = _spawned(control, req)
     ids = control.server.logs.containers_of_workspace(req.workspace.name)
     await stream_logs(control.server.logs, ids, {**req.query, "function_call": spawned.id}, req.writer)
+    return WRITTEN
+
+
+async def _map(control: ControlServer, req: Request, endpoint: Any, variant: Any, params: dict[str, Any]) -> Any:
+    """A batch of a `.map`'s inputs in one request: each runs as its own call (the pool scales and queues
+    them as it does calls), and each outcome is streamed back, as NDJSON `{"i", "result"}`, as it ends.
+    A client that goes away cancels the inputs still running."""
+    ws, body, writer = req.workspace, req.json, req.writer
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or not all(isinstance(p, str) for p in inputs) or len(inputs) > MAX_MAP_BATCH:
+        raise InvalidError(f"`inputs` must be a list of at most {MAX_MAP_BATCH} encoded inputs")
+    payloads = [base64.b64decode(p) for p in inputs]
+
+    def pool_for() -> Any:
+        return callable_endpoint(control, ws, body).variant(variant).pool_for_params(params)
+
+    invoker, done = control.invoker, asyncio.Queue()  # type: ignore[var-annotated]
+
+    async def one(i: int, payload: bytes) -> None:
+        record = invoker.child(body.get("parent"), ws.name, endpoint.tag, body.get("parent_function"))
+        done.put_nowait((i, await invoker.run(pool_for, payload, endpoint.entry.retries, record=record)))
+
+    tasks = [asyncio.create_task(one(i, p)) for i, p in enumerate(payloads)]
+    writer.write(stream_head(NDJSON))
+    try:
+        for _ in tasks:
+            i, outcome = await done.get()
+            writer.write(chunk(json.dumps({"i": i, "result": base64.b64encode(outcome).decode()}).encode() + b"\n"))
+            await writer.drain()
+    finally:
+        for task in tasks:
+            task.cancel()
+    writer.write(LAST_CHUNK)
     return WRITTEN
 
 
