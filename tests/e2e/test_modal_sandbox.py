@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.slow,
                                  reason="needs the container sandbox, real images (root, mmdebstrap)")]
 
 SCRIPT = """
-    import json, sys, time, urllib.request
+    import asyncio, json, sys, time, urllib.request
     import sampan as modal
 
     PROBE = (
@@ -106,6 +106,15 @@ SCRIPT = """
         short.wait()
     except modal.exception.SandboxTimeoutError:
         out["timeout"] = [short.returncode, round(time.monotonic() - started)]
+    async def twins():
+        box = await modal.Sandbox.create.aio(app=app, timeout=60)
+        p = await box.exec.aio("echo", "async")
+        got = [piece async for piece in p.stdout]
+        code = await p.wait.aio()
+        await box.terminate.aio()
+        return [got, code]
+
+    out["aio"] = asyncio.run(twins())
     web.terminate()
     try:
         web.wait()
@@ -156,6 +165,7 @@ def test_a_sandbox_from_python(sampan: Sampan, tmp_path: Path) -> None:  # noqa:
     assert out["exited"] == [7, "out\n", "err\n"]
     assert out["timeout"] == [124, 2]
     assert out["terminated"] == 137
+    assert out["aio"] == [["async\n"], 0]
 
     # sandboxes are containers: listed, stopped with the CLI; another workspace sees none of them
     sb_id, blocked_id = found["ids"]

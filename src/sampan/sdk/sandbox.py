@@ -32,7 +32,7 @@ from ..stream_type import StreamType
 from .image import Image
 from .refs import secret_refs, volumes_json
 from .sandbox_fs import SandboxFilesystem, fs_error
-from .sandbox_io import ContainerProcess, StreamReader, StreamWriter, twin
+from .sandbox_io import ContainerProcess, StreamReader, StreamWriter, static_twin, twin
 
 ENV_KEY = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 CREATE_TIMEOUT_S = 1800.0  # an image may be built first
@@ -126,7 +126,7 @@ class Sandbox:
         return f"Sandbox({self.object_id!r})"
 
     # -- create and find ----------------------------------------------------------------------------
-    @staticmethod
+    @static_twin
     def create(*args: str, app: Any = None, name: str | None = None, tags: dict[str, str] | None = None,
                image: Image | None = None, env: dict[str, str | None] | None = None,
                secrets: Sequence[Any] | None = None, network_file_systems: dict[str, Any] | None = None,
@@ -197,17 +197,17 @@ class Sandbox:
         body.update(_app_ref(app))
         return Sandbox(default_client().call("POST", "/v1/sandboxes", body, timeout=CREATE_TIMEOUT_S))
 
-    @staticmethod
+    @static_twin
     def from_id(sandbox_id: str, client: Any = None) -> Sandbox:
         return Sandbox(default_client().get(path("v1", "sandboxes", sandbox_id)))
 
-    @staticmethod
+    @static_twin
     def from_name(app_name: str, name: str, *, environment_name: str | None = None, include_terminated: bool = False,
                   client: Any = None) -> Sandbox:
         query = {"include_terminated": "1"} if include_terminated else None
         return Sandbox(default_client().get(path("v1", "sandboxes", "by-name", app_name, name, query=query)))
 
-    @staticmethod
+    @static_twin
     def list(*, app_id: str | None = None, tags: dict[str, str] | None = None, client: Any = None) -> Iterator[Sandbox]:
         """Running sandboxes, newest first: of an app (its name), with all the given tags."""
         query = {f"tag.{k}": v for k, v in (tags or {}).items()}

@@ -37,6 +37,26 @@ class twin:  # noqa: N801 - used as a decorator, like property
         return _Bound(self.fn, obj)
 
 
+class static_twin:  # noqa: N801 - used as a decorator, like staticmethod
+    """A static method with an `.aio` twin: `Sandbox.create(...)` and `await Sandbox.create.aio(...)`."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn  # inspect.signature() shows the function's own
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        return self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    async def aio(self, *args: Any, **kwargs: Any) -> Any:
+        import asyncio
+
+        return await asyncio.to_thread(self.fn, *args, **kwargs)
+
+
 class _Bound:
     def __init__(self, fn: Callable[..., Any], obj: Any) -> None:
         self.fn, self.obj = fn, obj
