@@ -86,6 +86,14 @@ SCRIPT = """
     out["blocked"] = blocked.exec("python3", "/tmp/probe.py", str(tunnel_port), str(control_port)).stdout.read().split()
     out["open_net"] = web.exec("python3", "/tmp/probe.py", str(control_port)).stdout.read().split()
 
+    # a snapshot of its files is an image
+    sb.exec("sh", "-c", "echo kept > /root/state.txt").wait()
+    snap = sb.snapshot_filesystem()
+    restored = modal.Sandbox.create(app=app, image=snap, timeout=120)
+    out["snapshot"] = restored.exec("sh", "-c", "cat /root/state.txt; ls /usr/games").stdout.read().split()
+    out["snapshot_steps"] = snap.to_json()
+    restored.terminate()
+
     # lookups and tags
     out["from_name"] = modal.Sandbox.from_name("sandboxes", "main-box").object_id == sb.object_id
     out["list"] = [s.object_id for s in modal.Sandbox.list(app_id="sandboxes", tags={"team": "a"})] == [sb.object_id]
@@ -126,8 +134,16 @@ SCRIPT = """
 OTHER = """
     import json, sys
     import sampan as modal
+    from sampan.sdk.image import Image, Step
 
     out = {}
+    steps = json.loads(sys.argv[2])  # alice's snapshot, named in bob's own recipe
+    image = Image(tuple(Step(s["op"], tuple(sorted(s["args"].items()))) for s in steps))
+    try:
+        modal.Sandbox.create(app=modal.App.lookup("mine"), image=image, timeout=60)
+        out["snapshot"] = "used"
+    except modal.exception.Error as exc:
+        out["snapshot"] = "another workspace's" in str(exc)
     for name, call in (("from_id", lambda: modal.Sandbox.from_id(sys.argv[1])),
                        ("from_name", lambda: modal.Sandbox.from_name("sandboxes", "main-box")),
                        ("exec", lambda: modal.Sandbox.from_id(sys.argv[1]).exec("true"))):
@@ -160,6 +176,7 @@ def test_a_sandbox_from_python(sampan: Sampan, tmp_path: Path) -> None:  # noqa:
     assert out["tunnel"] == [True, 200]
     assert out["blocked"] == ["ConnectionRefusedError", "ConnectionRefusedError"]
     assert out["open_net"] == ["open"]  # an ordinary sandbox reaches the platform (Dict, Queue, calls)
+    assert out["snapshot"] == ["kept", "cowsay", "cowthink"]
     assert out["from_name"] and out["list"] and out["tags"] == {"team": "b"}
     assert out["same_name"] == "AlreadyExistsError"
     assert out["exited"] == [7, "out\n", "err\n"]
@@ -178,10 +195,10 @@ def test_a_sandbox_from_python(sampan: Sampan, tmp_path: Path) -> None:  # noqa:
     assert isinstance(token, dict)
     bob = {**sampan.env, "SAMPAN_TOKEN_ID": token["token_id"], "SAMPAN_TOKEN_SECRET": token["token_secret"]}
     bob.pop("SAMPAN_SERVER_TOKEN", None)
-    seen = subprocess.run([sys.executable, str(tmp_path / "other.py"), sb_id], capture_output=True, text=True,
-                          env=bob, timeout=120)
+    seen = subprocess.run([sys.executable, str(tmp_path / "other.py"), sb_id, json.dumps(out["snapshot_steps"])],
+                          capture_output=True, text=True, env=bob, timeout=300)
     assert seen.returncode == 0, seen.stdout + seen.stderr
-    assert json.loads(seen.stdout) == {"from_id": "NotFoundError", "from_name": "NotFoundError",
+    assert json.loads(seen.stdout) == {"snapshot": True, "from_id": "NotFoundError", "from_name": "NotFoundError",
                                        "exec": "NotFoundError", "list": []}
     sampan.run("container", "stop", blocked_id, "--yes")
     check = ("import sampan as modal, sys; sb = modal.Sandbox.from_id(sys.argv[1]); "

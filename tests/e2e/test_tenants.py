@@ -83,6 +83,7 @@ ATTACKS = {
     "POST /v1/sandboxes/{id}/io": "nor reads or writes its processes",
     "POST /v1/sandboxes/{id}/fs": "nor its files",
     "POST /v1/sandboxes/{id}/ready": "nor probes it",
+    "POST /v1/sandboxes/{id}/snapshot": "nor snapshots its files (test_modal_sandbox: nor uses her snapshots)",
 }
 
 
@@ -233,7 +234,7 @@ def test_two_workspaces_attack_each_other_through_every_route(two: tuple[Sampan,
         assert status == 404, (method, path, status, answer)
     for method, path in (("GET", f"/v1/sandboxes/{box_id}"), ("GET", "/v1/sandboxes/by-name/shop/alice-box"),
                          ("POST", f"/v1/sandboxes/{box_id}/wait"), ("POST", f"/v1/sandboxes/{box_id}/terminate"),
-                         ("POST", f"/v1/sandboxes/{box_id}/ready")):
+                         ("POST", f"/v1/sandboxes/{box_id}/ready"), ("POST", f"/v1/sandboxes/{box_id}/snapshot")):
         status, answer = bob(method, path)
         assert status == 404, (method, path, status, answer)
     for path, body in ((f"/v1/sandboxes/{box_id}/tags", {"tags": {"mine": "yes"}}),

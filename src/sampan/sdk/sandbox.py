@@ -29,7 +29,7 @@ from ..exception import TimeoutError as ModalTimeoutError
 from ..file_io import FileIO, FileWatchEvent, FileWatchEventType
 from ..resources import Resources
 from ..stream_type import StreamType
-from .image import Image
+from .image import Image, Step
 from .refs import secret_refs, volumes_json
 from .sandbox_fs import SandboxFilesystem, fs_error
 from .sandbox_io import ContainerProcess, StreamReader, StreamWriter, static_twin, twin
@@ -289,10 +289,13 @@ class Sandbox:
 
     @twin
     def snapshot_filesystem(self, timeout: int = 55, *, ttl: int | None = 2592000) -> Image:
+        """An Image of the sandbox's files as they are now (its Volumes and /tmp left out), usable as
+        `image=` of another Sandbox or a Function. Kept on the server until pruned (`ttl` is accepted;
+        snapshots do not expire by themselves here)."""
         if ttl is not None and ttl <= 0:
             raise InvalidError("ttl must be positive, or None to disable expiry")
-        raise InvalidError("Sandbox.snapshot_filesystem() is not built in Sampan yet: build the image with "
-                           "`modal.Image` steps instead.")
+        answer = self._call("snapshot", {"timeout": timeout}, timeout + 120)
+        return Image(tuple(Step(step["op"], tuple(sorted(step["args"].items()))) for step in answer["image"]))
 
     # -- the entrypoint's streams, and exec -----------------------------------------------------------
     @property

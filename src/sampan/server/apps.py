@@ -68,6 +68,17 @@ def raise_open_files_limit() -> int:
     return soft
 
 
+def own_snapshots(manifest: Manifest, workspace: str) -> Manifest:
+    """A recipe names a Sandbox snapshot by id only: the snapshot is always looked for among the building
+    workspace's own, whatever workspace a client wrote into the step (rootfs.py `op_sandbox_snapshot`)."""
+    def fixed(entry: FunctionEntry) -> FunctionEntry:
+        steps = tuple({**s, "args": {**(s.get("args") or {}), "workspace": workspace}}
+                      if s.get("op") == "sandbox_snapshot" else s for s in entry.image)
+        return dataclasses.replace(entry, image=steps) if steps != entry.image else entry
+    return dataclasses.replace(manifest, functions=tuple(map(fixed, manifest.functions)),
+                               calls=tuple(map(fixed, manifest.calls)))
+
+
 def _usage(pc: Any) -> dict[str, Any]:
     proc = getattr(pc.backend, "proc", None)  # a local container's process; a Ray one reports none
     found = tree_usage(proc.pid) if proc is not None and proc.returncode is None else None
@@ -279,6 +290,7 @@ class AppServer:
         """Build (or find) the image of every function (web ones, then the others, as in
         `manifest.functions + manifest.calls`); None where a function declares no image."""
         scope = workspace or self.settings.workspace
+        manifest = own_snapshots(manifest, scope)
         hooks = hooks or BuildHooks()
         shown = hooks.built
 

@@ -50,6 +50,7 @@ ROUTES: list[Route] = [
     Route("POST", "/v1/sandboxes/{id}/io", sandboxes.io),               # {process, op: read|write|eof|wait|kill}
     Route("POST", "/v1/sandboxes/{id}/fs", sandboxes.fs),               # {op: read|write|stat|list|mkdir|...}
     Route("POST", "/v1/sandboxes/{id}/ready", sandboxes.ready),         # the readiness probe's answer
+    Route("POST", "/v1/sandboxes/{id}/snapshot", sandboxes.snapshot),   # {timeout} -> an image's recipe
     # shared objects
     Route("GET", "/v1/objects/{kind}", objects.names),                  # kind: dict | queue
     Route("POST", "/v1/objects/{kind}/{name}", objects.operate),        # {op, create_if_missing, ...}

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
+import secrets
 from typing import TYPE_CHECKING, Any
 
 from ...exception import InvalidError
 from ...manifest import FunctionEntry, compose_env
+from ..images.rootfs import snapshot_path
 from ..sandboxes import AgentError
+from .containers import container_pid
 from .router import Request
 from .wire import HTTPError
 
@@ -160,3 +164,52 @@ async def fs(control: ControlServer, req: Request) -> Any:
 
 async def ready(control: ControlServer, req: Request) -> Any:
     return await _agent(control, req, "/ready", {}, 30)
+
+
+SNAPSHOT_EXCLUDE = ("./proc", "./sys", "./dev", "./run", "./tmp", "./__sampan", "./.sampan*")
+
+
+async def snapshot(control: ControlServer, req: Request) -> Any:
+    """`sb.snapshot_filesystem()`: the sandbox's files, taken with `tar` inside its own namespaces (its root,
+    its view; pseudo-filesystems, its Volumes and Sampan's runtime left out) into the workspace's snapshot
+    directory; the answer is the recipe of an image made from it (rootfs.py `op_sandbox_snapshot`)."""
+    sandboxes, rootfs = control.server.sandboxes, control.server.rootfs
+    sandbox = sandboxes.running(req.workspace.name, req.params["id"])
+    if rootfs is None:
+        raise InvalidError("Sandbox snapshots need real images (a root server with the container sandbox and "
+                           "Debian's mmdebstrap).")
+    pid = container_pid(sandbox.container)
+    if pid is None:
+        raise InvalidError("Sandbox snapshots need the container sandbox.")
+    timeout = min(max(float(req.json.get("timeout") or 55), 1.0), 3600.0)
+    image = sandbox.endpoint.image
+    snapshot_id = "im-" + secrets.token_hex(16)
+    target = snapshot_path(rootfs.cache, req.workspace.name, snapshot_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    mounts = [f".{path}" for path, _ in sandbox.endpoint.volume_mounts]
+    argv = ["tar", "--numeric-owner", "-cf", "-", "-C", "/",
+            *(f"--exclude={path}" for path in (*SNAPSHOT_EXCLUDE, *mounts)), "."]
+    sandbox.busy += 1
+    try:
+        with open(target, "wb") as out:
+            proc = await asyncio.create_subprocess_exec(
+                "nsenter", "--target", str(pid), "--all", "--root", "--wd", *argv,
+                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.PIPE, start_new_session=True)
+            try:
+                _, err = await asyncio.wait_for(proc.communicate(), timeout)
+            except asyncio.TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, 9)
+                await proc.wait()
+                raise HTTPError(504, f"the snapshot took longer than {timeout:g} s") from None
+        if proc.returncode not in (0, 1):  # 1: a file changed while it was read, which a live sandbox may do
+            raise InvalidError(f"the snapshot failed: {err.decode(errors='replace').strip()[-500:]}")
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    finally:
+        sandbox.busy -= 1
+    args = {"id": snapshot_id, "workspace": req.workspace.name,
+            "env": dict(image.env) if image is not None else {}, "workdir": image.workdir if image else None}
+    return {"snapshot_id": snapshot_id, "image": [{"op": "sandbox_snapshot", "args": args}],
+            "size": target.stat().st_size}

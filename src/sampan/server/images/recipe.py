@@ -36,6 +36,7 @@ UNSUPPORTED = {
     "from_aws_ecr": "pulls a container image from AWS ECR",
     "from_gcp_artifact_registry": "pulls a container image from GCP Artifact Registry",
     "micromamba": "creates a conda environment",
+    "sandbox_snapshot": "restores a Sandbox's filesystem snapshot",
     "micromamba_install": "installs conda packages",
     "dockerfile_commands": "runs Dockerfile commands",
     "run_function": "runs a function during the build",
@@ -114,10 +115,10 @@ def base_python(steps: list[dict[str, Any]], default: str) -> str:
 
 
 BASE_OPS = {"debian_slim", "from_registry", "from_aws_ecr", "from_gcp_artifact_registry", "from_dockerfile",
-            "micromamba"}
+            "micromamba", "sandbox_snapshot"}
 # What only the venv builder (the process runtime, or a server that is not root) cannot do.
 ROOTFS_ONLY = {"from_registry", "from_aws_ecr", "from_gcp_artifact_registry", "from_dockerfile", "micromamba",
-               "micromamba_install", "dockerfile_commands", "shell", "poetry_install_from_file"}
+               "micromamba_install", "dockerfile_commands", "shell", "poetry_install_from_file", "sandbox_snapshot"}
 ROOTFS_UNSUPPORTED: dict[str, str] = {}
 ROOTFS_LAYOUT = "rootfs-1"
 

@@ -56,7 +56,7 @@ from .builder import (
     uv_bin,
 )
 from .pythons import find_python
-from .recipe import ImageBuildError, Step, image_id, pip_args, plan, seed_packages, step_env
+from .recipe import BASE_OPS, ImageBuildError, Step, image_id, pip_args, plan, seed_packages, step_env
 
 SUITE = "bookworm"
 SUITE_PYTHON = {"bullseye": "3.9", "bookworm": "3.11", "trixie": "3.13"}
@@ -193,9 +193,7 @@ class RootfsBuilder:
         with the other's (a private index's packages, say)."""
         steps = build_steps(steps)
         salts = salts_for(steps)
-        offset = 0 if steps and steps[0]["op"] in ("debian_slim", "from_registry", "from_dockerfile",
-                                                    "from_aws_ecr", "from_gcp_artifact_registry",
-                                                    "micromamba") else 1
+        offset = 0 if steps and steps[0]["op"] in BASE_OPS else 1
         for i, step in enumerate(steps):
             args = step.get("args") or {}
             context = args.get("context_dir")
@@ -695,6 +693,17 @@ class RootfsBuilder:
         return layout
 
 
+SNAPSHOT_ID = re.compile(r"im-[0-9a-f]{32}\Z")
+
+
+def snapshot_path(cache: Path, workspace: str, snapshot_id: str) -> Path:
+    """Where a workspace's Sandbox snapshot lies: a name that cannot lead out of the workspace's directory."""
+    if not SNAPSHOT_ID.match(snapshot_id) or not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", workspace) \
+            or workspace in (".", ".."):
+        raise ImageBuildError(f"Invalid Sandbox snapshot {snapshot_id!r}.")
+    return cache / "snapshots" / workspace / f"{snapshot_id}.tar"
+
+
 def read_dockerfile(args: dict[str, Any]) -> list[str]:
     """The lines of a `from_dockerfile` step's Dockerfile (read where the server builds, as add_local_* files)."""
     try:
@@ -886,6 +895,17 @@ class _Run:
         if "REGISTRY_USERNAME" in values and "REGISTRY_PASSWORD" in values:
             return {"username": values["REGISTRY_USERNAME"], "password": values["REGISTRY_PASSWORD"]}
         raise ImageBuildError("The registry Secret must hold REGISTRY_USERNAME and REGISTRY_PASSWORD.")
+
+    async def op_sandbox_snapshot(self, args: dict[str, Any]) -> None:
+        """A Sandbox's filesystem as it was (`sb.snapshot_filesystem()`): its tar, taken by the server into
+        the workspace's snapshot directory, unpacked as this image's only layer."""
+        tarball = snapshot_path(self.b.cache, str(args.get("workspace") or ""), str(args.get("id") or ""))
+        if not tarball.is_file():
+            raise ImageBuildError(f"Sandbox snapshot {args.get('id')!r} is not on this server (expired, or "
+                                  "another workspace's).")
+        await self.b.unpack_tar(tarball, self.upper, self.step, self.log)
+        self.config["env"] = dict(args.get("env") or {})
+        self.config["workdir"] = args.get("workdir")
 
     async def op_from_registry(self, args: dict[str, Any]) -> None:
         await self._registry(args["tag"], self._creds(args, "static"), args.get("add_python"),
