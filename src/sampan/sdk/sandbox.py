@@ -290,11 +290,11 @@ class Sandbox:
     @twin
     def snapshot_filesystem(self, timeout: int = 55, *, ttl: int | None = 2592000) -> Image:
         """An Image of the sandbox's files as they are now (its Volumes and /tmp left out), usable as
-        `image=` of another Sandbox or a Function. Kept on the server until pruned (`ttl` is accepted;
-        snapshots do not expire by themselves here)."""
+        `image=` of another Sandbox or a Function. Kept on the server for `ttl` seconds (None: until
+        removed by hand); expired snapshots go when the workspace takes its next one."""
         if ttl is not None and ttl <= 0:
             raise InvalidError("ttl must be positive, or None to disable expiry")
-        answer = self._call("snapshot", {"timeout": timeout}, timeout + 120)
+        answer = self._call("snapshot", {"timeout": timeout, "ttl": ttl}, timeout + 120)
         return Image(tuple(Step(step["op"], tuple(sorted(step["args"].items()))) for step in answer["image"]))
 
     # -- the entrypoint's streams, and exec -----------------------------------------------------------

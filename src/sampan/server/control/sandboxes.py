@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import secrets
+import time
 from typing import TYPE_CHECKING, Any
 
 from ...exception import InvalidError
@@ -166,6 +168,17 @@ async def ready(control: ControlServer, req: Request) -> Any:
     return await _agent(control, req, "/ready", {}, 30)
 
 
+def _expire(directory: Any) -> None:
+    """Snapshots past their `ttl` go (looked at whenever the workspace takes another)."""
+    now = time.time()
+    for meta in directory.glob("im-*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            expires = json.loads(meta.read_text()).get("expires")
+            if expires is not None and expires < now:
+                meta.with_suffix(".tar").unlink(missing_ok=True)
+                meta.unlink()
+
+
 SNAPSHOT_EXCLUDE = ("./proc", "./sys", "./dev", "./run", "./tmp", "./__sampan", "./.sampan*")
 
 
@@ -182,10 +195,12 @@ async def snapshot(control: ControlServer, req: Request) -> Any:
     if pid is None:
         raise InvalidError("Sandbox snapshots need the container sandbox.")
     timeout = min(max(float(req.json.get("timeout") or 55), 1.0), 3600.0)
+    ttl = req.json.get("ttl")
     image = sandbox.endpoint.image
     snapshot_id = "im-" + secrets.token_hex(16)
     target = snapshot_path(rootfs.cache, req.workspace.name, snapshot_id)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _expire(target.parent)
     mounts = [f".{path}" for path, _ in sandbox.endpoint.volume_mounts]
     argv = ["tar", "--numeric-owner", "-cf", "-", "-C", "/",
             *(f"--exclude={path}" for path in (*SNAPSHOT_EXCLUDE, *mounts)), "."]
@@ -209,6 +224,7 @@ async def snapshot(control: ControlServer, req: Request) -> Any:
         raise
     finally:
         sandbox.busy -= 1
+    target.with_suffix(".json").write_text(json.dumps({"expires": time.time() + float(ttl) if ttl else None}))
     args = {"id": snapshot_id, "workspace": req.workspace.name,
             "env": dict(image.env) if image is not None else {}, "workdir": image.workdir if image else None}
     return {"snapshot_id": snapshot_id, "image": [{"op": "sandbox_snapshot", "args": args}],
