@@ -86,6 +86,13 @@ SCRIPT = """
     out["blocked"] = blocked.exec("python3", "/tmp/probe.py", str(tunnel_port), str(control_port)).stdout.read().split()
     out["open_net"] = web.exec("python3", "/tmp/probe.py", str(control_port)).stdout.read().split()
 
+    # an image's local files come along
+    with_files = (modal.Image.debian_slim().apt_install("cowsay").add_local_dir(sys.argv[2], "/code")
+                  .add_local_file(sys.argv[2] + "/note.md", "/root/"))
+    local = modal.Sandbox.create(app=app, timeout=120, image=with_files)
+    out["local_files"] = local.exec("sh", "-c", "cat /code/note.md /root/note.md; ls /code").stdout.read().split()
+    local.terminate()
+
     # a snapshot of its files is an image
     sb.exec("sh", "-c", "echo kept > /root/state.txt").wait()
     snap = sb.snapshot_filesystem()
@@ -161,7 +168,10 @@ def test_a_sandbox_from_python(sampan: Sampan, tmp_path: Path) -> None:  # noqa:
     sampan.run("server", "start")
     (tmp_path / "box.py").write_text(textwrap.dedent(SCRIPT))
     control = sampan.run("server", "status").stdout.split("control API ", 1)[1].split(",")[0].strip()
-    done = subprocess.run([sys.executable, str(tmp_path / "box.py"), control.rsplit(":", 1)[1]],
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local" / "note.md").write_text("from-my-machine\n")
+    done = subprocess.run([sys.executable, str(tmp_path / "box.py"), control.rsplit(":", 1)[1],
+                           str(tmp_path / "local")],
                           capture_output=True, text=True, env=sampan.env, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     found = json.loads(done.stdout.splitlines()[-1])
@@ -177,6 +187,7 @@ def test_a_sandbox_from_python(sampan: Sampan, tmp_path: Path) -> None:  # noqa:
     assert out["blocked"] == ["ConnectionRefusedError", "ConnectionRefusedError"]
     assert out["open_net"] == ["open"]  # an ordinary sandbox reaches the platform (Dict, Queue, calls)
     assert out["snapshot"] == ["kept", "cowsay", "cowthink"]
+    assert out["local_files"] == ["from-my-machine", "from-my-machine", "note.md"]
     assert out["from_name"] and out["list"] and out["tags"] == {"team": "b"}
     assert out["same_name"] == "AlreadyExistsError"
     assert out["exited"] == [7, "out\n", "err\n"]

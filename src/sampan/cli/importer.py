@@ -17,14 +17,13 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import modal_alias
-from ..file_pattern_matcher import from_recipe
-from ..mountpaths import bundle_path
+from ..exception import InvalidError
+from ..localfiles import SKIP_DIRS, image_files
 from ..sdk.app import App
 from ..sdk.describe import build_manifest
 
@@ -33,7 +32,7 @@ EXIT_IMPORT_ERROR = 3
 EXIT_NO_APP = 4
 
 _SAMPAN_DIR = str(Path(__file__).resolve().parents[1])
-_SKIP_DIRS = {".venv", "venv", "site-packages", "dist-packages", "__pycache__", ".git", "node_modules", ".tox"}
+_SKIP_DIRS = SKIP_DIRS
 
 
 class LoadError(Exception):
@@ -137,51 +136,15 @@ def local_files(root: Path) -> list[str]:
     return sorted(found)
 
 
-def _expand(local: Path, target: str, only_python: bool = False,
-            ignore: Callable[[Path], bool] | None = None) -> list[tuple[str, str]]:
-    if local.is_file():
-        return [(str(local), target)]
-    out = []
-    for path in sorted(local.rglob("*")):
-        rel = path.relative_to(local)
-        if not path.is_file() or any(part in _SKIP_DIRS for part in rel.parts):
-            continue
-        if ignore is not None and ignore(rel):  # `add_local_dir(ignore=...)`
-            continue
-        if only_python and path.suffix != ".py":
-            continue
-        out.append((str(path), f"{target}/{rel.as_posix()}" if target else rel.as_posix()))
-    return out
-
-
 def mounts(manifest: Any) -> list[tuple[str, str]]:
     """Files that `add_local_*(copy=False)` put in containers at start: (local path, path in the bundle)."""
-    found: dict[str, str] = {}
+    found: dict[str, str] = {}  # path in the bundle -> local path
     for entry in manifest.functions:
-        for step in entry.image:
-            op, args = step["op"], step.get("args") or {}
-            if not op.startswith("add_local_") or args.get("copy"):
-                continue
-            if op == "add_local_python_source":
-                for name in args.get("modules") or []:
-                    spec = importlib.util.find_spec(name)
-                    if spec is None:
-                        raise LoadError(f"add_local_python_source: module {name!r} not found.", EXIT_IMPORT_ERROR)
-                    if spec.submodule_search_locations:
-                        local = Path(list(spec.submodule_search_locations)[0])
-                        pairs = _expand(local, name.replace(".", "/"), only_python=True)
-                    else:
-                        pairs = [(str(spec.origin), name.replace(".", "/") + ".py")]
-                    found.update(pairs)
-                continue
-            local = Path(args["local_path"])
-            if not local.exists():
-                raise LoadError(f"{op}: local path {str(local)!r} does not exist.", EXIT_IMPORT_ERROR)
-            target = bundle_path(args["remote_path"])
-            if op == "add_local_file" and args["remote_path"].endswith("/"):
-                target = f"{target}/{local.name}" if target else local.name
-            found.update(_expand(local, target, ignore=from_recipe(args)))
-    return sorted(found.items())
+        try:
+            found.update(image_files(entry.image))
+        except InvalidError as exc:
+            raise LoadError(str(exc), EXIT_IMPORT_ERROR) from None
+    return sorted((local, target) for target, local in found.items())
 
 
 def load(ref: AppRef) -> dict[str, Any]:

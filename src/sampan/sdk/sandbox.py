@@ -9,12 +9,14 @@ accepted and said once; network allowlists are refused rather than silently not 
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .._tunnel import Tunnel
@@ -27,6 +29,7 @@ from ..exception import (
 )
 from ..exception import TimeoutError as ModalTimeoutError
 from ..file_io import FileIO, FileWatchEvent, FileWatchEventType
+from ..localfiles import image_files
 from ..resources import Resources
 from ..stream_type import StreamType
 from .image import Image, Step
@@ -34,6 +37,7 @@ from .refs import secret_refs, volumes_json
 from .sandbox_fs import SandboxFilesystem, fs_error
 from .sandbox_io import ContainerProcess, StreamReader, StreamWriter, static_twin, twin
 
+MAX_LOCAL_FILES = 128 << 20  # bytes of an image's `add_local_*` files sent with a Sandbox.create
 ENV_KEY = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 CREATE_TIMEOUT_S = 1800.0  # an image may be built first
 WAIT_STEP_S = 45.0
@@ -103,13 +107,20 @@ def _check_env(env: dict[str, Any] | None) -> dict[str, str]:
     return {k: v for k, v in (env or {}).items() if v is not None}
 
 
-def _image_json(image: Image | None) -> list[dict[str, Any]]:
-    image = image or Image.debian_slim()
-    steps = image.to_json()
-    if any(s.get("op", "").startswith("add_local_") for s in steps):
-        raise InvalidError("Sandbox images with `add_local_*` files are not built in Sampan yet: copy files in "
-                           "with `sb.filesystem.copy_from_local(...)` after creating the sandbox.")
-    return steps
+def _image_json(image: Image | None) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The image's recipe, and the local files its `add_local_*` steps need (path in the bundle -> base64),
+    sent along as a deploy sends its bundle."""
+    steps = (image or Image.debian_slim()).to_json()
+    files: dict[str, str] = {}
+    size = 0
+    for target, local in image_files(steps).items():
+        data = Path(local).read_bytes()
+        size += len(data)
+        if size > MAX_LOCAL_FILES:
+            raise InvalidError(f"The image's local files are more than {MAX_LOCAL_FILES >> 20} MiB: use a Volume, "
+                               "or `add_local_dir(..., copy=True)` for a layer built once.")
+        files[target] = base64.b64encode(data).decode()
+    return steps, files
 
 
 class Sandbox:
@@ -183,8 +194,9 @@ class Sandbox:
                 _say_once(key, f"Sandbox.create(`{key}=`) is accepted but has no effect here.")
         if pty_info is not None:
             pty = True
+        steps, files = _image_json(image)
         body: dict[str, Any] = {
-            "cmd": list(args), "name": name, "tags": dict(tags or {}), "image": _image_json(image),
+            "cmd": list(args), "name": name, "tags": dict(tags or {}), "image": steps, "files": files,
             "image_env": dict((image or Image.debian_slim()).env_vars()),
             "env": _check_env(env), "secrets": list(secret_refs(list(secrets or []), None)),
             "volumes": list(volumes_json({**(volumes or {}), **(network_file_systems or {})})),

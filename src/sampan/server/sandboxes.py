@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..exception import AlreadyExistsError, InvalidError, NotFoundError, ResourceExhaustedError
 from ..manifest import SANDBOX_KIND, FunctionEntry, Manifest, compose_env
-from .bundle import write_bundle
+from .bundle import check_paths, write_bundle
 from .endpoints import AppVersion, WebEndpoint
 from .gateway.tunnels import Tunnel
 
@@ -186,7 +186,10 @@ class Sandboxes:
         )
         manifest = Manifest(app_name=app_name, module="sandbox", app_var="app", functions=(), calls=(entry,))
         env = compose_env(entry, server.secret_resolver(workspace))  # a missing secret fails here, before a build
-        images = await server.build_images(manifest, workspace=workspace)
+        files = {rel: base64.b64decode(data) for rel, data in dict(body.get("files") or {}).items()}
+        check_paths(files)  # the image's local files: relative paths inside the bundle, or a 400
+        bundle = write_bundle(server.settings.home, files or {".sandbox": b""})
+        images = await server.build_images(manifest, workspace=workspace, bundle=bundle)
         if not server.quota.take(workspace):
             server.quota.reclaim(workspace, -1)
             if not server.quota.take(workspace):
@@ -195,7 +198,6 @@ class Sandboxes:
                           float(body["timeout"]), float(body["idle_timeout"]) if body.get("idle_timeout") else None,
                           tuple(body.get("ports") or ()))
         try:
-            bundle = write_bundle(server.settings.home, {".sandbox": b""})
             version = AppVersion(manifest, bundle, ephemeral=True, number=0, workspace=workspace, key=app_key)
             sandbox.endpoint = WebEndpoint(server, version, entry, "", False, images[0],
                                            {**env, **dict(body.get("env") or {})})

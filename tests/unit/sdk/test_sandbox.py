@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 import sampan as modal
 from sampan.exception import InvalidError
+from sampan.sdk.sandbox import _image_json
 from sampan.server.control.sandboxes import check_tags
 from sampan.server.sandboxes import check_request
 
@@ -31,10 +34,20 @@ def test_create_refuses_with_modals_texts(kwargs: dict, args: tuple, text: str) 
     assert str(raised.value).startswith(text)
 
 
-def test_images_with_local_files_are_refused_clearly(tmp_path) -> None:  # noqa: ANN001
-    image = modal.Image.debian_slim().add_local_dir(str(tmp_path), "/code")
-    with pytest.raises(InvalidError, match="copy_from_local"):
-        modal.Sandbox.create(app=modal.App("x"), image=image)
+def test_an_images_local_files_travel_with_the_sandbox(tmp_path) -> None:  # noqa: ANN001
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text("A = 1\n")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "HEAD").write_text("ref")
+    image = modal.Image.debian_slim().add_local_dir(str(tmp_path), "/code").add_local_file(
+        str(tmp_path / "pkg" / "a.py"), "/root/b.py")
+    steps, files = _image_json(image)
+    assert steps == image.to_json()
+    assert {k: base64.b64decode(v) for k, v in files.items()} == {".sampan-fs/code/pkg/a.py": b"A = 1\n",
+                                                                  "b.py": b"A = 1\n"}
+    gone = modal.Image.debian_slim().add_local_dir(str(tmp_path / "missing"), "/code")
+    with pytest.raises(InvalidError, match="does not exist"):
+        modal.Sandbox.create(app=modal.App("x"), image=gone)
 
 
 def test_probes() -> None:
