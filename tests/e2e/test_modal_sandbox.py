@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -217,3 +220,40 @@ def test_a_sandbox_from_python(sampan: Sampan, tmp_path: Path) -> None:  # noqa:
     polled = subprocess.run([sys.executable, "-c", check, blocked_id], capture_output=True, text=True,
                             env=sampan.env, timeout=120)
     assert polled.stdout.strip() == "137", polled.stderr
+
+
+ATTACH = """
+    import sampan as modal
+
+    sb = modal.Sandbox.create(app=modal.App.lookup("sandboxes", create_if_missing=True), timeout=120)
+    p = sb.exec("sh", pty=True)
+    p.attach()
+    print("exited", p.returncode)
+    sb.terminate()
+"""
+
+
+def test_attach_connects_a_terminal_to_a_sandbox_process(sampan: Sampan, tmp_path: Path) -> None:  # noqa: F811
+    sampan.run("server", "start")
+    (tmp_path / "attach.py").write_text(textwrap.dedent(ATTACH))
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "attach.py")], stdin=follower, stdout=follower,
+                            stderr=follower, env=sampan.env, close_fds=True)
+    os.close(follower)
+    seen, sent, deadline = b"", False, time.monotonic() + 180
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 0.5)
+        if ready:
+            try:
+                piece = os.read(leader, 65536)
+            except OSError:
+                break
+            if not piece:
+                break
+            seen += piece
+        if not sent and b"#" in seen:  # the sandbox's shell prompt: type into it
+            os.write(leader, b"echo attached-$((1+2))\nexit 4\n")
+            sent = True
+    os.close(leader)
+    assert proc.wait(timeout=60) == 0, seen.decode(errors="replace")
+    assert b"attached-3" in seen and b"exited 4" in seen, seen.decode(errors="replace")

@@ -219,5 +219,41 @@ class ContainerProcess(Generic[T]):
         return self._returncode
 
     def attach(self) -> None:
-        raise InvalidError("ContainerProcess.attach() (an interactive PTY) is not built in Sampan yet: use "
-                           "`sampan container exec` or `sampan shell` for an interactive shell.")
+        """Connect this terminal to the process (one started with `pty=True`): keys go to its stdin, its
+        output to the screen, until it exits. The terminal is in raw mode meanwhile, and restored."""
+        import os
+        import select
+        import sys
+        import termios
+        import threading
+        import tty
+
+        stdin_fd = sys.stdin.fileno()
+        if not os.isatty(stdin_fd):
+            raise InvalidError("ContainerProcess.attach() needs a terminal (stdin is not a TTY).")
+        finished = threading.Event()
+
+        def show() -> None:
+            out = sys.stdout.buffer
+            for piece in self.stdout._pieces():
+                out.write(piece)
+                out.flush()
+            finished.set()
+
+        saved = termios.tcgetattr(stdin_fd)
+        reader = threading.Thread(target=show, daemon=True)
+        try:
+            tty.setraw(stdin_fd)
+            reader.start()
+            while not finished.is_set():
+                ready, _, _ = select.select([stdin_fd], [], [], 0.1)
+                if ready:
+                    data = os.read(stdin_fd, 4096)
+                    if not data:
+                        break
+                    io_call(self._sandbox, {"process": self._process, "op": "write",
+                                            "data": base64.b64encode(data).decode()})
+        finally:
+            termios.tcsetattr(stdin_fd, termios.TCSADRAIN, saved)
+        reader.join(5)
+        self.wait()
