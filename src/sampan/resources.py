@@ -63,10 +63,25 @@ class Resources:
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> Resources:
+        """What `to_json` wrote; ValueError for anything else (it comes from a client)."""
         if not data:
             return cls()
-        return cls(data["cpu"], data.get("cpu_limit"), data.get("memory_mib"), data.get("memory_limit_mib"),
-                   tuple(GpuChoice(t, c) for t, c in data.get("gpus") or []))
+
+        def number(value: Any, integer: bool = False) -> Any:
+            kinds = (int,) if integer else (int, float)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, kinds) or value < 0):
+                raise ValueError(f"invalid resources: {value!r}")
+            return value
+
+        if not isinstance(data, dict):
+            raise ValueError("invalid resources")
+        gpus = data.get("gpus") or []
+        if not isinstance(gpus, list) or not all(isinstance(g, list) and len(g) == 2 and (g[0] is None or
+                                                 isinstance(g[0], str)) and isinstance(g[1], int) and g[1] > 0
+                                                 for g in gpus):
+            raise ValueError("invalid resources: gpus")
+        return cls(number(data["cpu"]), number(data.get("cpu_limit")), number(data.get("memory_mib"), True),
+                   number(data.get("memory_limit_mib"), True), tuple(GpuChoice(t, c) for t, c in gpus))
 
     def describe(self, gpu: GpuChoice | None = None) -> str:
         parts = [f"cpu={self.cpu:g}"]

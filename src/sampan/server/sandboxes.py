@@ -17,6 +17,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import re
 import secrets
 import time
 from collections import OrderedDict
@@ -25,9 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..exception import AlreadyExistsError, InvalidError, NotFoundError, ResourceExhaustedError
 from ..manifest import SANDBOX_KIND, FunctionEntry, Manifest, compose_env
+from ..resources import Resources
 from .bundle import check_paths, write_bundle
 from .endpoints import AppVersion, WebEndpoint
 from .gateway.tunnels import Tunnel
+from .objects import NAME
 
 if TYPE_CHECKING:
     from .apps import AppServer
@@ -38,6 +41,8 @@ MAX_KEPT_OUTPUT = 256 << 20  # of all finished sandboxes together; the oldest ou
 WAIT_STEP_S = 25.0  # one long poll of the agent for the entrypoint's end
 TIMEOUT_CODE, TERMINATED_CODE = 124, 137
 AGENT_TIMEOUT_S = 120.0
+MAX_PORTS = 32
+ENV_KEY = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 
 
 class AgentError(Exception):
@@ -126,10 +131,32 @@ def check_request(body: dict[str, Any]) -> None:
     if not 0 < float(timeout) <= 86400:
         raise InvalidError("`timeout` must be between 1 second and 24 hours.")
     ports = body.get("ports") or []
-    if not all(isinstance(p, int) and 1 <= p <= 65535 for p in ports):
+    if not isinstance(ports, list) or not all(isinstance(p, int) and 1 <= p <= 65535 for p in ports):
         raise InvalidError("port must be between 1 and 65535")
+    if len(ports) > MAX_PORTS:
+        raise InvalidError(f"A sandbox exposes at most {MAX_PORTS} ports.")
     if ports and body.get("block_network"):
         raise InvalidError("Cannot specify open ports when `block_network` is enabled")
+    name = body.get("name")
+    if name is not None and (not isinstance(name, str) or not NAME.match(name)):
+        raise InvalidError(f"Invalid Sandbox name: {name!r}. Names may contain only alphanumeric characters, "
+                           "dashes, periods, and underscores, must contain a letter or digit, and must be "
+                           "shorter than 64 characters.")
+    env = body.get("env") or {}
+    if not isinstance(env, dict) or not all(isinstance(k, str) and ENV_KEY.match(k) and isinstance(v, str)
+                                            for k, v in env.items()):
+        raise InvalidError("`env` must map variable names (letters, digits, underscores) to strings.")
+    probe = body.get("probe")
+    if probe is not None:
+        argv = probe.get("exec_argv") if isinstance(probe, dict) else None
+        tcp = probe.get("tcp_port") if isinstance(probe, dict) else None
+        if not ((isinstance(tcp, int) and 1 <= tcp <= 65535 and argv is None)
+                or (tcp is None and isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv))):
+            raise InvalidError("Probe must be created with Probe.with_tcp(...) or Probe.with_exec(...)")
+    try:
+        Resources.from_json(body.get("resources"))
+    except (TypeError, ValueError, KeyError, AttributeError):
+        raise InvalidError("`resources` is not what `cpu=`, `memory=` and `gpu=` make.") from None
 
 
 class Sandboxes:

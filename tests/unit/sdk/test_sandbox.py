@@ -68,7 +68,14 @@ def test_the_server_checks_again_and_tags_have_rules() -> None:
     for body, text in (({"cmd": ["a", 1], "timeout": 1}, "All entrypoint arguments must be strings"),
                        ({"cmd": ["x" * 70000], "timeout": 1}, "Total length of CMD arguments cannot exceed 65536"),
                        ({"timeout": None}, "`timeout=None`"), ({"timeout": 10, "ports": [0]}, "port must be between"),
-                       ({"timeout": 10, "ports": [80], "block_network": True}, "Cannot specify open ports")):
+                       ({"timeout": 10, "ports": [80], "block_network": True}, "Cannot specify open ports"),
+                       ({"timeout": 10, "ports": list(range(1, 40))}, "at most 32 ports"),
+                       ({"timeout": 10, "name": "../x y"}, "Invalid Sandbox name"),
+                       ({"timeout": 10, "env": {"A": 1}}, "`env` must map"),
+                       ({"timeout": 10, "env": {"A-B": "x"}}, "`env` must map"),
+                       ({"timeout": 10, "probe": {"tcp_port": 0}}, "Probe must be created"),
+                       ({"timeout": 10, "probe": {"exec_argv": "true"}}, "Probe must be created"),
+                       ({"timeout": 10, "resources": {"cpu": "lots"}}, "`resources` is not")):
         with pytest.raises(InvalidError, match=text.replace("(", r"\(").replace(")", r"\)")):
             check_request(body)
     assert check_tags({"team": "a.b-c_1"}) == {"team": "a.b-c_1"}
