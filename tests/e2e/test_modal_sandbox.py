@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from sampan.runtime import sandbox as container_sandbox
 from tests.e2e.test_deploy import Sampan, sampan  # noqa: F401 - the fixture
@@ -202,6 +203,15 @@ def test_a_sandbox_from_python(sampan: Sampan, tmp_path: Path) -> None:  # noqa:
     sb_id, blocked_id = found["ids"]
     listed = sampan.json("container", "list")
     assert isinstance(listed, list) and {sb_id, blocked_id} <= {c["id"] for c in listed}
+    # the dashboard shows them, under their app and with the containers
+    link = sampan.json("dashboard")
+    assert isinstance(link, dict)
+    with requests.Session() as browser:
+        assert browser.get(link["url"], timeout=30).status_code == 200
+        base = link["dashboard"].rstrip("/")
+        assert "/dashboard/apps/sandboxes" in browser.get(base + "/", timeout=30).text
+        assert sb_id in browser.get(base + "/apps/sandboxes", timeout=30).text
+        assert sb_id in browser.get(base + "/containers", timeout=30).text
     assert "< cli >" in sampan.run("container", "exec", sb_id, "--", "/usr/games/cowsay", "cli").stdout
     assert "shell-modal" in sampan.run("shell", sb_id, input="echo shell-$(hostname); exit 0\n").stdout
     (tmp_path / "other.py").write_text(textwrap.dedent(OTHER))

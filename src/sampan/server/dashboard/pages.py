@@ -108,6 +108,11 @@ def _app_rows(control: ControlServer, ws: Any) -> list[dict[str, Any]]:
                                        "state": "ephemeral", "version": version.number})
         row["containers"] = sum(len(p.containers) for e in version.all_endpoints() for p in e.pools.values())
         row["endpoints"] = [{"tag": i.tag, "url": i.url} for i in version.infos]
+    for sandbox in control.server.sandboxes.listed(ws.name, None, {}):  # an app may hold only sandboxes
+        app_id = sandbox.app_key.removeprefix(f"{ws.name}/")
+        row = rows.setdefault(app_id, {"id": app_id, "name": app_id, "state": "sandboxes", "version": None,
+                                       "created_at": None, "containers": 0, "endpoints": []})
+        row["containers"] = row.get("containers", 0) + 1
     return sorted(rows.values(), key=lambda r: r["id"])
 
 
@@ -118,6 +123,8 @@ def _live(control: ControlServer, ws: Any, app_id: str) -> tuple[str, Any]:
         if version is not None and version.workspace == ws.name:
             return key, version
     if control.store is not None and not app_id.startswith("serve:") and control.store.app(ws, app_id):
+        return f"{ws.name}/{app_id}", None
+    if control.server.sandboxes.listed(ws.name, f"{ws.name}/{app_id}", {}):
         return f"{ws.name}/{app_id}", None
     raise NotFoundError(f"App '{app_id}' not found in workspace '{ws.name}'.")
 
@@ -134,7 +141,9 @@ async def app_page(control: ControlServer, req: DashboardRequest) -> Page:
     history = None
     if control.store is not None and not app_id.startswith("serve:") and control.store.app(req.workspace, app_id):
         history = await apps.history(control, _api(req, {"name": app_id}))
+    sandboxes = control.server.sandboxes.listed(req.workspace.name, key, {})
     return render("app.html", req.session, app_id=app_id, name=version.manifest.app_name if version else app_id,
+                  sandboxes=sandboxes,
                   version=version, endpoints=version.infos if version else [], functions=functions, history=history,
                   schedules=control.scheduler.upcoming(key), status=req.query.get("status"),
                   window_s=int(req.query["window"]) if req.query.get("window") in WINDOWS else WINDOW_S)
