@@ -48,6 +48,21 @@ class Unreachable(ExecutionError):
     """No server answered at the address (it stopped, or the address is wrong)."""
 
 
+def _tls_context() -> Any:
+    """The system's trust store (and SSL_CERT_FILE), plus the server's own certificate where it is known: a
+    container's SAMPAN_SERVER_CA_PEM (a self-signed control API is trusted by its containers), or the
+    server's SAMPAN_TLS_CERT on its own machine."""
+    import ssl
+
+    context = ssl.create_default_context()
+    pem = os.environ.get("SAMPAN_SERVER_CA_PEM")
+    if pem:
+        context.load_verify_locations(cadata=pem)
+    if os.environ.get("SAMPAN_TLS_CERT"):  # the server's own certificate, on its machine
+        context.load_verify_locations(cafile=os.environ["SAMPAN_TLS_CERT"])
+    return context
+
+
 class ControlClient:
     """Requests to one server with one bearer token, over a kept-alive connection per thread (a
     `.map()` runs its calls in threads; a call then costs no new TCP connection). A request on a
@@ -71,7 +86,7 @@ class ControlClient:
         import http.client
 
         if self._https:
-            return http.client.HTTPSConnection(self._hostport, timeout=timeout)
+            return http.client.HTTPSConnection(self._hostport, timeout=timeout, context=_tls_context())
         return http.client.HTTPConnection(self._hostport, timeout=timeout)
 
     def _send(self, method: str, target: str, data: bytes | None, headers: dict[str, str],

@@ -146,6 +146,12 @@ class Settings:
     ray_address: str = "auto"
     request_log: bool = True  # every request through the gateway recorded (server/requests.py)
     ephemeral_timeout: float = 30.0  # a `serve` session on the server whose CLI is silent this long is stopped
+    # The control API: where it listens, the URL clients and containers are given (needed when it listens
+    # on every address, e.g. for Ray nodes on other machines), and its TLS certificate and key (PEM).
+    control_host: str = "127.0.0.1"
+    control_url: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     def __post_init__(self) -> None:
         if self.images_dir == Path():
@@ -175,6 +181,10 @@ class Settings:
             ray_address=os.environ.get("SAMPAN_RAY_ADDRESS") or "auto",
             ephemeral_timeout=_num_env("SAMPAN_EPHEMERAL_TIMEOUT_S", 30.0, float),
             request_log=os.environ.get("SAMPAN_REQUEST_LOG", "1") not in ("0", "false", "no"),
+            control_host=os.environ.get("SAMPAN_CONTROL_HOST") or "127.0.0.1",
+            control_url=(os.environ.get("SAMPAN_CONTROL_URL") or "").rstrip("/") or None,
+            tls_cert=Path(os.environ["SAMPAN_TLS_CERT"]).expanduser() if os.environ.get("SAMPAN_TLS_CERT") else None,
+            tls_key=Path(os.environ["SAMPAN_TLS_KEY"]).expanduser() if os.environ.get("SAMPAN_TLS_KEY") else None,
             limits=ProxyLimits(
                 max_body=_num_env("SAMPAN_MAX_BODY_BYTES", ProxyLimits.max_body, int),
                 redirect_after=_num_env("SAMPAN_REDIRECT_AFTER_S", ProxyLimits.redirect_after, float),

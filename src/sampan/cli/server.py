@@ -29,8 +29,15 @@ def server() -> None:
               help="Where containers run: local processes (default) or a Ray cluster (also SAMPAN_BACKEND).")
 @click.option("--ray-address", default=None, help="The Ray cluster to join, as `ray start` prints it "
               "(also SAMPAN_RAY_ADDRESS; default: auto).")
-def start(foreground: bool, control_port: int | None, backend: str | None, ray_address: str | None) -> None:
+@click.option("--control-host", default=None,
+              help="Address the control API (and dashboard) listens on (default 127.0.0.1; also SAMPAN_CONTROL_HOST). "
+                   "Beyond loopback, give it TLS (SAMPAN_TLS_CERT, SAMPAN_TLS_KEY) and the URL others reach it at "
+                   "(SAMPAN_CONTROL_URL).")
+def start(foreground: bool, control_port: int | None, backend: str | None, ray_address: str | None,
+          control_host: str | None) -> None:
     """Start the server: as a daemon that returns once ready, logging to $SAMPAN_HOME/server.log."""
+    if control_host:
+        os.environ["SAMPAN_CONTROL_HOST"] = control_host  # the daemon reads its settings from the environment
     settings = Settings.from_env()
     settings = dataclasses.replace(settings, backend=backend or settings.backend,
                                    ray_address=ray_address or settings.ray_address)
@@ -52,6 +59,10 @@ def start(foreground: bool, control_port: int | None, backend: str | None, ray_a
         output.console.print(f"  Containers: {info.runtime}", markup=False)
     output.console.print(f"  Logs: {settings.home / 'server.log'}")
     output.console.print(f"  Dashboard: {info.control_url}/dashboard/ (sampan dashboard logs in)")
+    if settings.control_host not in ("127.0.0.1", "localhost", "::1") and settings.tls_cert is None:
+        output.err_console.print(f"⚠ The control API listens on {settings.control_host} without TLS: tokens cross "
+                                 "the network in clear text (set SAMPAN_TLS_CERT and SAMPAN_TLS_KEY).",
+                                 style="yellow", markup=False)
 
 
 @server.command("stop")

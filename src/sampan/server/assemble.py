@@ -11,6 +11,7 @@ container its variables.
 from __future__ import annotations
 
 import os
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from pathlib import Path
 from .. import config, registry
 from ..backends.base import Backend, get_backend
 from ..config import Settings
+from ..exception import InvalidError
 from .apps import AppServer, ErrorFn, LogFn
 from .control import ControlServer, Credentials
 from .images.builder import build_on_node
@@ -129,9 +131,22 @@ def assemble(settings: Settings, *, backend: Backend | None = None, store: Store
     over OTLP where the environment says so."""
     sinks = sinks or Sinks()
     backend = backend if backend is not None else make_backend(settings)
-    credentials = Credentials()
+    credentials = Credentials(ca_pem=settings.tls_cert.read_text() if settings.tls_cert is not None else "")
     server = AppServer(settings, backend, sinks.log, sinks.start_error, warn=sinks.warn, stop_grace=stop_grace,
                        store=store, call_env=credentials.call_env,
                        telemetry=telemetry if telemetry is not None else make_telemetry(sinks.warn))
-    control = ControlServer(server, credentials, port=control_port)
+    control = ControlServer(server, credentials, host=settings.control_host, port=control_port,
+                            tls=tls_context(settings), advertise=settings.control_url)
     return Assembly(settings, backend, store, server, control)
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The control API's TLS (SAMPAN_TLS_CERT and SAMPAN_TLS_KEY, PEM files), or None for plain HTTP."""
+    if settings.tls_cert is None and settings.tls_key is None:
+        return None
+    if settings.tls_cert is None or settings.tls_key is None:
+        raise InvalidError("TLS needs both SAMPAN_TLS_CERT and SAMPAN_TLS_KEY.")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    return context

@@ -20,9 +20,10 @@ class Credentials:
     """The server's secret and what it signs. Shared by the control API (which checks tokens and owns
     the address) and the app server (which gives each container its variables)."""
 
-    def __init__(self, token: str | None = None) -> None:
+    def __init__(self, token: str | None = None, ca_pem: str = "") -> None:
         self.token = token or secrets.token_urlsafe(24)
         self.url = ""  # the control API's address, once it listens
+        self.ca_pem = ca_pem  # the control API's TLS certificate, which containers are told to trust
 
     def container_token(self, workspace: str) -> str:
         """What a container of `workspace` uses to call functions and look them up: its workspace,
@@ -34,7 +35,10 @@ class Credentials:
         """The variables that let a container of `workspace` reach this server (none before it listens)."""
         if not self.url:
             return {}
-        return {"SAMPAN_SERVER_URL": self.url, "SAMPAN_SERVER_TOKEN": self.container_token(workspace)}
+        env = {"SAMPAN_SERVER_URL": self.url, "SAMPAN_SERVER_TOKEN": self.container_token(workspace)}
+        if self.ca_pem:
+            env["SAMPAN_SERVER_CA_PEM"] = self.ca_pem
+        return env
 
 
 def authenticate(authorization: bytes, credentials: Credentials, store: Store | None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 import time
 from typing import Any
 
@@ -37,8 +38,11 @@ UNAUTHORIZED = "missing or invalid token (sampan token new, or SAMPAN_TOKEN_ID a
 
 class ControlServer:
     def __init__(self, server: AppServer, credentials: Credentials, host: str = "127.0.0.1", port: int = 0,
-                 routes: list[Route] | None = None) -> None:
+                 routes: list[Route] | None = None, tls: ssl.SSLContext | None = None,
+                 advertise: str | None = None) -> None:
         self.server = server
+        self.tls = tls  # HTTPS with the operator's certificate (assemble.tls_context)
+        self.advertise = advertise  # the URL clients and containers are given, when not host:port
         self.store = server.store
         self.credentials = credentials
         self.host = host
@@ -63,10 +67,15 @@ class ControlServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        if self.advertise:
+            return self.advertise
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"{'https' if self.tls is not None else 'http'}://{host}:{self.port}"
 
     async def start(self) -> None:
-        self._srv = await asyncio.start_server(self._handle, self.host, self.requested_port, limit=64 * 1024)
+        self._srv = await asyncio.start_server(self._handle, self.host, self.requested_port, limit=64 * 1024,
+                                               ssl=self.tls)
         self.port = self._srv.sockets[0].getsockname()[1]
         self.credentials.url = self.url
         self.scheduler.start()
