@@ -116,6 +116,9 @@ SCRIPT = """
         out["same_name"] = "AlreadyExistsError"
 
     # the entrypoint's exit, its output after it ended; a timeout; terminate
+    missing = modal.Sandbox.create("no-such-command-sampan", app=app, timeout=60)
+    missing.wait()
+    out["missing_command"] = [missing.returncode, "no-such-command-sampan" in missing.stderr.read()]
     done = modal.Sandbox.create("sh", "-c", "echo out; echo err >&2; exit 7", app=app, timeout=60)
     done.wait()
     out["exited"] = [done.returncode, done.stdout.read(), done.stderr.read()]
@@ -195,6 +198,7 @@ def test_a_sandbox_from_python(sampan: Sampan, tmp_path: Path) -> None:  # noqa:
     assert out["from_name"] and out["list"] and out["tags"] == {"team": "b"}
     assert out["same_name"] == "AlreadyExistsError"
     assert out["exited"] == [7, "out\n", "err\n"]
+    assert out["missing_command"] == [127, True]
     assert out["timeout"] == [124, 2]
     assert out["terminated"] == 137
     assert out["aio"] == [["async\n"], 0]

@@ -76,7 +76,7 @@ class Stream:
 
 @dataclass
 class Process:
-    proc: asyncio.subprocess.Process
+    proc: asyncio.subprocess.Process | None  # None: it could not start (Agent.failed)
     streams: dict[int, Stream]
     stdin: Any  # a StreamWriter, or the pty's master fd (int)
     deadline: float | None = None
@@ -156,6 +156,16 @@ class Agent:
         loop.add_reader(leader, readable)
         await done
 
+    def failed(self, exc: OSError, argv: list[str]) -> Process:
+        """A process that could not start: its message on stderr, and the shell's exit code for it."""
+        streams = {1: Stream(), 2: Stream()}
+        streams[2].add(f"{argv[0] if argv else ''}: {exc.strerror or exc}\n".encode())
+        for stream in streams.values():
+            stream.end()
+        process = Process(None, streams, None, returncode=127 if isinstance(exc, FileNotFoundError) else 126)
+        process.done.set()
+        return process
+
     async def _reap(self, process: Process) -> None:
         proc = process.proc
         if process.deadline is not None:
@@ -205,7 +215,8 @@ class Agent:
             return {"returncode": process.returncode}
         if op == "kill":
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.proc.pid, int(body.get("signal") or signal.SIGKILL))
+                if process.proc is not None:
+                    os.killpg(process.proc.pid, int(body.get("signal") or signal.SIGKILL))
             return {}
         raise ValueError(f"unknown process operation {op!r}")
 
@@ -241,8 +252,11 @@ class Agent:
             argv = body.get("argv")
             if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
                 raise ValueError("exec needs a command: a non-empty list of strings")
-            await self.start(pid, argv, body.get("workdir"), body.get("env"), bool(body.get("pty")),
-                             body.get("timeout"))
+            try:
+                await self.start(pid, argv, body.get("workdir"), body.get("env"), bool(body.get("pty")),
+                                 body.get("timeout"))
+            except OSError as exc:  # a command that is not there: a process that exits 127, as in a shell
+                self.processes[pid] = self.failed(exc, argv)
             return {"process": pid}
         if path == "/io":
             return await self.io(body)
@@ -300,9 +314,8 @@ async def serve(spec: dict[str, Any], status: Any) -> int:
             await agent.start("main", list(web["cmd"]), web.get("workdir"), None, bool(web.get("pty")), None)
         else:  # no entrypoint: the sandbox lives until its timeout or terminate()
             await agent.start("main", ["sleep", "infinity"], "/", None, False, None)
-    except OSError as exc:
-        status.send({"error": f"the sandbox's command could not start: {exc}"})
-        return 1
+    except OSError as exc:  # as a shell would: 127 not found, 126 not executable; the sandbox then ends
+        agent.processes["main"] = agent.failed(exc, list(web.get("cmd") or []))
     if unix_path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(unix_path)
@@ -322,5 +335,6 @@ async def serve(spec: dict[str, Any], status: Any) -> int:
             relay.close()
         for process in agent.processes.values():
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.proc.pid, signal.SIGKILL)
+                if process.proc is not None:
+                    os.killpg(process.proc.pid, signal.SIGKILL)
     return 0

@@ -95,6 +95,7 @@ class Sandbox:
     started_at: float = field(default_factory=time.time)  # what the containers list shows (age)
     returncode: int | None = None
     how: str = ""  # how it finished: "exited" (its entrypoint), "timeout", "terminated"
+    finishing: bool = False
     finished: float | None = None
     last_active: float = field(default_factory=time.monotonic)
     busy: int = 0  # requests and tunnel connections in progress
@@ -307,11 +308,12 @@ class Sandboxes:
                 "eof": offset + len(piece) >= len(data)}
 
     async def _finish(self, sandbox: Sandbox, code: int, how: str) -> None:
-        if sandbox.returncode is not None:
+        if sandbox.returncode is not None or sandbox.finishing:
             return
-        sandbox.returncode, sandbox.how, sandbox.finished = code, how, time.time()
-        if sandbox.container.alive:
+        sandbox.finishing = True
+        if sandbox.container.alive:  # before its end is told: a client that sees the end may read it at once
             await self._keep_output(sandbox)
+        sandbox.returncode, sandbox.how, sandbox.finished = code, how, time.time()
         self.live.pop(sandbox.id, None)
         self.finished[sandbox.id] = sandbox
         while len(self.finished) > MAX_FINISHED:

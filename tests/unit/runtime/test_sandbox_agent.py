@@ -101,3 +101,16 @@ def test_files(tmp_path: Path) -> None:
             raise AssertionError(bad)
 
     asyncio.run(main())
+
+
+def test_a_command_that_is_not_there_exits_127() -> None:
+    async def main() -> None:
+        a = agent()
+        answer = await a.handle("/exec", {"argv": ["no-such-command-sampan"]})
+        pid = answer["process"]
+        assert (await a.io({"process": pid, "op": "wait", "timeout": 1}))["returncode"] == 127
+        assert b"no-such-command-sampan" in await read_all(a, pid, 2)
+        assert await read_all(a, pid) == b""
+        await a.io({"process": pid, "op": "kill"})  # nothing to kill: no error
+
+    asyncio.run(main())
