@@ -110,7 +110,7 @@ class Agent:
             os.close(follower)
             streams[2].end()  # a PTY merges stderr into stdout, as on Modal
             process = Process(proc, streams, leader)
-            asyncio.get_running_loop().create_task(self._pump_pty(leader, streams[1]))
+            asyncio.get_running_loop().create_task(self._pump_pty(process, leader, streams[1]))
         else:
             proc = await asyncio.create_subprocess_exec(*argv, cwd=cwd, env=environ, stdin=asyncio.subprocess.PIPE,
                                                         stdout=asyncio.subprocess.PIPE,
@@ -136,7 +136,9 @@ class Agent:
         stream.end()
 
     @staticmethod
-    async def _pump_pty(leader: int, stream: Stream) -> None:
+    async def _pump_pty(process: Process, leader: int, stream: Stream) -> None:
+        """A PTY's output until it ends; then its descriptor is closed and forgotten (a later write cannot
+        reach whatever file reuses the number)."""
         loop = asyncio.get_running_loop()
         done = loop.create_future()
 
@@ -154,7 +156,12 @@ class Agent:
                     done.set_result(None)
 
         loop.add_reader(leader, readable)
-        await done
+        try:
+            await done
+        finally:
+            process.stdin = None
+            with contextlib.suppress(OSError):
+                os.close(leader)
 
     def failed(self, exc: OSError, argv: list[str]) -> Process:
         """A process that could not start: its message on stderr, and the shell's exit code for it."""
@@ -168,6 +175,7 @@ class Agent:
 
     async def _reap(self, process: Process) -> None:
         proc = process.proc
+        assert proc is not None
         if process.deadline is not None:
             try:
                 await asyncio.wait_for(proc.wait(), max(0.0, process.deadline - time.monotonic()))
@@ -178,7 +186,20 @@ class Agent:
         code = await proc.wait()
         # Modal's codes: an exec past its timeout is -1; a process ended by signal N is 128 + N.
         process.returncode = -1 if process.timed_out else (128 - code if code < 0 else code)
+        if process.stdin is not None and not isinstance(process.stdin, int):
+            process.stdin.close()  # its pipe: no descriptor left behind by an ended process
         process.done.set()
+
+    async def close(self) -> None:
+        """End every process (its whole group) and wait for each to be reaped."""
+        for process in self.processes.values():
+            if process.proc is not None and process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.proc.pid, signal.SIGKILL)
+        for process in self.processes.values():
+            if process.proc is not None:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(process.done.wait(), 5)
 
     def _process(self, pid: str) -> Process:
         found = self.processes.get(pid)
@@ -333,8 +354,5 @@ async def serve(spec: dict[str, Any], status: Any) -> int:
         server.close()
         for relay in agent.relays:
             relay.close()
-        for process in agent.processes.values():
-            with contextlib.suppress(ProcessLookupError):
-                if process.proc is not None:
-                    os.killpg(process.proc.pid, signal.SIGKILL)
+        await agent.close()
     return 0

@@ -38,6 +38,7 @@ def test_output_input_and_exit_codes() -> None:
         # a reader may start again from the beginning
         again = await a.io({"process": "p", "op": "read", "fd": 1, "offset": 0})
         assert base64.b64decode(again["data"]) == b"got:hello\n" and again["eof"]
+        await a.close()
 
     asyncio.run(main())
 
@@ -59,6 +60,7 @@ def test_a_read_waits_for_output_and_codes_follow_modal() -> None:
         assert await read_all(a, "env") == b"hi\n/tmp\n"
         await a.start("tty", ["sh", "-c", "test -t 1 && echo tty; echo err >&2"], "/", None, True, None)
         assert (await read_all(a, "tty")).replace(b"\r", b"") == b"tty\nerr\n"  # a PTY merges stderr
+        await a.close()
 
     asyncio.run(main())
 
@@ -112,5 +114,6 @@ def test_a_command_that_is_not_there_exits_127() -> None:
         assert b"no-such-command-sampan" in await read_all(a, pid, 2)
         assert await read_all(a, pid) == b""
         await a.io({"process": pid, "op": "kill"})  # nothing to kill: no error
+        await a.close()
 
     asyncio.run(main())
