@@ -247,12 +247,10 @@ ATTACH = """
 """
 
 
-def test_attach_connects_a_terminal_to_a_sandbox_process(sampan: Sampan, tmp_path: Path) -> None:  # noqa: F811
-    sampan.run("server", "start")
-    (tmp_path / "attach.py").write_text(textwrap.dedent(ATTACH))
+def on_a_terminal(argv: list[str], env: dict[str, str], typed: bytes) -> tuple[int, bytes]:
+    """Run `argv` on a pseudo-terminal, type `typed` at the first shell prompt; (exit code, screen)."""
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([sys.executable, str(tmp_path / "attach.py")], stdin=follower, stdout=follower,
-                            stderr=follower, env=sampan.env, close_fds=True)
+    proc = subprocess.Popen(argv, stdin=follower, stdout=follower, stderr=follower, env=env, close_fds=True)
     os.close(follower)
     seen, sent, deadline = b"", False, time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -266,8 +264,24 @@ def test_attach_connects_a_terminal_to_a_sandbox_process(sampan: Sampan, tmp_pat
                 break
             seen += piece
         if not sent and b"#" in seen:  # the sandbox's shell prompt: type into it
-            os.write(leader, b"echo attached-$((1+2))\nexit 4\n")
+            os.write(leader, typed)
             sent = True
     os.close(leader)
-    assert proc.wait(timeout=60) == 0, seen.decode(errors="replace")
+    return proc.wait(timeout=60), seen
+
+
+def test_attach_connects_a_terminal_to_a_sandbox_process(sampan: Sampan, tmp_path: Path) -> None:  # noqa: F811
+    sampan.run("server", "start")
+    (tmp_path / "attach.py").write_text(textwrap.dedent(ATTACH))
+    code, seen = on_a_terminal([sys.executable, str(tmp_path / "attach.py")], sampan.env,
+                               b"echo attached-$((1+2))\nexit 4\n")
+    assert code == 0, seen.decode(errors="replace")
     assert b"attached-3" in seen and b"exited 4" in seen, seen.decode(errors="replace")
+    # `sampan shell sb-...` on a terminal: the same path (exec with a PTY, attached), no root needed
+    make = ("import sampan as modal; print(modal.Sandbox.create(app=modal.App.lookup('sandboxes'), "
+            "timeout=120).object_id)")
+    sb_id = subprocess.run([sys.executable, "-c", make], capture_output=True, text=True, env=sampan.env,
+                           timeout=120).stdout.strip()
+    code, seen = on_a_terminal([sys.executable, "-m", "sampan", "shell", sb_id], sampan.env,
+                               b"echo via-$(hostname); exit 5\n")
+    assert code == 5 and b"via-modal" in seen, seen.decode(errors="replace")

@@ -19,7 +19,9 @@ from ..api import ControlClient, Unreachable
 from ..config import Settings, read_token
 from ..exception import Error, NotFoundError
 from ..registry import ServerInfo, running_servers
+from ..sdk.sandbox import Sandbox
 from . import output
+from .client import Client, server_errors
 from .shellrun import SHELL_PROMPT, ShellSession, container_environ
 
 
@@ -141,12 +143,22 @@ def shell(target: str, cmd: str) -> None:
     container of a function (`app.py::fn`, in its image, with its secrets and Volumes; the app stops when
     the shell exits).
 
-    Enters the container's namespaces, so it runs on the server's machine as root (the container's root
-    is still an unprivileged host uid)."""
+    A Sandbox's shell, on a terminal, is a process of its own with a PTY (`Sandbox.exec(..., pty=True)`
+    and `attach()`, through the control API, from anywhere); otherwise the shell enters the container's
+    namespaces, so it runs on the server's machine as root (the container's root is still an unprivileged
+    host uid)."""
     if not target.startswith(("ta-", "sb-")):
         ref, _, function = target.partition("::")
         session = ShellSession(ref, function or None, cmd, Settings.from_env())
         sys.exit(asyncio.run(session.run()))
+    if target.startswith("sb-") and sys.stdin.isatty():
+        client = Client.connect(Settings.from_env())
+        os.environ.setdefault("SAMPAN_SERVER_URL", client.server.control_url)
+        os.environ.setdefault("SAMPAN_SERVER_TOKEN", client.token)
+        with server_errors():
+            process = Sandbox.from_id(target).exec("/bin/sh", "-c", SHELL_PROMPT.format(cmd=cmd), pty=True)
+            process.attach()
+        sys.exit(process.returncode)
     _, row = _owner(target)
     if row.get("pid") is None:
         raise click.ClickException("`sampan shell` needs a sandboxed container (see `sampan server status`).")
