@@ -75,19 +75,26 @@ async def exec_in(control: ControlServer, req: Request) -> Any:
     if pid is None:
         raise InvalidError("`container exec` needs the container sandbox (this container runs as a plain "
                            "process, or has exited).")
+    code, out, err = await run_in_container(pid, argv, timeout, "the command")
+    return {"code": code, "stdout": base64.b64encode(out[-EXEC_OUTPUT_LIMIT:]).decode(),
+            "stderr": base64.b64encode(err[-EXEC_OUTPUT_LIMIT:]).decode()}
+
+
+async def run_in_container(pid: int, argv: list[str], timeout: float, what: str,
+                           stdout: Any = asyncio.subprocess.PIPE) -> tuple[int, bytes, bytes]:
+    """`argv` in the container whose PID 1 is `pid` (nsenter into all its namespaces: its root, its uid);
+    (exit code, stdout unless given elsewhere, stderr). Past `timeout`, killed, and a 504."""
     proc = await asyncio.create_subprocess_exec(
         "nsenter", "--target", str(pid), "--all", "--root", "--wd", *argv,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        start_new_session=True)
+        stdin=asyncio.subprocess.DEVNULL, stdout=stdout, stderr=asyncio.subprocess.PIPE, start_new_session=True)
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except asyncio.TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, 9)
         await proc.wait()
-        raise HTTPError(504, f"the command ran longer than {timeout:g} s") from None
-    return {"code": proc.returncode, "stdout": base64.b64encode(out[-EXEC_OUTPUT_LIMIT:]).decode(),
-            "stderr": base64.b64encode(err[-EXEC_OUTPUT_LIMIT:]).decode()}
+        raise HTTPError(504, f"{what} ran longer than {timeout:g} s") from None
+    return proc.returncode or 0, out or b"", err or b""
 
 
 async def stream_logs(logs: Any, container_ids: list[str], query: dict[str, str], writer: Writer,

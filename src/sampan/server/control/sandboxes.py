@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import secrets
 import time
@@ -17,7 +16,7 @@ from ...exception import InvalidError
 from ...manifest import FunctionEntry, compose_env
 from ..images.rootfs import snapshot_path
 from ..sandboxes import AgentError
-from .containers import container_pid
+from .containers import container_pid, run_in_container
 from .router import Request
 from .wire import HTTPError
 
@@ -207,17 +206,8 @@ async def snapshot(control: ControlServer, req: Request) -> Any:
     sandbox.busy += 1
     try:
         with open(target, "wb") as out:
-            proc = await asyncio.create_subprocess_exec(
-                "nsenter", "--target", str(pid), "--all", "--root", "--wd", *argv,
-                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.PIPE, start_new_session=True)
-            try:
-                _, err = await asyncio.wait_for(proc.communicate(), timeout)
-            except asyncio.TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, 9)
-                await proc.wait()
-                raise HTTPError(504, f"the snapshot took longer than {timeout:g} s") from None
-        if proc.returncode not in (0, 1):  # 1: a file changed while it was read, which a live sandbox may do
+            code, _, err = await run_in_container(pid, argv, timeout, "the snapshot", stdout=out)
+        if code not in (0, 1):  # 1: a file changed while it was read, which a live sandbox may do
             raise InvalidError(f"the snapshot failed: {err.decode(errors='replace').strip()[-500:]}")
     except BaseException:
         target.unlink(missing_ok=True)
