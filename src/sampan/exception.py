@@ -11,7 +11,9 @@
         └── FunctionTimeoutError   a call ran past its function's `timeout`
 
 `DeprecationError` is a warning category, not an error: Modal made it a `UserWarning`
-so that legacy spellings can warn and keep working.
+so that legacy spellings can warn and keep working. The rest of Modal 1.6's `modal.exception` is
+below them (AlreadyExistsError, ResourceExhaustedError, the Sandbox and filesystem errors, ...),
+so that code catching any of them imports and works.
 """
 
 from __future__ import annotations
