@@ -104,7 +104,7 @@ class AppServer:
         self.stop_grace = stop_grace
         self.routes = RouteTable(settings.domain)
         self.requests = RequestLog()  # every routed request (server/requests.py), feeding the metrics
-        self.metrics = Metrics(lambda: self.describe_containers(usage=True))
+        self.metrics = Metrics(lambda ws: self.describe_containers(usage=True, workspace=ws))
         self.requests.sinks.append(self.metrics.observe)
         self.series = Series()  # the dashboard's charts (server/dashboard/series.py)
         self.requests.sinks.append(self.series.observe)
@@ -161,8 +161,9 @@ class AppServer:
     def live_container_ids(self) -> set[str]:
         return {pc.id for _, _, pc in self._containers()}
 
-    def describe_containers(self, usage: bool = False) -> list[dict[str, Any]]:
-        """The live containers; with `usage`, each one's CPU time and memory, read from /proc."""
+    def describe_containers(self, usage: bool = False, workspace: str | None = None) -> list[dict[str, Any]]:
+        """The live containers (of one workspace, when given); with `usage`, each one's CPU time and memory,
+        read from /proc."""
         now = time.time()
         live = {id(e) for v in self.apps.values() for e in v.all_endpoints()}
         rows = [
@@ -181,8 +182,11 @@ class AppServer:
                 **(_usage(pc) if usage else {}),
             }
             for endpoint, pool, pc in self._containers()
+            if workspace is None or endpoint.workspace == workspace
         ]
         for row in self.sandboxes.describe_containers(now):
+            if workspace is not None and row["workspace"] != workspace:
+                continue
             if usage:
                 row.update(_usage(self.sandboxes.live[row["id"]]))
             rows.append(row)

@@ -71,10 +71,12 @@ Key = tuple[str, str, str]  # (workspace, app, function)
 
 
 class Metrics:
-    def __init__(self, containers: Callable[[], list[dict[str, Any]]] = list) -> None:
+    def __init__(self, containers: Callable[[str], list[dict[str, Any]]] = lambda workspace: []) -> None:
         self.functions: dict[Key, FunctionStats] = {}
         self.builds: dict[str, Histogram] = {}  # workspace -> durations of the images it built
-        self.containers = containers  # the live containers, when scraped (AppServer.describe_containers)
+        # A workspace's live containers with their usage, when it scrapes (AppServer.describe_containers):
+        # only its own are read from /proc.
+        self.containers = containers
 
     def built(self, workspace: str, seconds: float) -> None:
         """An image built for `workspace` (one found already built is not a build)."""
@@ -153,7 +155,7 @@ class _Collector:
         memory = GaugeMetricFamily("sampan_container_memory_bytes", "Resident memory of a container's processes.",
                                    labels=per_container)
         counts: dict[tuple[str, str, str], int] = {}
-        for row in self.metrics.containers():
+        for row in self.metrics.containers(self.workspace):
             if row.get("workspace") != self.workspace:
                 continue
             app, function = row.get("app_key") or "", row.get("function") or ""

@@ -48,7 +48,7 @@ def test_the_log_is_bounded_and_followed() -> None:
 
 
 def test_metrics_are_prometheus_text_of_one_workspace() -> None:
-    metrics = Metrics(lambda: [{"workspace": "alice", "app_key": "alice/shop", "function": "square",
+    metrics = Metrics(lambda workspace: [{"workspace": "alice", "app_key": "alice/shop", "function": "square",
                                 "state": "ready", "id": "ta-1", "cpu_s": 1.5, "memory_bytes": 4096},
                                {"workspace": "bob", "app_key": "bob/x", "function": "f", "state": "ready",
                                 "id": "ta-2", "cpu_s": 9.0, "memory_bytes": 1}])

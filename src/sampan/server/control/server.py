@@ -123,11 +123,11 @@ class ControlServer:
         self.invoker.spawn(timer.workspace, timer.tag, pool_for, NO_ARGS, endpoint.entry.retries)
 
     async def _sample_containers(self) -> None:
-        """Every few seconds, the containers of each function for the dashboard's charts, and each one's
-        CPU use since the last look."""
+        """Every few seconds, the containers of each function for the dashboard's charts, and, while someone
+        is logged in to the dashboard, each one's CPU use since the last look (read from /proc)."""
         while True:
             await asyncio.sleep(SAMPLE_EVERY_S)
-            rows = self.server.describe_containers(usage=True)
+            rows = self.server.describe_containers(usage=self.dashboard.sessions.active())
             now = time.time()
             self.server.series.sample(now, rows)
             self.dashboard.sample(now, rows)

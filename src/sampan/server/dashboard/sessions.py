@@ -56,6 +56,11 @@ class Sessions:
             return None
         return session
 
+    def active(self) -> bool:
+        """Whether any session has not expired (someone may be looking)."""
+        now = self.clock()
+        return any(s.expires > now for s in self._sessions.values())
+
     def close(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)
 

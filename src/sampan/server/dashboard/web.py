@@ -10,6 +10,7 @@ framing (Content-Security-Policy), so a log line or an app name can never run as
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 import sys
 import traceback
@@ -72,12 +73,16 @@ class Dashboard:
             self.cpu_pct.pop(gone, None)
 
 
+@functools.cache
+def _static_files() -> dict[str, Path]:
+    """The shipped files by their name under static/, listed once (they do not change while serving)."""
+    return {p.relative_to(STATIC).as_posix(): p for p in STATIC.rglob("*") if p.is_file()}
+
+
 def _static(path: str) -> Page:
     """A file shipped in static/ (the vendored htmx and uPlot, the dashboard's own CSS and JS). Only
     names found in that folder are served: a path with `..` or a link matches none."""
-    rel = path[len(PREFIX) + len("/static/"):]
-    files = {p.relative_to(STATIC).as_posix(): p for p in STATIC.rglob("*") if p.is_file()}
-    found = files.get(rel)
+    found = _static_files().get(path[len(PREFIX) + len("/static/"):])
     if found is None:
         return Page(404, b"not found", "text/plain; charset=utf-8")
     kind = mimetypes.guess_type(found.name)[0] or "application/octet-stream"

@@ -27,10 +27,16 @@ def test_a_session_names_its_workspace_until_it_expires() -> None:
 
 
 def test_closing_a_session_logs_it_out() -> None:
-    book = Sessions(Clock())
+    clock = Clock()
+    book = Sessions(clock, ttl=60)
+    assert not book.active()
     session = book.open("alice")
+    assert book.active()
     book.close(session.id)
-    assert book.get(session.id) is None
+    assert book.get(session.id) is None and not book.active()
+    book.open("bob")
+    clock.now += 61
+    assert not book.active()  # an expired session watches nothing
 
 
 def test_a_login_code_works_once_and_only_within_its_minute() -> None:
