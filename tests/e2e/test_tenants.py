@@ -266,7 +266,8 @@ def test_two_workspaces_attack_each_other_through_every_route(two: tuple[Sampan,
     listed = requests.get(f"{alice.url}/dashboard/", cookies=cookies, timeout=30)
     assert listed.status_code == 200 and "/dashboard/apps/shop" not in listed.text
     for path in ("/dashboard/apps/shop", f"/dashboard/containers/{cid}", f"/dashboard/calls/{call_id}",
-                 "/dashboard/apps/shop/series.json", "/dashboard/volumes/data"):
+                 "/dashboard/apps/shop/series.json", "/dashboard/volumes/data",
+                 "/dashboard/apps/alice%2Fshop", "/dashboard/apps/alice%2Fshop/requests"):
         assert requests.get(f"{alice.url}{path}", cookies=cookies, timeout=30).status_code == 404, path
     assert [s["name"] for s in bob("GET", "/v1/secrets")[1]] == []
     assert bob("POST", "/v1/secrets", {"name": "alice-only", "values": {"K": "bob"}})[0] == 200
@@ -283,6 +284,17 @@ def test_two_workspaces_attack_each_other_through_every_route(two: tuple[Sampan,
     assert status == 404, answer
     status, answer = bob("POST", "/v1/volumes/data", {"op": "listdir", "path": "/"})
     assert status == 404, answer
+    # a piece of an upload lands in bob's own namespace: alice's Volume is none of his
+    status, answer = bob("POST", "/v1/volumes/data", {"op": "write", "path": "/keep.txt", "force": True,
+                                                       "upload_id": "ab" * 16, "offset": 0, "final": True,
+                                                       "data": base64.b64encode(b"bob").decode()})
+    assert status == 404, answer
+    status, read = alice("POST", "/v1/volumes/data", {"op": "read", "path": "/keep.txt"})
+    assert status == 200 and base64.b64decode(read["data"]) == b"x"
+    # a sandbox's image files are bundle paths: none leads out
+    status, answer = bob("POST", "/v1/sandboxes", {"app": "mine", "timeout": 60,
+                                                   "files": {"../../escape": base64.b64encode(b"x").decode()}})
+    assert status == 400, answer
     status, minted = bob("POST", "/v1/tokens")
     assert status == 200 and minted["workspace"] == "bob"
     # bob's proxy token does not open alice's endpoints (they need none; a private one is checked in test_deploy)
