@@ -32,6 +32,8 @@
 | SAMPAN_MAX_POOLS_PER_FUNCTION | 64          | class-parameter combinations live at once (429 beyond) |
 | SAMPAN_BACKEND             | local          | where `sampan server` runs containers: local or ray   |
 | SAMPAN_RAY_ADDRESS         | auto           | the Ray cluster to join (ray backend)                 |
+| SAMPAN_RAY_PLACEMENT       | spread         | spread or pack containers over the Ray nodes          |
+| SAMPAN_RAY_VOLUMES         | sync           | Volumes on Ray nodes: sync (via this server) or shared |
 | SAMPAN_REQUEST_LOG         | 1              | 0: no request log, no request metrics (the benchmark's baseline) |
 | SAMPAN_EPHEMERAL_TIMEOUT_S | 30             | a `serve` session on the server, silent this long, stops |
 | SAMPAN_NODE_HOME           | $TMPDIR/sampan-node-<uid> | a Ray node's bundles and templates (on the node) |
@@ -228,6 +230,16 @@ def constraints_file() -> Path | None:
 def build_ca_bundles() -> list[str]:
     """The CA bundles an image build may trust, best first: SAMPAN_BUILD_CA_BUNDLE, SSL_CERT_FILE."""
     return [p for p in (os.environ.get("SAMPAN_BUILD_CA_BUNDLE"), os.environ.get("SSL_CERT_FILE")) if p]
+
+
+def ray_placement() -> str:
+    """SAMPAN_RAY_PLACEMENT: "spread" (default) or "pack" containers over a Ray cluster's nodes."""
+    return (os.environ.get("SAMPAN_RAY_PLACEMENT") or "spread").strip().lower()
+
+
+def ray_volumes() -> str:
+    """SAMPAN_RAY_VOLUMES: "sync" (default: Volumes reach nodes through the server) or "shared"."""
+    return (os.environ.get("SAMPAN_RAY_VOLUMES") or "sync").strip().lower()
 
 
 def bucket_endpoints_allowed() -> set[str]:

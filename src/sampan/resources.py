@@ -40,9 +40,13 @@ class Resources:
     memory_mib: int | None = None
     memory_limit_mib: int | None = None
     gpus: tuple[GpuChoice, ...] = field(default=())  # fallback ranking; empty: no GPU
+    # Modal's `region=` (any of) and `cloud=`: node labels on the Ray backend (backends/placement.py).
+    regions: tuple[str, ...] = ()
+    cloud: str | None = None
 
     @classmethod
-    def parse(cls, cpu: Any = None, memory: Any = None, gpu: Any = None) -> Resources:
+    def parse(cls, cpu: Any = None, memory: Any = None, gpu: Any = None, region: Any = None,
+              cloud: Any = None) -> Resources:
         request, limit = _pair(cpu, "cpu", float)
         mem, mem_limit = _pair(memory, "memory", int)
         if request is not None and request <= 0:
@@ -54,12 +58,19 @@ class Resources:
         if mem_limit is not None and mem is not None and mem_limit < mem:
             raise InvalidError(f"Invalid memory={memory!r}: the limit must be at least the request.")
         choices = gpu if isinstance(gpu, (list, tuple)) else ([] if gpu is None else [gpu])
+        regions = [region] if isinstance(region, str) else list(region or [])
+        if not all(isinstance(r, str) and r for r in regions):
+            raise InvalidError(f"Invalid region={region!r}: use a region name or a list of them.")
+        if cloud is not None and (not isinstance(cloud, str) or not cloud):
+            raise InvalidError(f"Invalid cloud={cloud!r}: use a cloud provider's name.")
         return cls(DEFAULT_CPU if request is None else request, limit, mem, mem_limit,
-                   tuple(_gpu(c) for c in choices))
+                   tuple(_gpu(c) for c in choices), tuple(regions), cloud)
 
     def to_json(self) -> dict[str, Any]:
         return {"cpu": self.cpu, "cpu_limit": self.cpu_limit, "memory_mib": self.memory_mib,
-                "memory_limit_mib": self.memory_limit_mib, "gpus": [[g.type, g.count] for g in self.gpus]}
+                "memory_limit_mib": self.memory_limit_mib, "gpus": [[g.type, g.count] for g in self.gpus],
+                **({"regions": list(self.regions)} if self.regions else {}),
+                **({"cloud": self.cloud} if self.cloud else {})}
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> Resources:
@@ -80,8 +91,15 @@ class Resources:
                                                  isinstance(g[0], str)) and isinstance(g[1], int) and g[1] > 0
                                                  for g in gpus):
             raise ValueError("invalid resources: gpus")
+        regions = data.get("regions") or []
+        cloud = data.get("cloud")
+        if not isinstance(regions, list) or not all(isinstance(r, str) for r in regions):
+            raise ValueError("invalid resources: regions")
+        if cloud is not None and not isinstance(cloud, str):
+            raise ValueError("invalid resources: cloud")
         return cls(number(data["cpu"]), number(data.get("cpu_limit")), number(data.get("memory_mib"), True),
-                   number(data.get("memory_limit_mib"), True), tuple(GpuChoice(t, c) for t, c in gpus))
+                   number(data.get("memory_limit_mib"), True), tuple(GpuChoice(t, c) for t, c in gpus),
+                   tuple(regions), cloud)
 
     def describe(self, gpu: GpuChoice | None = None) -> str:
         parts = [f"cpu={self.cpu:g}"]
@@ -91,6 +109,10 @@ class Resources:
             parts.append(f"gpu={gpu}")
         elif self.gpus:
             parts.append("gpu=" + " or ".join(str(g) for g in self.gpus))
+        if self.regions:
+            parts.append("region=" + " or ".join(self.regions))
+        if self.cloud:
+            parts.append(f"cloud={self.cloud}")
         return ", ".join(parts)
 
 

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 import textwrap
@@ -31,6 +32,7 @@ from sampan.server.apps import AppServer  # noqa: E402
 from sampan.server.assemble import Sinks, assemble  # noqa: E402
 from sampan.server.bundle import read_files, write_bundle  # noqa: E402
 from sampan.server.images.builder import build_on_node  # noqa: E402
+from sampan.server.store import Store  # noqa: E402
 from tests.server_helpers import Logs, load, settings  # noqa: E402
 
 PLACED = """
@@ -74,17 +76,43 @@ async def seeds(server: AppServer, client: Any, out: dict[str, Any]) -> None:
     out["stream"] = (await client.get(cheat["stream_generate"], params={"prompt": "a b"})).text
 
 
+async def across_nodes(server: AppServer, client: Any, out: dict[str, Any], tmp: Path) -> None:
+    """A container on node B (region b) calls functions on node A, writes a Dict and a Queue and commits a
+    Volume; a container on node A, started before, sees the commit after reload() (and not what B wrote
+    without committing); four web_server containers of one function listen on both nodes."""
+    app = tmp / "across_app.py"  # loading leaves a manifest beside the script: not in the source tree
+    shutil.copy(Path(__file__).with_name("across_app.py"), app)
+    urls = await publish(server, app, "across")
+    await ready(server, "reader", 1)
+    await ready(server, "web", 4)
+    out["writer"] = answer(await client.get(urls["writer"], params={"text": "from node b"}))
+    out["reader"] = answer(await client.get(urls["reader"]))
+    answers = await asyncio.gather(*(client.get(urls["web"]) for _ in range(8)))
+    out["web"] = [a.json() for a in answers if a.status_code == 200]
+    out["web_failed"] = sum(a.status_code != 200 for a in answers)
+    await server.stop_app("across")  # its containers give their CPUs back for what follows
+
+
+def answer(response: Any) -> Any:
+    return response.json() if response.status_code == 200 else {"status": response.status_code, "text": response.text}
+
+
+async def ready(server: AppServer, function: str, count: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        up = [c for c in server.describe_containers() if c["function"] == function and c["state"] == "ready"]
+        if len(up) >= count:
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"{count} containers of {function} were not ready in {timeout} s")
+
+
 async def spread_and_placement(server: AppServer, client: Any, out: dict[str, Any], tmp: Path) -> None:
     (tmp / "placed.py").write_text(textwrap.dedent(PLACED))
     urls = await publish(server, tmp / "placed.py", "placed")
-    # Four warm containers (min_containers), placed with Ray's SPREAD strategy: wait for them, so
-    # that what is checked is placement and routing, not how fast actors happen to start.
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        ready = [c for c in server.describe_containers() if c["function"] == "where" and c["state"] == "ready"]
-        if len(ready) >= 4:
-            break
-        await asyncio.sleep(0.2)
+    # Four warm containers (min_containers), spread over the nodes: wait for them, so that what is
+    # checked is placement and routing, not how fast containers happen to start.
+    await ready(server, "where", 4)
     answers = [r.json() for r in await asyncio.gather(*(client.get(urls["where"]) for _ in range(6)))]
     out["where_containers"] = len({a["pid"] for a in answers})
     out["where_nodes"] = len({a["node"] for a in answers})
@@ -159,8 +187,10 @@ async def main(backend_name: str, out_path: Path) -> None:
             from ray.cluster_utils import Cluster
 
             started = time.monotonic()
-            cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-            out["big_node_expected"] = cluster.add_node(num_cpus=2).node_id
+            cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                                                    "labels": {"region": "a"}})
+            out["node_a"] = cluster.head_node.node_id
+            out["big_node_expected"] = out["node_b"] = cluster.add_node(num_cpus=2, labels={"region": "b"}).node_id
             out["cluster_start_s"] = round(time.monotonic() - started, 1)
             options["address"] = cluster.address
         if backend_name == "ray":
@@ -169,17 +199,22 @@ async def main(backend_name: str, out_path: Path) -> None:
         if cluster is not None:
             backend._cluster = cluster  # type: ignore[attr-defined]
         logs = Logs()
-        server = assemble(settings(tmp / "home"), backend=backend, sinks=Sinks(logs.log, logs.error),
-                          stop_grace=5).server
+        assembly = assemble(settings(tmp / "home"), backend=backend, sinks=Sinks(logs.log, logs.error),
+                            stop_grace=5, store=Store(tmp / "home"))  # a store: Dicts and Queues
+        server = assembly.server
         await server.start()
+        await assembly.control.start()  # containers on every node call functions and use Dicts through it
         try:
             async with httpx.AsyncClient(timeout=120) as client:
                 await seeds(server, client, out)
                 if backend_name == "ray":
+                    await across_nodes(server, client, out, tmp)
                     await spread_and_placement(server, client, out, tmp)
         finally:
+            out["start_errors"] = logs.errors
+            out["log_tail"] = [f"{tag} {stream}: {line}" for tag, stream, line in logs.lines[-60:]]
+            await assembly.control.close()
             await server.close()
-        out["start_errors"] = logs.errors
     except BaseException:  # noqa: BLE001 - reported to the test
         out["error"] = traceback.format_exc()
     finally:

@@ -1,8 +1,11 @@
 """The same end-to-end scenario against each backend (tests/e2e/backend_scenario.py), in a network
 namespace of the test's own where loopback is the only interface (a Ray cluster then keeps all of
-its traffic on 127.0.0.1). The Ray run uses a real two-node cluster: seeds served, containers
-spread over nodes, a request that fits one node lands there, one that fits none fails clearly,
-and a node removed under load loses only what ran on it."""
+its traffic on 127.0.0.1). The Ray run uses a real two-node cluster (nodes labelled region a and b):
+seeds served; a container on B calls functions on A (`.remote`, `.map`, `.spawn`, a class, a lookup),
+writes a Dict and a Queue and commits a Volume that a container on A reads after `reload()`;
+web_server containers of one function on both nodes; containers spread over nodes, a request that
+fits one node lands there, one that fits none fails clearly, and a node removed under load loses
+only what ran on it."""
 
 from __future__ import annotations
 
@@ -65,6 +68,17 @@ def test_the_seed_scenario_on_each_backend(backend: str, tmp_path: Path) -> None
         assert result["big_node"] == result["big_node_expected"], "cpu=1.5 fits only the 2-CPU node"
         status, text = result["huge"]
         assert status == 500 and "No node of the Ray cluster can hold a container with cpu=64" in text
+        a, b = result["node_a"], result["node_b"]
+        writer, reader = result["writer"], result["reader"]
+        assert writer["node"] == b and writer["double"] == {"x": 42, "node": a}, "B calls a function pinned to A"
+        assert writer["mapped"] == [0, 2, 4, 6, 8] and writer["spawned"] == 8 and writer["lookup"] == 2
+        assert writer["greeting"] == f"hello ray from {a}"
+        assert reader["node"] == a and reader["before"] is False, "A started before B wrote"
+        assert reader["after"] == "from node b", "B's commit is seen on A after reload()"
+        assert reader["private"] is False, "what B wrote without committing stays on B"
+        assert reader["dict"] == {"node": b, "double": 42} and reader["queue"] == "from node b"
+        assert result["web_failed"] == 0 and {w["node"] for w in result["web"]} == {a, b}, \
+            "web_server containers of one function on both nodes"
         loss = result["node_loss"]
         assert loss["before"] > 0 and loss["after_ok"] > 0
         assert loss["nodes_before"] == 2 and loss["lost"] not in loss["nodes_after"], "replaced on the survivor"

@@ -29,15 +29,25 @@ def server() -> None:
               help="Where containers run: local processes (default) or a Ray cluster (also SAMPAN_BACKEND).")
 @click.option("--ray-address", default=None, help="The Ray cluster to join, as `ray start` prints it "
               "(also SAMPAN_RAY_ADDRESS; default: auto).")
+@click.option("--ray-placement", type=click.Choice(["spread", "pack"]), default=None,
+              help="Ray backend: spread a function's containers over the nodes (default) or pack them "
+                   "(also SAMPAN_RAY_PLACEMENT).")
+@click.option("--ray-volumes", type=click.Choice(["sync", "shared"]), default=None,
+              help="Ray backend: Volumes reach nodes through this server, synced on commit()/reload() "
+                   "(default), or 'shared': a filesystem every node mounts at this server's path "
+                   "(also SAMPAN_RAY_VOLUMES).")
 @click.option("--control-host", default=None,
               help="Address the control API (and dashboard) listens on (default 127.0.0.1; also SAMPAN_CONTROL_HOST). "
                    "Beyond loopback, give it TLS (SAMPAN_TLS_CERT, SAMPAN_TLS_KEY) and the URL others reach it at "
                    "(SAMPAN_CONTROL_URL).")
 def start(foreground: bool, control_port: int | None, backend: str | None, ray_address: str | None,
-          control_host: str | None) -> None:
+          ray_placement: str | None, ray_volumes: str | None, control_host: str | None) -> None:
     """Start the server: as a daemon that returns once ready, logging to $SAMPAN_HOME/server.log."""
-    if control_host:
-        os.environ["SAMPAN_CONTROL_HOST"] = control_host  # the daemon reads its settings from the environment
+    # The daemon reads these from its environment.
+    for variable, value in (("SAMPAN_CONTROL_HOST", control_host), ("SAMPAN_RAY_PLACEMENT", ray_placement),
+                            ("SAMPAN_RAY_VOLUMES", ray_volumes)):
+        if value:
+            os.environ[variable] = value
     settings = Settings.from_env()
     settings = dataclasses.replace(settings, backend=backend or settings.backend,
                                    ray_address=ray_address or settings.ray_address)

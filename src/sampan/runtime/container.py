@@ -32,7 +32,7 @@ import time
 import traceback
 from typing import Any
 
-from .. import modal_alias
+from .. import modal_alias, volume_sync
 from ..callcontext import set_call_id
 from ..classparams import resolve_class_params
 from ..manifest import SANDBOX_KIND
@@ -398,6 +398,12 @@ def _main(spec: dict[str, Any], status: StatusPipe, snapshot: Runtime | None = N
         runner = asyncio.run
     if spec["entry"]["kind"] == SANDBOX_KIND:  # a modal.Sandbox: no user module, the agent (sandbox_agent.py)
         return runner(sandbox_agent.serve(spec, status))
+    try:  # a Ray node's own copy of each Volume, filled from the server before any user code runs
+        volume_sync.pull_all()
+    except BaseException as exc:  # noqa: BLE001 - reported to the server, as any start failure
+        traceback.print_exc()
+        status.send({"error": f"could not fetch the container's Volumes from the server: {exc}"})
+        return 1
     loaded = None
     if snapshot is None:  # import the user's module before any loop runs (module-level asyncio.run works)
         loaded = Runtime(spec)
@@ -408,6 +414,7 @@ def _main(spec: dict[str, Any], status: StatusPipe, snapshot: Runtime | None = N
             status.send({"error": f"{type(exc).__name__}: {exc}"})
             return 1
     code = runner(run(spec, status, snapshot, loaded))
+    volume_sync.commit_all()  # Modal commits a container's Volume writes when it ends
     sys.stdout.flush()
     sys.stderr.flush()
     return code

@@ -55,8 +55,8 @@ _UNSET: Any = object()
 NOT_HONOURED = {
     "ephemeral_disk": "containers share the host's disk",
     "proxy": "static-IP egress proxies do not exist on a self-hosted server",
-    "cloud": "there is one cloud here: your machine",
-    "region": "there is one region here: your machine",
+    "cloud": "there is one cloud on the local backend (the Ray backend places by node label `cloud`)",
+    "region": "there is one region on the local backend (the Ray backend places by node label `region`)",
     "routing_region": "there is one region here: your machine",
     "nonpreemptible": "local containers are never preempted",
     "block_network": "the local backend does not isolate the network",

@@ -51,7 +51,8 @@ def entry_for(app: App, spec: FunctionSpec) -> FunctionEntry:
         retries=retries_json(opts.get("retries")),
         volumes=volumes_json({**app.volumes, **(opts.get("volumes") or {}),
                               **(opts.get("network_file_systems") or {})}),
-        resources=Resources.parse(opts.get("cpu"), opts.get("memory"), opts.get("gpu")).to_json(),
+        resources=Resources.parse(opts.get("cpu"), opts.get("memory"), opts.get("gpu"), opts.get("region"),
+                                  opts.get("cloud")).to_json(),
         schedule=opts["schedule"].to_json() if opts.get("schedule") is not None else None,
         batch={"max_batch_size": spec.batch[0], "wait_ms": spec.batch[1]} if spec.batch else None,
     )

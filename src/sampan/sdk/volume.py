@@ -3,9 +3,10 @@
 A function declares `volumes={"/data": modal.Volume.from_name("models", create_if_missing=True)}`;
 its containers then find the volume's directory at that path, re-rooted under their working
 directory like every other remote path on the local backend (`/data` is `./data`; see
-docs/architecture.md). All containers of a server share the same directory, so a write is seen
-at once: `commit()` and `reload()` are accepted and do nothing. From outside a container the
-methods below go through the control API.
+docs/architecture.md). All containers on the server's machine share the same directory, so a write
+is seen at once: `commit()` and `reload()` do nothing there. A container on another machine (a Ray
+node) has a copy of its own that they sync with the server, as Modal's do (volume_sync.py). From
+outside a container the methods below go through the control API.
 
 Files travel in pieces of PIECE bytes (server/volumes.py puts an upload's pieces together in a hidden
 file and renames it into place on the last one), so a file of any size moves without being held whole
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..api import default_client, path
+from ..volume_sync import synced_volumes
 from .objects import ephemeral
 
 
@@ -64,12 +66,17 @@ class Volume:
         body = {"op": op, "create_if_missing": self.create_if_missing, **fields}
         return default_client().call("POST", path("v1", "volumes", self.name), body, timeout=300)
 
-    # -- inside a container these are no-ops: every container sees the same directory -----------
+    # -- inside a container: no-ops where every container sees the same directory; on another
+    # machine (a Ray node) the container's own copy is synced with the server (volume_sync.py) ----
     def commit(self) -> None:
-        """Make this container's writes visible to others (they already are: one shared directory)."""
+        """Make this container's writes visible to others."""
+        for sync in synced_volumes().get(self.name, ()):
+            sync.commit()
 
     def reload(self) -> None:
-        """See other containers' committed writes (they already are: one shared directory)."""
+        """See other containers' committed writes (this container's own are committed first)."""
+        for sync in synced_volumes().get(self.name, ()):
+            sync.reload()
 
     # -- from anywhere --------------------------------------------------------------------------
     def listdir(self, path: str = "/", *, recursive: bool = False) -> list[FileEntry]:

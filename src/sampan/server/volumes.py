@@ -90,6 +90,8 @@ class Volumes:
             fh.write(data)
         if body.get("final"):
             os.replace(partial, path)
+            done = path.stat()  # what a container's volume sync records as the server's version of the file
+            return {"written": offset + len(data), "size": done.st_size, "mtime": done.st_mtime}
         return {"written": offset + len(data)}
 
     @staticmethod
