@@ -79,6 +79,7 @@ def test_the_seed_scenario_on_each_backend(backend: str, tmp_path: Path) -> None
         assert reader["dict"] == {"node": b, "double": 42} and reader["queue"] == "from node b"
         assert result["web_failed"] == 0 and {w["node"] for w in result["web"]} == {a, b}, \
             "web_server containers of one function on both nodes"
+        assert result["web_container_nodes"] == sorted([a, b]), "the container list says which node"
         loss = result["node_loss"]
         assert loss["before"] > 0 and loss["after_ok"] > 0
         assert loss["nodes_before"] == 2 and loss["lost"] not in loss["nodes_after"], "replaced on the survivor"

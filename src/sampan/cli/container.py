@@ -54,17 +54,18 @@ def container() -> None:
 @container.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_containers(as_json: bool) -> None:
-    """List active containers: id, app, function, pool, state, in-flight requests, age."""
+    """List active containers: id, app, function, pool, state, in-flight requests, age (and node, on Ray)."""
     rows = _all_containers(Settings.from_env())
     if as_json:
         click.echo(json.dumps([c for _, c in rows], indent=2))
         return
     table = Table(title="Active containers")
-    for name in ("Container ID", "App", "Function", "Pool", "State", "In flight", "Age"):
-        table.add_column(name)
+    nodes = any(c.get("node") for _, c in rows)  # the Ray backend: which node each container runs on
+    for name in ("Container ID", "App", "Function", "Pool", "State", "In flight", "Age", *(("Node",) if nodes else ())):
+        table.add_column(name, no_wrap=name in ("Container ID", "Node"))
     for _, c in rows:
         table.add_row(c["id"], str(c["app"] or "-"), c["function"], c["pool"], c["state"], str(c["in_flight"]),
-                      f"{c['age_s']:.0f} s")
+                      f"{c['age_s']:.0f} s", *((c.get("node") or "-",) if nodes else ()))
     output.print_table(table)
 
 

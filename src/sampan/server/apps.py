@@ -179,6 +179,7 @@ class AppServer:
                 "in_flight": pc.in_flight,
                 "started_at": pc.started_at,
                 "age_s": round(now - pc.started_at, 1),
+                **({"node": pc.backend.node_id} if getattr(pc.backend, "node_id", None) else {}),
                 **(_usage(pc) if usage else {}),
             }
             for endpoint, pool, pc in self._containers()
