@@ -13,6 +13,10 @@ A generator's answer is a stream of frames: a 4-byte big-endian length (of marke
 then the marker and the payload. `FrameReader` cuts a byte stream into frames as it arrives (the
 way h11 cuts HTTP: feed bytes, take events).
 
+A batch of a `.map`'s inputs (server/mapbatch.py) is one request of frames, `C` + call id + NUL +
+pickled arguments each, answered by one outcome frame per input, in order, then a `T` frame: the
+seconds the container spent running them (what sizes the next batch).
+
 Used by runtime/kinds.py (the container makes O, E, I, Z), server/invoke.py (relays them, makes X)
 and sdk/calls.py (turns them back into values and exceptions).
 """
@@ -29,6 +33,9 @@ SERVER_FAILURE = b"X"
 
 CONTENT_VALUE = b"application/x-sampan-pickle"  # the answer to a call: one outcome
 CONTENT_FRAMES = b"application/x-sampan-frames"  # the answer to a generator call: frames
+CONTENT_BATCH = b"application/x-sampan-batch"  # several inputs in one request; answered with frames
+CALL = b"C"  # one input of a batch
+TIMING = b"T"  # the last frame of a batch's answer: seconds the container spent on its inputs
 
 # What the server says when it fails a call itself, and the call-graph status each one gives.
 SERVER_KINDS = {"timeout": "TIMEOUT", "terminated": "TERMINATED", "init": "INIT_FAILURE", "queue": "FAILURE",
@@ -88,3 +95,27 @@ class FrameReader:
     def pending(self) -> int:
         """Bytes of a frame not complete yet."""
         return len(self._buffer)
+
+
+def batch_body(items: list[tuple[str, bytes]]) -> bytes:
+    """A batch request's body: one `C` frame per (call id, pickled arguments)."""
+    return b"".join(frame(CALL, call_id.encode() + b"\0" + payload) for call_id, payload in items)
+
+
+def split_batch(body: bytes) -> list[tuple[str, bytes]]:
+    """(call id, pickled arguments) of each input of a batch request; ValueError for anything else."""
+    reader = FrameReader()
+    items = []
+    for item in reader.feed(body):
+        if item[:1] != CALL or b"\0" not in item:
+            raise ValueError("not a batch of inputs")
+        call_id, _, payload = item[1:].partition(b"\0")
+        items.append((call_id.decode("ascii"), payload))
+    if reader.pending:
+        raise ValueError("a batch ends inside a frame")
+    return items
+
+
+def outcome_frame(outcome: bytes) -> bytes:
+    """One input's outcome in a batch's answer."""
+    return frame(outcome[:1], outcome[1:])

@@ -561,3 +561,48 @@ def test_function_variants_run_in_pools_of_their_own(tmp_path: Path) -> None:
     assert out["concurrency"] == "1", "four inputs at once in one container of the max_inputs=4 variant"
     assert out["batching"] == "[2]", "batches of at most 2"
     assert out["invalid"] == "`target_inputs` parameter cannot be greater than `max_inputs`."
+
+
+QUICK_MAP = """
+    import asyncio
+    import modal
+
+    app = modal.App("quick")
+
+    @app.function()
+    def tens(x: int):
+        if x % 7 == 3:
+            raise ValueError(f"no {x}")
+        return x * 10, modal.current_function_call_id()
+
+    @app.function()
+    @modal.concurrent(max_inputs=10)
+    async def atens(x: int):
+        await asyncio.sleep(0)
+        return x * 10
+
+    @app.local_entrypoint()
+    def main(n: int = 2000):
+        results = list(tens.map(range(n), return_exceptions=True))
+        values = [r[0] if isinstance(r, tuple) else f"{type(r).__name__}: {r}" for r in results]
+        expected = [f"ValueError: no {x}" if x % 7 == 3 else x * 10 for x in range(n)]
+        ids = [r[1] for r in results if isinstance(r, tuple)]
+        print("tens", values == expected, len(ids) == len(set(ids)), all(i.startswith("fc-") for i in ids))
+        print("atens", list(atens.map(range(n))) == [x * 10 for x in range(n)])
+        try:
+            list(tens.map(range(10)))
+        except ValueError as exc:
+            print("raised", exc)
+"""
+
+
+def test_a_quick_functions_map_goes_in_batches_and_keeps_each_inputs_outcome(tmp_path: Path) -> None:
+    """Inputs of a function that takes microseconds reach its container in batches (server/mapbatch.py):
+    every input still gets its own outcome, in order, its own exception and its own call id."""
+    (tmp_path / "quick.py").write_text(textwrap.dedent(QUICK_MAP))
+    done = _run(tmp_path, "quick.py")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = _lines(done.stdout)
+    assert out.get("tens") == "True True True", done.stdout + done.stderr
+    assert out["atens"] == "True"
+    assert out["raised"] == "no 3"

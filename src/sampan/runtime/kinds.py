@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import callwire
+from ..callcontext import set_call_id
 from ..callwire import frame
 from ..exception import InvalidError
 
@@ -154,6 +155,10 @@ class Batcher:
                 future.set_result(value)
 
 
+async def _awaited(value: Any) -> Any:
+    return await value
+
+
 class InvalidBatch(Exception):
     """A batched function's inputs or outputs do not fit (raised to the callers as Modal's InvalidError)."""
 
@@ -200,6 +205,40 @@ def call_app(target: Callable[..., Any], is_generator: bool, max_inputs: int,
 
     batcher = Batcher(target, batch["max_batch_size"], batch["wait_ms"], run_batch) if batch else None
 
+    def outcome_of(value: Any) -> bytes:
+        return callwire.VALUE + cloudpickle.dumps(value)
+
+    def failure_of(exc: BaseException) -> bytes:
+        return callwire.FAILURE + cloudpickle.dumps(failure(exc))
+
+    def inputs_in_thread(items: list[tuple[str, bytes]], loop: asyncio.AbstractEventLoop) -> bytes:
+        """A batch of a sync function's inputs, one after the other, in one thread hop (server/mapbatch.py)."""
+        out = []
+        for call_id, payload in items:
+            set_call_id(call_id)
+            try:
+                args, kwargs = cloudpickle.loads(payload)
+                value = target(*args, **kwargs)
+                if inspect.isawaitable(value):
+                    value = asyncio.run_coroutine_threadsafe(_awaited(value), loop).result()
+                out.append(callwire.outcome_frame(outcome_of(value)))
+            except Exception as exc:  # noqa: BLE001 - this input's caller re-raises it
+                out.append(callwire.outcome_frame(failure_of(exc)))
+        return b"".join(out)
+
+    async def run_inputs(items: list[tuple[str, bytes]]) -> bytes:
+        if not inspect.iscoroutinefunction(target):
+            return await in_thread(inputs_in_thread, items, asyncio.get_running_loop())
+        out = []
+        for call_id, payload in items:
+            set_call_id(call_id)
+            try:
+                args, kwargs = cloudpickle.loads(payload)
+                out.append(callwire.outcome_frame(outcome_of(await target(*args, **kwargs))))
+            except Exception as exc:  # noqa: BLE001 - this input's caller re-raises it
+                out.append(callwire.outcome_frame(failure_of(exc)))
+        return b"".join(out)
+
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             while True:
@@ -216,6 +255,15 @@ def call_app(target: Callable[..., Any], is_generator: bool, max_inputs: int,
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
+        if not is_generator and batcher is None and (b"content-type", callwire.CONTENT_BATCH) in scope["headers"]:
+            started = time.perf_counter()
+            data = await run_inputs(callwire.split_batch(bytes(body)))
+            data += callwire.frame(callwire.TIMING, b"%.9f" % (time.perf_counter() - started))
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", callwire.CONTENT_FRAMES),
+                                    (b"content-length", str(len(data)).encode())]})
+            await send({"type": "http.response.body", "body": data})
+            return
         args, kwargs = cloudpickle.loads(bytes(body))
         if not is_generator:
             try:

@@ -9,6 +9,7 @@ server never unpickles anything: arguments and results are opaque bytes here.
               coefficient each retry, capped), bounded by its `timeout` per attempt
     stream()  a generator's frames as they come
     spawn()   run() in the background under an `fc-…` id; get() waits for it, cancel() stops it
+    run_map() a `.map` request's inputs, in batches to one container where the function is quick
 
 Outcomes and frames are the call protocol of sampan/callwire.py: the server never unpickles what
 user code made, it reads an outcome's first byte; outcomes it makes itself are `X` ones.
@@ -21,12 +22,13 @@ import contextlib
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import callwire
 from ..backends.base import ContainerStartError
+from . import mapbatch
 from .gateway import errors, http
 from .gateway.bodies import iter_chunked, within
 from .gateway.upstream import Upstream, UpstreamFailed, response_head
@@ -87,6 +89,12 @@ def _post(payload: bytes, call_id: str) -> bytes:
             b"content-length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
 
 
+def _post_batch(body: bytes) -> bytes:
+    """A batch of inputs for a container's call app (callwire.py's batch frames)."""
+    return (b"POST / HTTP/1.1\r\nhost: sampan\r\ncontent-type: " + callwire.CONTENT_BATCH + b"\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
 def new_call_id() -> str:
     return "fc-" + secrets.token_hex(12)
 
@@ -135,10 +143,10 @@ class Invoker:
             pool.release(pc)
 
     @staticmethod
-    async def _exchange(pc: Any, payload: bytes, call_id: str) -> bytes:
+    async def _exchange(pc: Any, payload: bytes, call_id: str, request: bytes | None = None) -> bytes:
         upstream = Upstream(pc)
         await upstream.open()
-        upstream.writer.write(_post(payload, call_id))
+        upstream.writer.write(request if request is not None else _post(payload, call_id))
         try:
             response = await response_head(upstream, b"POST")
             if response.framing != http.LENGTH or response.length > MAX_RESULT:
@@ -179,19 +187,23 @@ class Invoker:
             if gone.outcome is not None and gone.done.is_set():
                 self.kept_bytes -= len(gone.outcome)
 
+    @staticmethod
+    def _finish(record: SpawnedCall, outcome: bytes) -> bytes:
+        record.outcome = outcome
+        record.status = callwire.status(outcome)
+        record.finished = time.time()
+        record.done.set()
+        return outcome
+
     async def run(self, pool_for: Any, payload: bytes, retries: dict[str, Any] | None,
                   call_id: str | None = None, record: SpawnedCall | None = None) -> bytes:
         """One call with its retries. `pool_for()` returns the pool (looked up again after a reload)."""
         if record is not None:
             try:
-                record.outcome = await self.run(pool_for, payload, retries, record.id)
+                return self._finish(record, await self.run(pool_for, payload, retries, record.id))
             except asyncio.CancelledError:
                 record.status = "TERMINATED"
                 raise
-            record.status = callwire.status(record.outcome)
-            record.finished = time.time()
-            record.done.set()
-            return record.outcome
         call_id = call_id or new_call_id()
         attempts = 1 + int((retries or {}).get("max_retries", 0))
         delay = float((retries or {}).get("initial_delay", 1.0))
@@ -211,6 +223,77 @@ class Invoker:
             delay = min(delay * float(retries.get("backoff_coefficient", 2.0)),  # type: ignore[union-attr]
                         float(retries.get("max_delay", 60.0)))  # type: ignore[union-attr]
         return outcome
+
+    # -- a `.map`'s inputs, in batches where the function is quick (mapbatch.py) -------------
+    async def run_batch(self, pool: Pool, items: list[tuple[str, bytes]]) -> list[bytes] | None:
+        """Several inputs in one exchange with one container, run there one after the other; their outcomes
+        in order. None when the batch failed as a whole (no container, a timeout, a lost container): the
+        caller then runs its inputs one by one, which says what happened to each."""
+        try:
+            pc = await pool.acquire()
+        except (ContainerStartError, QueueFull, PoolClosed):
+            return None
+        try:
+            data = await within(self._exchange(pc, b"", "", _post_batch(callwire.batch_body(items))), pool.timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            pool.recycle(pc)
+            return None
+        except (UpstreamFailed, ConnectionError, asyncio.IncompleteReadError, OSError):
+            return None
+        finally:
+            pool.release(pc)
+        outcomes = callwire.FrameReader().feed(bytes(data))
+        if len(outcomes) != len(items) + 1 or outcomes[-1][:1] != callwire.TIMING:
+            return None
+        try:
+            seconds = float(outcomes.pop()[1:])
+        except ValueError:
+            return None
+        pool.input_seconds = mapbatch.update_mean(pool.input_seconds, seconds, len(items))
+        return outcomes
+
+    async def run_map(self, pool_for: Any, payloads: list[bytes], retries: dict[str, Any] | None,
+                      records: list[SpawnedCall | None], emit: Callable[[int, bytes], None],
+                      batchable: bool = True) -> None:
+        """Every input of a `.map` request; `emit(i, outcome)` as each ends. Inputs of a function that
+        takes under a millisecond go to containers in batches sized by mapbatch.size (the first input
+        alone, to measure it); others, and every input of a function with retries, run one by one, all
+        at once, as `.remote()` calls do (the pool queues them and scales)."""
+        async def single(i: int) -> None:
+            emit(i, await self.run(pool_for, payloads[i], retries, record=records[i]))
+
+        async def batch(indices: list[int]) -> None:
+            ids = [record.id if (record := records[i]) is not None else new_call_id() for i in indices]
+            try:
+                items = [(c, payloads[i]) for c, i in zip(ids, indices, strict=True)]
+                outcomes = await self.run_batch(pool_for(), items)
+            except PoolClosed:
+                outcomes = None
+            if outcomes is None:
+                await asyncio.gather(*(single(i) for i in indices))
+                return
+            for i, outcome in zip(indices, outcomes, strict=True):
+                record = records[i]
+                emit(i, self._finish(record, outcome) if record is not None else outcome)
+
+        waiting = list(range(len(payloads)))
+        waiting.reverse()  # popped from the end: inputs leave in order
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            if not batchable or int((retries or {}).get("max_retries", 0)) > 0:
+                tasks = [asyncio.create_task(single(i)) for i in reversed(waiting)]
+                waiting.clear()
+            while waiting:
+                if pool_for().input_seconds is None:  # unknown function: a batch of one input measures it
+                    await batch([waiting.pop()])
+                    continue
+                count = mapbatch.size(pool_for().input_seconds, len(waiting))
+                taken = [waiting.pop() for _ in range(count)]
+                tasks.append(asyncio.create_task(batch(taken) if count > 1 else single(taken[0])))
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
 
     async def stream(self, pool: Pool, payload: bytes) -> AsyncIterator[bytes]:
         """A generator's frames (each a pickled ("item", v), then ("end", None) or ("err", ...))."""

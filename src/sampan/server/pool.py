@@ -120,6 +120,7 @@ class Pool:
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._changed = asyncio.Event()
+        self.input_seconds: float | None = None  # moving mean per call, exchange included (mapbatch.py)
         self.failures = 0  # failed starts in a row
         self.last_error = ""
         self.retry_at = 0.0

@@ -119,9 +119,9 @@ async def logs(control: ControlServer, req: Request) -> Any:
 
 
 async def _map(control: ControlServer, req: Request, endpoint: Any, variant: Any, params: dict[str, Any]) -> Any:
-    """A batch of a `.map`'s inputs in one request: each runs as its own call (the pool scales and queues
-    them as it does calls), and each outcome is streamed back, as NDJSON `{"i", "result"}`, as it ends.
-    A client that goes away cancels the inputs still running."""
+    """A batch of a `.map`'s inputs in one request (Invoker.run_map: a quick function's inputs go to
+    containers in batches, others run as calls do), each outcome streamed back, as NDJSON
+    `{"i", "result"}`, as it ends. A client that goes away cancels the inputs still running."""
     ws, body, writer = req.workspace, req.json, req.writer
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or not all(isinstance(p, str) for p in inputs) or len(inputs) > MAX_MAP_BATCH:
@@ -132,21 +132,26 @@ async def _map(control: ControlServer, req: Request, endpoint: Any, variant: Any
         return callable_endpoint(control, ws, body).variant(variant).pool_for_params(params)
 
     invoker, done = control.invoker, asyncio.Queue()  # type: ignore[var-annotated]
-
-    async def one(i: int, payload: bytes) -> None:
-        record = invoker.child(body.get("parent"), ws.name, endpoint.tag, body.get("parent_function"))
-        done.put_nowait((i, await invoker.run(pool_for, payload, endpoint.entry.retries, record=record)))
-
-    tasks = [asyncio.create_task(one(i, p)) for i, p in enumerate(payloads)]
+    records = [invoker.child(body.get("parent"), ws.name, endpoint.tag, body.get("parent_function"))
+               for _ in payloads]
+    entry = endpoint.entry
+    batchable = not entry.is_generator and not entry.batch  # a @modal.batched function batches by itself
+    runner = asyncio.create_task(invoker.run_map(pool_for, payloads, entry.retries, records,
+                                                 lambda i, outcome: done.put_nowait((i, outcome)), batchable))
     writer.write(stream_head(NDJSON))
     try:
-        for _ in tasks:
-            i, outcome = await done.get()
+        for _ in payloads:
+            getter = asyncio.ensure_future(done.get())
+            await asyncio.wait({getter, runner}, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():  # the runner ended without every outcome: a bug, not a hang
+                getter.cancel()
+                runner.result()
+                raise RuntimeError("a .map batch ended without every outcome")
+            i, outcome = getter.result()
             writer.write(chunk(json.dumps({"i": i, "result": base64.b64encode(outcome).decode()}).encode() + b"\n"))
             await writer.drain()
     finally:
-        for task in tasks:
-            task.cancel()
+        runner.cancel()
     writer.write(LAST_CHUNK)
     return WRITTEN
 
