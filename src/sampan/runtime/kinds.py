@@ -211,8 +211,10 @@ def call_app(target: Callable[..., Any], is_generator: bool, max_inputs: int,
     def failure_of(exc: BaseException) -> bytes:
         return callwire.FAILURE + cloudpickle.dumps(failure(exc))
 
-    def inputs_in_thread(items: list[tuple[str, bytes]], loop: asyncio.AbstractEventLoop) -> bytes:
-        """A batch of a sync function's inputs, one after the other, in one thread hop (server/mapbatch.py)."""
+    def inputs_in_thread(items: list[tuple[str, bytes]], loop: asyncio.AbstractEventLoop) -> tuple[bytes, float]:
+        """A batch of a sync function's inputs, one after the other, in one thread hop (server/mapbatch.py);
+        with the seconds they took (from the thread: the wait for a free thread is not the function's)."""
+        started = time.perf_counter()
         out = []
         for call_id, payload in items:
             set_call_id(call_id)
@@ -224,11 +226,12 @@ def call_app(target: Callable[..., Any], is_generator: bool, max_inputs: int,
                 out.append(callwire.outcome_frame(outcome_of(value)))
             except Exception as exc:  # noqa: BLE001 - this input's caller re-raises it
                 out.append(callwire.outcome_frame(failure_of(exc)))
-        return b"".join(out)
+        return b"".join(out), time.perf_counter() - started
 
-    async def run_inputs(items: list[tuple[str, bytes]]) -> bytes:
+    async def run_inputs(items: list[tuple[str, bytes]]) -> tuple[bytes, float]:
         if not inspect.iscoroutinefunction(target):
             return await in_thread(inputs_in_thread, items, asyncio.get_running_loop())
+        started = time.perf_counter()
         out = []
         for call_id, payload in items:
             set_call_id(call_id)
@@ -237,7 +240,7 @@ def call_app(target: Callable[..., Any], is_generator: bool, max_inputs: int,
                 out.append(callwire.outcome_frame(outcome_of(await target(*args, **kwargs))))
             except Exception as exc:  # noqa: BLE001 - this input's caller re-raises it
                 out.append(callwire.outcome_frame(failure_of(exc)))
-        return b"".join(out)
+        return b"".join(out), time.perf_counter() - started
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -256,9 +259,8 @@ def call_app(target: Callable[..., Any], is_generator: bool, max_inputs: int,
             if not message.get("more_body"):
                 break
         if not is_generator and batcher is None and (b"content-type", callwire.CONTENT_BATCH) in scope["headers"]:
-            started = time.perf_counter()
-            data = await run_inputs(callwire.split_batch(bytes(body)))
-            data += callwire.frame(callwire.TIMING, b"%.9f" % (time.perf_counter() - started))
+            data, seconds = await run_inputs(callwire.split_batch(bytes(body)))
+            data += callwire.frame(callwire.TIMING, b"%.9f" % seconds)
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-type", callwire.CONTENT_FRAMES),
                                     (b"content-length", str(len(data)).encode())]})

@@ -283,13 +283,27 @@ class Invoker:
             if not batchable or int((retries or {}).get("max_retries", 0)) > 0:
                 tasks = [asyncio.create_task(single(i)) for i in reversed(waiting)]
                 waiting.clear()
+            room = asyncio.Semaphore(mapbatch.IN_FLIGHT)
+            if waiting and pool_for().input_seconds is None:  # unknown function: a batch of one measures it
+                tasks.append(asyncio.create_task(batch([waiting.pop()])))
+                await asyncio.wait(tasks, timeout=mapbatch.PROBE_WAIT_S)  # a slow one goes on meanwhile
+            launched = 0
             while waiting:
-                if pool_for().input_seconds is None:  # unknown function: a batch of one input measures it
-                    await batch([waiting.pop()])
+                count = mapbatch.size(pool_for().input_seconds, len(waiting))
+                if count == 1:  # a slow function: every input at once, one in PROBE_EVERY still measuring
+                    launched += 1
+                    i = waiting.pop()
+                    tasks.append(asyncio.create_task(batch([i]) if launched % mapbatch.PROBE_EVERY == 0
+                                                     else single(i)))
                     continue
+                # Sized when it leaves (by what the batches before it measured), a few at a time: a quick
+                # function's inputs then need no more containers than its pool has.
+                await room.acquire()
                 count = mapbatch.size(pool_for().input_seconds, len(waiting))
                 taken = [waiting.pop() for _ in range(count)]
-                tasks.append(asyncio.create_task(batch(taken) if count > 1 else single(taken[0])))
+                task = asyncio.create_task(batch(taken))
+                task.add_done_callback(lambda _: room.release())
+                tasks.append(task)
             await asyncio.gather(*tasks)
         finally:
             for task in tasks:

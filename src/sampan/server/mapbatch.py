@@ -10,8 +10,9 @@ Batching trades the container's own parallelism for less overhead, so it is size
 batch should take about TARGET_BATCH_S. The pool keeps a moving mean of the time per input
 (`update_mean`), as the container measured it (the batch answer's timing frame: time in the function,
 not the exchange, which grows with the load); `size()` turns it into a batch size. A `.map`'s first
-input goes alone, as a batch of one, to measure it. A function of a few milliseconds or more is
-never batched: its inputs run in parallel, as `.remote()` calls do.
+input goes alone, as a batch of one, to measure it (the rest wait for it up to PROBE_WAIT_S). A
+function of a few milliseconds or more is not batched: its inputs run in parallel, as `.remote()`
+calls do, one in PROBE_EVERY as a batch of one, so that a slow first measure is not the last word.
 
 A batch that fails as a whole (its container lost, the function's timeout passed) is run again one
 input at a time, which gives each input its own outcome; inputs of it that had run are then run a
@@ -24,6 +25,9 @@ from __future__ import annotations
 TARGET_BATCH_S = 0.005
 MAX_BATCH = 64
 ALPHA = 0.3  # weight of the newest measurement in the moving mean
+IN_FLIGHT = 8  # batches of one `.map` request at a time (the SDK sends 4 requests at once)
+PROBE_WAIT_S = 0.05  # how long a `.map` waits for its first input's measure before sending the rest
+PROBE_EVERY = 16  # inputs of a function deemed slow: one in so many still goes as a batch of one
 
 
 def size(mean_input_s: float | None, waiting: int) -> int:

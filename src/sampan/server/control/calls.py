@@ -140,15 +140,20 @@ async def _map(control: ControlServer, req: Request, endpoint: Any, variant: Any
                                                  lambda i, outcome: done.put_nowait((i, outcome)), batchable))
     writer.write(stream_head(NDJSON))
     try:
-        for _ in payloads:
+        left = len(payloads)
+        while left:
             getter = asyncio.ensure_future(done.get())
             await asyncio.wait({getter, runner}, return_when=asyncio.FIRST_COMPLETED)
             if not getter.done():  # the runner ended without every outcome: a bug, not a hang
                 getter.cancel()
                 runner.result()
                 raise RuntimeError("a .map batch ended without every outcome")
-            i, outcome = getter.result()
-            writer.write(chunk(json.dumps({"i": i, "result": base64.b64encode(outcome).decode()}).encode() + b"\n"))
+            ready = [getter.result()]
+            while not done.empty():  # a batch's outcomes come together: one chunk, one write
+                ready.append(done.get_nowait())
+            left -= len(ready)
+            writer.write(chunk(b"".join(json.dumps({"i": i, "result": base64.b64encode(outcome).decode()}).encode()
+                                        + b"\n" for i, outcome in ready)))
             await writer.drain()
     finally:
         runner.cancel()
