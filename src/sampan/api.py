@@ -9,7 +9,8 @@ and `sampan app stop` say the same thing about the same answer. Where the server
 - else a server of $SAMPAN_HOME found by its discovery file (registry.py), with the API token of
   SAMPAN_TOKEN_ID/SAMPAN_TOKEN_SECRET or config.toml, or a `sampan serve` session's own token.
 
-http.client is imported on first use: `import sampan` stays free of ssl and sockets.
+Requests go over httpclient.py's connections (socket and ssl imported on first use: `import sampan`
+stays free of them).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from . import httpclient
 from .config import Settings, read_token
 from .exception import (
     AlreadyExistsError,
@@ -82,41 +84,30 @@ class ControlClient:
     def __repr__(self) -> str:
         return f"ControlClient({self.url!r})"
 
-    def _connection(self, timeout: float | None) -> Any:
-        import http.client
-
-        if self._https:
-            return http.client.HTTPSConnection(self._hostport, timeout=timeout, context=_tls_context())
-        return http.client.HTTPConnection(self._hostport, timeout=timeout)
-
     def _send(self, method: str, target: str, data: bytes | None, headers: dict[str, str],
               timeout: float | None) -> tuple[Any, Any]:
         """(connection, response): on this thread's kept connection, else a new one."""
-        import http.client
-
         kept = getattr(self._local, "conn", None)
         self._local.conn = None
         if kept is not None:
-            kept.timeout = timeout
-            if kept.sock is not None:
-                kept.sock.settimeout(timeout)
             try:
-                kept.request(method, target, body=data, headers=headers)
-                return kept, kept.getresponse()
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
-                    http.client.CannotSendRequest):
+                kept.settimeout(timeout)
+                return kept, kept.request(method, target, data, headers)
+            except (httpclient.Closed, ConnectionResetError, BrokenPipeError):
                 kept.close()  # closed by the server while idle: the request never reached it
-        conn = self._connection(timeout)
         try:
-            conn.request(method, target, body=data, headers=headers)
-            return conn, conn.getresponse()
+            conn = httpclient.Connection(self._hostport, timeout, _tls_context() if self._https else None)
+        except OSError as exc:
+            raise Unreachable(f"Could not reach the Sampan server at {self.url}: {exc.strerror or exc}") from None
+        try:
+            return conn, conn.request(method, target, data, headers)
         except OSError as exc:
             conn.close()
             raise Unreachable(f"Could not reach the Sampan server at {self.url}: {exc.strerror or exc}") from None
 
     @contextmanager
     def request(self, method: str, path: str, body: Any = None, timeout: float | None = 30.0) -> Iterator[Any]:
-        """The response (a file-like http.client.HTTPResponse) of a 2xx answer; raise `error_for` else."""
+        """The response (file-like: httpclient.Response) of a 2xx answer; raise `error_for` else."""
         headers = {"Authorization": f"Bearer {self.token}"}
         data = None
         if body is not None:

@@ -91,7 +91,7 @@ async def across_nodes(server: AppServer, client: Any, out: dict[str, Any], tmp:
     out["web"] = [a.json() for a in answers if a.status_code == 200]
     out["web_failed"] = sum(a.status_code != 200 for a in answers)
     out["web_container_nodes"] = sorted({c.get("node") or "" for c in server.describe_containers()
-                                         if c["function"] == "web"})
+                                         if c["function"] == "web" and c["state"] == "ready"})
     await server.stop_app("across")  # its containers give their CPUs back for what follows
 
 

@@ -30,7 +30,7 @@ FORBIDDEN = {
 # Pure rules and the client both sides share: they import only each other.
 SHARED = {"exception", "config", "api", "registry", "manifest", "classparams", "callcontext", "mountpaths",
           "naming", "resources", "schedules", "profiles", "_proc", "_deprecation", "_not_built",
-          "file_pattern_matcher", "localfiles", "volume_sync"}
+          "file_pattern_matcher", "localfiles", "volume_sync", "httpclient"}
 # Imports inside functions that are there on purpose (module, imported module): why.
 LOCAL_IMPORTS = {
     ("sampan.runtime.template", "sampan.runtime.sandbox"):

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..mountpaths import reroot
-from ..runtime.relay import pipe
+from ..runtime.relay import relay
 from ..volume_sync import ENV as VOLUME_SYNC_ENV
 from .base import Container, ContainerSpec, ContainerStartError
 from .local import LocalBackend
@@ -173,26 +173,10 @@ class NodeAgentImpl:
         self.containers[cid] = container
         address = container.address
         if spec.entry.get("kind") == "web_server":  # its port is not on the node's address: relay it
-            server = await asyncio.start_server(lambda r, w: self._relay(r, w, address), self.ip, 0)
+            server = await asyncio.start_server(lambda r, w: relay(r, w, address), self.ip, 0)
             self.relays[cid] = server
             return [self.ip, server.sockets[0].getsockname()[1]]
         return list(address) if isinstance(address, tuple) else [address]
-
-    @staticmethod
-    async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, address: Any) -> None:
-        try:
-            if isinstance(address, tuple):
-                app_r, app_w = await asyncio.open_connection(*address)
-            else:
-                app_r, app_w = await asyncio.open_unix_connection(address)
-        except OSError:
-            writer.close()
-            return
-        try:
-            await asyncio.gather(pipe(reader, app_w), pipe(app_r, writer))
-        finally:
-            app_w.close()
-            writer.close()
 
     def _clean(self, cid: str) -> None:
         relay = self.relays.pop(cid, None)

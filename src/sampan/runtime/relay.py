@@ -19,10 +19,14 @@ async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
         writer.close()
 
 
-async def relay_to_port(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, port: int) -> None:
-    """Copy one gateway connection to the app's port and back, half-closes included."""
+async def relay(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, address: tuple[str, int] | str) -> None:
+    """Copy one connection to `address` (host and port, or a Unix socket's path) and back, half-closes
+    included; a target that does not answer closes the connection."""
     try:
-        app_r, app_w = await asyncio.open_connection("127.0.0.1", port)
+        if isinstance(address, tuple):
+            app_r, app_w = await asyncio.open_connection(*address)
+        else:
+            app_r, app_w = await asyncio.open_unix_connection(address)
     except OSError:
         client_w.close()
         return
@@ -31,3 +35,8 @@ async def relay_to_port(client_r: asyncio.StreamReader, client_w: asyncio.Stream
     finally:
         app_w.close()
         client_w.close()
+
+
+async def relay_to_port(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, port: int) -> None:
+    """Copy one gateway connection to the app's port and back, half-closes included."""
+    await relay(client_r, client_w, ("127.0.0.1", port))

@@ -194,6 +194,7 @@ class Store:
         self.db.execute("PRAGMA foreign_keys=ON")
         os.chmod(self.path, 0o600)
         self.box = SecretBox(home / "secret.key")
+        self._workspaces: dict[str, Workspace] = {}  # by name: see workspace()
         self._migrate()
         self._seal_manifests()
 
@@ -251,15 +252,25 @@ class Store:
 
     # -- workspaces and tokens ----------------------------------------------------------------
     def workspace(self, name: str) -> Workspace:
-        """The workspace called `name`, created on first use."""
+        """The workspace called `name`, created on first use. Workspaces are never renamed or deleted, so
+        one found is remembered: every control request from a container asks for its workspace."""
+        known = self._workspaces.get(name)
+        if known is not None:
+            return known
         row = self.db.execute("SELECT id, name FROM workspaces WHERE name = ?", (name,)).fetchone()
         if row:
-            return Workspace(*row)
+            return self._remember(Workspace(*row))
         with self.tx() as db:
             wid = _new_id("ws", 8)
             db.execute("INSERT OR IGNORE INTO workspaces VALUES (?, ?, ?)", (wid, name, time.time()))
         row = self.db.execute("SELECT id, name FROM workspaces WHERE name = ?", (name,)).fetchone()
-        return Workspace(*row)
+        return self._remember(Workspace(*row))
+
+    def _remember(self, workspace: Workspace) -> Workspace:
+        if len(self._workspaces) >= 10_000:  # bounded: names come from clients
+            self._workspaces.clear()
+        self._workspaces[workspace.name] = workspace
+        return workspace
 
     def workspace_by_id(self, wid: str) -> Workspace:
         row = self.db.execute("SELECT id, name FROM workspaces WHERE id = ?", (wid,)).fetchone()

@@ -24,12 +24,19 @@ class Credentials:
         self.token = token or secrets.token_urlsafe(24)
         self.url = ""  # the control API's address, once it listens
         self.ca_pem = ca_pem  # the control API's TLS certificate, which containers are told to trust
+        self._signed: dict[str, str] = {}
 
     def container_token(self, workspace: str) -> str:
         """What a container of `workspace` uses to call functions and look them up: its workspace,
         signed with this server's secret, so that it cannot speak for another workspace."""
-        mac = hmac.new(self.token.encode(), workspace.encode(), "sha256").hexdigest()[:32]
-        return f"ct-{workspace}.{mac}"
+        signed = self._signed.get(workspace)
+        if signed is None:  # the secret never changes: each workspace's token is computed once
+            mac = hmac.new(self.token.encode(), workspace.encode(), "sha256").hexdigest()[:32]
+            signed = f"ct-{workspace}.{mac}"
+            if len(self._signed) >= 10_000:  # bounded: names come from requests
+                self._signed.clear()
+            self._signed[workspace] = signed
+        return signed
 
     def call_env(self, workspace: str) -> dict[str, str]:
         """The variables that let a container of `workspace` reach this server (none before it listens)."""

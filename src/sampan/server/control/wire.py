@@ -54,6 +54,9 @@ TEXT = "text/plain; charset=utf-8"
 LAST_CHUNK = b"0\r\n\r\n"
 
 
+SMALL_RESULT = 1 << 20  # a call's result up to this size is answered in one write
+
+
 def chunk(data: bytes) -> bytes:
     return f"{len(data):x}\r\n".encode() + data + b"\r\n"
 
@@ -69,8 +72,12 @@ async def write_result(writer: Writer, outcome: bytes, extra: dict[str, Any] | N
     prefix = b'{"result": "'
     suffix = b'"' + (b", " + json.dumps(extra).encode()[1:-1] if extra else b"") + b"}"
     encoded = 4 * ((len(outcome) + 2) // 3)
-    writer.write(f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
-                 f"{len(prefix) + encoded + len(suffix)}\r\n\r\n".encode() + prefix)
+    head = (f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+            f"{len(prefix) + encoded + len(suffix)}\r\n\r\n".encode() + prefix)
+    if len(outcome) <= SMALL_RESULT:  # one write, one wake-up of the client (a `.remote()` round trip)
+        writer.write(head + base64.b64encode(outcome) + suffix)
+        return
+    writer.write(head)
     view = memoryview(outcome)
     step = 3 * 65536
     for start in range(0, len(outcome), step):
