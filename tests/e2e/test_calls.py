@@ -559,7 +559,9 @@ def test_function_variants_run_in_pools_of_their_own(tmp_path: Path) -> None:
     assert out["chained"] == "['base', 'app', '1']"
     assert out["cls"] == "['m', 'app']"
     assert out["concurrency"] == "1", "four inputs at once in one container of the max_inputs=4 variant"
-    assert out["batching"] == "[2]", "batches of at most 2"
+    # Four inputs at once: batches of two, or (when the second container is not ready yet) a lone input
+    # that waited out wait_ms. Never more than max_batch_size.
+    assert out["batching"] in ("[2]", "[1, 2]"), "batches of at most 2"
     assert out["invalid"] == "`target_inputs` parameter cannot be greater than `max_inputs`."
 
 

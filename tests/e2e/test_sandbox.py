@@ -404,6 +404,13 @@ def test_web_server_containers_reach_out_but_not_the_hosts_loopback(tmp_path: Pa
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"out": 200, "host_loopback": False}
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # gone meanwhile
+        return b""
+
+
 @needs_sandbox
 def test_kill_9_of_the_server_takes_every_container_process_along(tmp_path: Path) -> None:
     """Finding 17 of the tenants issue: descendants that ignore SIGTERM or call setsid outlived a
@@ -425,8 +432,8 @@ def test_kill_9_of_the_server_takes_every_container_process_along(tmp_path: Path
     try:
         s.ready()
         assert requests.get(s.urls["start"], timeout=60).json() == "started"
-        assert any(b"sleep" in Path(f"/proc/{p}/cmdline").read_bytes() for p in marker_pids(s.marker)
-                   if Path(f"/proc/{p}/cmdline").exists())
+        # Popen returns before the child has run `sh`: wait for it to show, rather than race its exec.
+        wait_until(lambda: any(b"sleep" in _cmdline(p) for p in marker_pids(s.marker)), timeout=20)
         os.kill(s.proc.pid, signal.SIGKILL)
         wait_until(lambda: not marker_pids(s.marker), timeout=40)
     finally:
