@@ -131,7 +131,7 @@ class Invoker:
         if self.inputs is not None:
             self.inputs.input_started(pc.id, call_id)
         try:
-            return await within(self._exchange(pc, payload, call_id), pool.timeout)
+            return await within(self._exchange(pc, _post(payload, call_id)), pool.timeout)
         except (asyncio.TimeoutError, TimeoutError):
             pool.recycle(pc)  # the work inside may not be cancellable
             return errors.timed_out(pool.timeout).outcome()
@@ -143,10 +143,11 @@ class Invoker:
             pool.release(pc)
 
     @staticmethod
-    async def _exchange(pc: Any, payload: bytes, call_id: str, request: bytes | None = None) -> bytes:
+    async def _exchange(pc: Any, request: bytes) -> bytes:
+        """One request to the container's call app (a call, or a batch of inputs); its whole answer."""
         upstream = Upstream(pc)
         await upstream.open()
-        upstream.writer.write(request if request is not None else _post(payload, call_id))
+        upstream.writer.write(request)
         try:
             response = await response_head(upstream, b"POST")
             if response.framing != http.LENGTH or response.length > MAX_RESULT:
@@ -234,7 +235,7 @@ class Invoker:
         except (ContainerStartError, QueueFull, PoolClosed):
             return None
         try:
-            data = await within(self._exchange(pc, b"", "", _post_batch(callwire.batch_body(items))), pool.timeout)
+            data = await within(self._exchange(pc, _post_batch(callwire.batch_body(items))), pool.timeout)
         except (asyncio.TimeoutError, TimeoutError):
             pool.recycle(pc)
             return None
