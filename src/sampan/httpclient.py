@@ -141,9 +141,12 @@ class Connection:
             raise
         self.sock = sock
         self._file = sock.makefile("rb")
+        self._timeout = timeout
 
     def settimeout(self, timeout: float | None) -> None:
-        self.sock.settimeout(timeout)
+        if timeout != self._timeout:  # each change is two fcntl calls: a `.remote()` loop never changes it
+            self.sock.settimeout(timeout)
+            self._timeout = timeout
 
     def request(self, method: str, target: str, body: bytes | None, headers: dict[str, str]) -> Response:
         lines = [f"{method} {target} HTTP/1.1", f"Host: {self.hostport}", *(f"{k}: {v}" for k, v in headers.items())]

@@ -57,6 +57,7 @@ Address = tuple[str, int] | str  # (host, port), or the path of a Unix socket on
 class Container(abc.ABC):
     id: str
     address: Address
+    calls_address: Address | None = None  # where a function takes single calls framed (runtime/callline.py)
 
     @abc.abstractmethod
     async def stop(self, grace: float = 30.0) -> None:

@@ -413,8 +413,12 @@ class LocalBackend(Backend):
             raise ContainerStartError(reason)
         ready = status["ready"]
         container.address = ready["unix"] if "unix" in ready else (ready["host"], int(ready["port"]))
+        if "calls" in ready:  # the call line (runtime/callline.py): a function's single calls
+            container.calls_address = ready["calls"] if "unix" in ready else (ready["host"], int(ready["calls"]))
         if self.sandboxed and isinstance(container.address, str):
             container.address = self.isolation.host_socket(spec.container_id, container.address)
+            if isinstance(container.calls_address, str):
+                container.calls_address = self.isolation.host_socket(spec.container_id, container.calls_address)
         log(spec.container_id, "system", f"started by {how}, ready in {(time.perf_counter() - started) * 1000:.0f} ms")
         return container
 

@@ -176,7 +176,10 @@ class NodeAgentImpl:
             server = await asyncio.start_server(lambda r, w: relay(r, w, address), self.ip, 0)
             self.relays[cid] = server
             return [self.ip, server.sockets[0].getsockname()[1]]
-        return list(address) if isinstance(address, tuple) else [address]
+        if not isinstance(address, tuple):
+            return [address]
+        calls = container.calls_address  # a function's call line (runtime/callline.py): its port, third
+        return [*address, calls[1]] if isinstance(calls, tuple) else list(address)
 
     def _clean(self, cid: str) -> None:
         relay = self.relays.pop(cid, None)

@@ -315,7 +315,10 @@ class RayBackend(Backend):
             cause = getattr(exc, "cause", None) or exc
             text = str(cause).strip()
             raise ContainerStartError(text.splitlines()[-1] if text else type(cause).__name__) from None
-        return RayContainer(spec.container_id, agent, (address[0], int(address[1])), release)
+        container = RayContainer(spec.container_id, agent, (address[0], int(address[1])), release)
+        if len(address) > 2:  # the container's call line, on the same node address
+            container.calls_address = (address[0], int(address[2]))
+        return container
 
     @staticmethod
     def _fields(spec: ContainerSpec) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from ..manifest import SANDBOX_KIND
 from ..sdk.functions import instantiate, lifecycle_methods
 from ..sdk.partial import LIFECYCLE_ENTER, LIFECYCLE_EXIT
 from . import kinds, sandbox_agent
+from .callline import CallLine
 from .relay import relay_to_port
 
 CALL_ID_HEADER = b"modal-function-call-id"
@@ -206,11 +207,25 @@ def _listen(unix_path: str | None, host: str = "127.0.0.1") -> socket.socket:
     return sock
 
 
-async def _serve_asgi(app: Any, status: StatusPipe, unix_path: str | None = None, host: str = "127.0.0.1") -> int:
+def calls_target(runtime: Runtime, target: Any) -> Any:
+    """What the call line (callline.py) runs, for a function whose single calls can take it: not a web
+    function, a generator or a `@modal.batched` one (those keep the call app's protocol). None otherwise."""
+    entry = runtime.entry
+    if entry["kind"] != "function" or entry.get("is_generator") or entry.get("batch"):
+        return None
+    return target
+
+
+async def _serve_asgi(app: Any, status: StatusPipe, unix_path: str | None = None, host: str = "127.0.0.1",
+                      calls: Any = None, max_inputs: int = 1) -> int:
     import uvicorn
 
     sock = _listen(unix_path, host)
     sock.setblocking(False)
+    line = None
+    if calls is not None:  # single calls on a socket of their own, beside the call app
+        line = CallLine(_listen(unix_path + ".calls" if unix_path else None, host), calls,
+                        asyncio.get_running_loop(), max(64, 2 * max_inputs))
     config = uvicorn.Config(
         CallIdMiddleware(app),
         loop="none",
@@ -236,16 +251,23 @@ async def _serve_asgi(app: Any, status: StatusPipe, unix_path: str | None = None
         status.send({"error": "the app failed during ASGI lifespan startup (see the container's output above)"})
         return 1
     if unix_path:
-        status.send({"ready": {"unix": unix_path}})
+        ready: dict[str, Any] = {"unix": unix_path}
     else:
         host, port = sock.getsockname()[:2]
-        status.send({"ready": {"host": host, "port": port}})
+        ready = {"host": host, "port": port}
+    if line is not None:
+        line.start()
+        ready["calls"] = line.sock.getsockname() if unix_path else line.sock.getsockname()[1]
+    status.send({"ready": ready})
     try:
         await task
     finally:
+        if line is not None:  # uvicorn has drained its requests; the line's calls get the same grace
+            await asyncio.to_thread(line.close, GRACEFUL_SHUTDOWN_S)
         if unix_path:
-            with contextlib.suppress(OSError):
-                os.unlink(unix_path)
+            for path in (unix_path, unix_path + ".calls"):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
     return 0
 
 
@@ -308,7 +330,8 @@ async def run(spec: dict[str, Any], status: StatusPipe, snapshot: Runtime | None
             code = await _serve_web_server(runtime, target, status)
         else:
             app = await asyncio.to_thread(runtime.build_app, target)
-            code = await _serve_asgi(app, status, spec.get("unix_socket"), spec.get("listen_host") or "127.0.0.1")
+            code = await _serve_asgi(app, status, spec.get("unix_socket"), spec.get("listen_host") or "127.0.0.1",
+                                     calls_target(runtime, target), runtime.entry.get("max_inputs") or 1)
     except BaseException as exc:  # noqa: BLE001 - every failure is reported to the server
         if isinstance(exc, (KeyboardInterrupt, SystemExit)) and status.fd is None:
             raise

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 import time
 from collections.abc import Callable
@@ -90,8 +91,6 @@ class Batcher:
 
     def __init__(self, fn: Callable[..., Any], max_batch_size: int, wait_ms: int,
                  run: Callable[..., Any]) -> None:
-        import inspect
-
         self.fn = fn
         self.name = getattr(fn, "__name__", repr(fn))
         self.max = max_batch_size
@@ -159,6 +158,57 @@ async def _awaited(value: Any) -> Any:
     return await value
 
 
+def failure(exc: BaseException) -> tuple[Any, ...]:
+    """What an `E` outcome carries: the exception (None when it cannot be pickled), its traceback text, its repr."""
+    import traceback
+
+    import cloudpickle
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        cloudpickle.dumps(exc)
+        sendable: BaseException | None = exc
+    except Exception:  # noqa: BLE001 - an exception that cannot travel is sent as text
+        sendable = None
+    return (sendable, text, repr(exc))
+
+
+def outcome_of(value: Any) -> bytes:
+    import cloudpickle
+
+    return callwire.VALUE + cloudpickle.dumps(value)
+
+
+def failure_of(exc: BaseException) -> bytes:
+    import cloudpickle
+
+    return callwire.FAILURE + cloudpickle.dumps(failure(exc))
+
+
+def run_input(target: Callable[..., Any], call_id: str, payload: bytes, loop: asyncio.AbstractEventLoop,
+              wait: Callable[[Any], Any] | None = None) -> bytes:
+    """One input of a function, run in the calling thread (not the loop's): its outcome. A coroutine the
+    function returns (an async function's) runs on the container's loop, under the input's call id;
+    `wait(future)` waits for it (by default, without limit)."""
+    import cloudpickle
+
+    set_call_id(call_id)
+    try:
+        args, kwargs = cloudpickle.loads(payload)
+        value = target(*args, **kwargs)
+        if inspect.isawaitable(value):
+            future = asyncio.run_coroutine_threadsafe(_with_call_id(call_id, value), loop)
+            value = wait(future) if wait is not None else future.result()
+        return outcome_of(value)
+    except Exception as exc:  # noqa: BLE001 - this input's caller re-raises it (and one that cannot be pickled)
+        return failure_of(exc)
+
+
+async def _with_call_id(call_id: str, value: Any) -> Any:
+    set_call_id(call_id)  # the loop runs this in a context of its own: the input's id goes with it
+    return await value
+
+
 class InvalidBatch(Exception):
     """A batched function's inputs or outputs do not fit (raised to the callers as Modal's InvalidError)."""
 
@@ -177,22 +227,11 @@ def call_app(target: Callable[..., Any], is_generator: bool, max_inputs: int,
     import concurrent.futures
     import contextvars
     import functools
-    import inspect
-    import traceback
 
     import cloudpickle
 
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, max_inputs), thread_name_prefix="sampan-input")
     done = object()
-
-    def failure(exc: BaseException) -> tuple[Any, ...]:
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        try:
-            cloudpickle.dumps(exc)
-            sendable: BaseException | None = exc
-        except Exception:  # noqa: BLE001 - an exception that cannot travel is sent as text
-            sendable = None
-        return (sendable, text, repr(exc))
 
     async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
         ctx = contextvars.copy_context()
@@ -205,27 +244,11 @@ def call_app(target: Callable[..., Any], is_generator: bool, max_inputs: int,
 
     batcher = Batcher(target, batch["max_batch_size"], batch["wait_ms"], run_batch) if batch else None
 
-    def outcome_of(value: Any) -> bytes:
-        return callwire.VALUE + cloudpickle.dumps(value)
-
-    def failure_of(exc: BaseException) -> bytes:
-        return callwire.FAILURE + cloudpickle.dumps(failure(exc))
-
     def inputs_in_thread(items: list[tuple[str, bytes]], loop: asyncio.AbstractEventLoop) -> tuple[bytes, float]:
         """A batch of a sync function's inputs, one after the other, in one thread hop (server/mapbatch.py);
         with the seconds they took (from the thread: the wait for a free thread is not the function's)."""
         started = time.perf_counter()
-        out = []
-        for call_id, payload in items:
-            set_call_id(call_id)
-            try:
-                args, kwargs = cloudpickle.loads(payload)
-                value = target(*args, **kwargs)
-                if inspect.isawaitable(value):
-                    value = asyncio.run_coroutine_threadsafe(_awaited(value), loop).result()
-                out.append(callwire.outcome_frame(outcome_of(value)))
-            except Exception as exc:  # noqa: BLE001 - this input's caller re-raises it
-                out.append(callwire.outcome_frame(failure_of(exc)))
+        out = [callwire.outcome_frame(run_input(target, call_id, payload, loop)) for call_id, payload in items]
         return b"".join(out), time.perf_counter() - started
 
     async def run_inputs(items: list[tuple[str, bytes]]) -> tuple[bytes, float]:

@@ -28,7 +28,7 @@ from typing import Any
 
 from .. import callwire
 from ..backends.base import ContainerStartError
-from . import mapbatch
+from . import callline, mapbatch
 from .gateway import errors, http
 from .gateway.bodies import iter_chunked, within
 from .gateway.upstream import Upstream, UpstreamFailed, response_head
@@ -131,11 +131,13 @@ class Invoker:
         if self.inputs is not None:
             self.inputs.input_started(pc.id, call_id)
         try:
+            if pc.backend is not None and pc.backend.calls_address is not None:  # the container's call line
+                return await within(callline.call(pc, call_id, payload), pool.timeout)
             return await within(self._exchange(pc, _post(payload, call_id)), pool.timeout)
         except (asyncio.TimeoutError, TimeoutError):
             pool.recycle(pc)  # the work inside may not be cancellable
             return errors.timed_out(pool.timeout).outcome()
-        except (UpstreamFailed, ConnectionError, asyncio.IncompleteReadError, OSError):
+        except (UpstreamFailed, callline.LineFailed, ConnectionError, asyncio.IncompleteReadError, OSError):
             return errors.terminated().outcome()
         finally:
             if self.inputs is not None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..backends.base import Address, Backend, Container, ContainerSpec, ContainerStartError, LogSink
 from .autoscaler import READY, STARTING, ContainerView, PoolConfig, decide, start_backoff
+from .callline import IdleLines
 from .gateway.upstream import IdleConnections
 from .quota import ContainerQuota
 from .sessions import SessionTable
@@ -61,6 +62,7 @@ class PoolContainer:
     idle_since: float | None = None
     backend: Container | None = None
     conns: IdleConnections = field(default_factory=IdleConnections)  # keep-alive connections to it
+    lines: IdleLines = field(default_factory=IdleLines)  # its call line's idle connections (callline.py)
 
     @property
     def address(self) -> Address:
@@ -72,6 +74,7 @@ class PoolContainer:
 
     def close_idle_conns(self) -> None:
         self.conns.close()
+        self.lines.close()
 
 
 class Pool:

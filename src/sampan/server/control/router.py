@@ -7,6 +7,7 @@ handler raises, none writes an error itself.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,8 +49,9 @@ class Route:
     pattern: str
     handler: Handler = field(compare=False)
 
-    @property
+    @functools.cached_property
     def segments(self) -> tuple[str, ...]:
+        """Split once: `match` runs for every request, over every route before the one that fits."""
         return tuple(self.pattern.strip("/").split("/"))
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from ..apps import AppServer
 from ..dashboard import web as dashboard_web
 from ..gateway import http
+from ..gateway.bodies import within
 from ..gateway.errors import GatewayError, render
 from ..invoke import Invoker
 from ..objects import Objects
@@ -180,8 +181,8 @@ class ControlServer:
     async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Answer one request; whether the connection carries another (clients keep theirs alive)."""
         try:
-            data = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE_TIMEOUT_S)
-        except asyncio.TimeoutError:
+            data = await within(reader.readuntil(b"\r\n\r\n"), IDLE_TIMEOUT_S)
+        except (asyncio.TimeoutError, TimeoutError):
             return False
         except asyncio.IncompleteReadError as exc:
             if not exc.partial.strip():
