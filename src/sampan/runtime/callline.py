@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import callwire
+from .kinds import run_input
 
 MAX_CALL = 1 << 30  # the largest call frame read (the server's own bound on arguments is lower)
 DROP_CHECK_S = 0.05  # how often a running async call looks whether the server dropped it
@@ -96,8 +97,6 @@ class CallLine:
             threading.Thread(target=self._serve, args=(conn,), name="sampan-input", daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        from .kinds import run_input
-
         stream = conn.makefile("rb")
         try:
             while not self.closing:

@@ -73,19 +73,30 @@ class LineConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    async def exchange(self, request: bytes) -> bytes:
+    async def exchange(self, request: bytes, timeout: float | None = None) -> bytes:
+        """Send a call, await its outcome; TimeoutError after `timeout` seconds (a timer of the loop's: an
+        `asyncio.timeout` block costs six times as much, on every call)."""
         assert self.transport is not None
-        self.waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.waiter = waiter = loop.create_future()
+        timer = loop.call_later(timeout, _expire, waiter) if timeout is not None else None
         self.transport.write(request)
         try:
-            return await self.waiter
+            return await waiter
         finally:
             self.waiter = None
+            if timer is not None:
+                timer.cancel()
 
     def close(self) -> None:
         self.broken = True
         if self.transport is not None:
             self.transport.close()
+
+
+def _expire(waiter: asyncio.Future[bytes]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 class IdleLines:
@@ -126,11 +137,12 @@ async def open_line(address: Any) -> LineConnection:
     return line
 
 
-async def call(pc: Any, call_id: str, payload: bytes) -> bytes:
-    """One call on the container `pc` (a PoolContainer whose backend has a `calls_address`): its outcome."""
+async def call(pc: Any, call_id: str, payload: bytes, timeout: float | None = None) -> bytes:
+    """One call on the container `pc` (a PoolContainer whose backend has a `calls_address`): its outcome.
+    TimeoutError after `timeout` seconds (the connection is then closed, as after any failure)."""
     line = pc.lines.take() or await open_line(pc.backend.calls_address)
     try:
-        outcome = await line.exchange(callwire.frame(callwire.CALL, call_id.encode() + b"\0" + payload))
+        outcome = await line.exchange(callwire.frame(callwire.CALL, call_id.encode() + b"\0" + payload), timeout)
     except BaseException:
         line.close()  # a cancelled or failed call leaves the connection in an unknown state
         raise

@@ -132,7 +132,7 @@ class Invoker:
             self.inputs.input_started(pc.id, call_id)
         try:
             if pc.backend is not None and pc.backend.calls_address is not None:  # the container's call line
-                return await within(callline.call(pc, call_id, payload), pool.timeout)
+                return await callline.call(pc, call_id, payload, pool.timeout)
             return await within(self._exchange(pc, _post(payload, call_id)), pool.timeout)
         except (asyncio.TimeoutError, TimeoutError):
             pool.recycle(pc)  # the work inside may not be cancellable

@@ -28,7 +28,6 @@ from .sessions import SessionTable
 STOPPING = "stopping"
 Clock = Callable[[], float]
 
-
 MAX_PENDING_INPUTS = 2000  # Modal's per-function limit on queued inputs (fact sheet §6)
 
 
@@ -236,12 +235,15 @@ class Pool:
                 self._start_container()
         for cid in decision.stop:
             self._stop_container(self.containers[cid])
-        if self._timer is not None:
-            self._timer.cancel()
+        # A timer due no later stays (it looks again): a timer per released slot cost the call path.
+        loop = asyncio.get_running_loop()
+        when = None if next_check is None else loop.time() + max(0.0, next_check - self.clock()) + 0.01
+        timer = self._timer  # kept only while still pending, and due no later than `when`
+        if timer is not None and (when is None or not loop.time() < timer.when() <= when):
+            timer.cancel()
             self._timer = None
-        if next_check is not None:
-            delay = max(0.0, next_check - self.clock())
-            self._timer = asyncio.get_running_loop().call_later(delay + 0.01, self._reconcile)
+        if when is not None and self._timer is None:
+            self._timer = loop.call_at(when, self._reconcile)
 
     def start(self) -> None:
         """Bring the pool to its floor (`min_containers`) before any request."""
@@ -392,9 +394,6 @@ class Pool:
                 pc.backend.kill()
 
     def stats(self) -> dict[str, int]:
-        return {
-            "containers": sum(1 for pc in self.containers.values() if pc.state != STOPPING),
-            "ready": sum(1 for pc in self.containers.values() if pc.state == READY),
-            "in_flight": sum(pc.in_flight for pc in self.containers.values()),
-            "queued": len(self.waiters),
-        }
+        live = [pc for pc in self.containers.values() if pc.state != STOPPING]
+        return {"containers": len(live), "ready": sum(pc.state == READY for pc in live),
+                "in_flight": sum(pc.in_flight for pc in self.containers.values()), "queued": len(self.waiters)}

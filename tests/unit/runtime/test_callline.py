@@ -146,6 +146,24 @@ def test_a_dropped_call_cancels_an_async_function() -> None:
     asyncio.run(main())
 
 
+def test_a_call_past_its_timeout_raises_and_its_connection_is_dropped() -> None:
+    release = threading.Event()
+
+    def fn() -> str:
+        release.wait(10)
+        return "late"
+
+    async def main() -> None:
+        async with _line(fn) as (pc, _):
+            with pytest.raises(TimeoutError):
+                await callline.call(pc, "fc-1", _args(), timeout=0.1)
+            assert len(pc.lines) == 0, "a timed-out call's connection is never reused"
+            release.set()
+            assert _value(await callline.call(pc, "fc-2", _args(), timeout=5)) == "late"
+
+    asyncio.run(main())
+
+
 def test_a_large_result_arrives_whole() -> None:
     async def main() -> None:
         async with _line(lambda n: b"x" * n) as (pc, _):

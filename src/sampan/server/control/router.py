@@ -7,6 +7,7 @@ handler raises, none writes an error itself.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -78,6 +79,19 @@ def match(routes: list[Route], method: str, path: str) -> tuple[Route, dict[str,
     if path_found:
         raise HTTPError(405, f"{method} is not allowed here")
     raise HTTPError(404, "not found")
+
+
+def literal_routes(routes: list[Route]) -> dict[tuple[str, str], Route]:
+    """`(method, path) -> route` for the routes without parameters, each kept only where `match` finds that
+    very route for it (an earlier pattern may take the path first): a dict lookup answers the common
+    request (`POST /v1/calls`) without walking the list."""
+    index = {}
+    for route in routes:
+        if "{" not in route.pattern:
+            with contextlib.suppress(HTTPError):
+                if match(routes, route.method, route.pattern)[0] is route:
+                    index[(route.method, route.pattern)] = route
+    return index
 
 
 def parse_query(raw: bytes) -> dict[str, str]:

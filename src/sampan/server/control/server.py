@@ -19,14 +19,13 @@ from typing import Any
 from ..apps import AppServer
 from ..dashboard import web as dashboard_web
 from ..gateway import http
-from ..gateway.bodies import within
 from ..gateway.errors import GatewayError, render
 from ..invoke import Invoker
 from ..objects import Objects
 from ..scheduler import NO_ARGS, Scheduler, Timer
 from ..store import Workspace
 from .auth import Credentials, authenticate
-from .router import WRITTEN, Request, Route, error_text, match, parse_query, status_for
+from .router import WRITTEN, Request, Route, error_text, literal_routes, match, parse_query, status_for
 from .routes import ROUTES
 from .wire import HTTPError, Writer, json_response
 
@@ -50,6 +49,7 @@ class ControlServer:
         self.requested_port = port
         self.port = 0
         self.routes = ROUTES if routes is None else routes
+        self._literal = literal_routes(self.routes)
         self._srv: asyncio.AbstractServer | None = None
         self._conns: set[asyncio.Task[Any]] = set()
         self.deploy_locks: dict[str, asyncio.Lock] = {}
@@ -61,6 +61,10 @@ class ControlServer:
         self.scheduler = Scheduler(lambda: self.server.apps, self._fire_scheduled, state)
         self.dashboard = dashboard_web.Dashboard()  # its sessions and container samples (server/dashboard/)
         self._sampler: asyncio.Task[None] | None = None
+        self._idle_closer: asyncio.Task[None] | None = None
+        # Connections waiting for their next request, since when: one sweep closes those idle too long,
+        # where a timer per request would cost every request (~10 µs here).
+        self._waiting: dict[asyncio.StreamWriter, float] = {}
 
     @property
     def token(self) -> str:
@@ -81,10 +85,12 @@ class ControlServer:
         self.credentials.url = self.url
         self.scheduler.start()
         self._sampler = asyncio.create_task(self._sample_containers())
+        self._idle_closer = asyncio.create_task(self._close_idle())
 
     async def close(self) -> None:
-        if self._sampler is not None:
-            self._sampler.cancel()
+        for task in (self._sampler, self._idle_closer):
+            if task is not None:
+                task.cancel()
         await self.scheduler.close()
         await self.invoker.close()
         if self._srv is not None:
@@ -133,6 +139,14 @@ class ControlServer:
             self.server.series.sample(now, rows)
             self.dashboard.sample(now, rows)
 
+    async def _close_idle(self) -> None:
+        while True:
+            await asyncio.sleep(IDLE_TIMEOUT_S / 4)
+            now = time.monotonic()
+            for writer, since in list(self._waiting.items()):
+                if now - since > IDLE_TIMEOUT_S:
+                    writer.close()  # the waiting read ends: `_one` returns False, `_handle` cleans up
+
     async def reap_ephemeral(self, timeout: float = EPHEMERAL_TIMEOUT_S) -> None:
         """Stop served apps whose CLI stopped sending heartbeats (it was killed, or lost its network)."""
         while True:
@@ -151,7 +165,11 @@ class ControlServer:
         """Route an authenticated request and write its answer (JSON, a stream, or the error)."""
         path, _, query = target.partition("?")
         try:
-            route, params = match(self.routes, method, path)
+            route = self._literal.get((method, path))
+            if route is not None:
+                params: dict[str, str] = {}
+            else:
+                route, params = match(self.routes, method, path)
             answer = await route.handler(self, Request(workspace, params, parse_query(query.encode("latin-1")),
                                                        body, writer))
             if answer is not WRITTEN:
@@ -180,14 +198,15 @@ class ControlServer:
 
     async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Answer one request; whether the connection carries another (clients keep theirs alive)."""
+        self._waiting[writer] = time.monotonic()  # closed by _close_idle after IDLE_TIMEOUT_S
         try:
-            data = await within(reader.readuntil(b"\r\n\r\n"), IDLE_TIMEOUT_S)
-        except (asyncio.TimeoutError, TimeoutError):
-            return False
+            data = await reader.readuntil(b"\r\n\r\n")
         except asyncio.IncompleteReadError as exc:
             if not exc.partial.strip():
-                return False  # the client closed its idle connection
+                return False  # the client closed its idle connection (or _close_idle did)
             raise
+        finally:
+            self._waiting.pop(writer, None)
         head = http.parse_request_head(data)
         if head.path == b"/dashboard" or head.path.startswith(b"/dashboard/"):
             return await dashboard_web.handle(self, head, reader, writer)  # a browser: a cookie, not a token

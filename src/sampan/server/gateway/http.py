@@ -133,6 +133,11 @@ def _connection_tokens(headers: Headers) -> set[bytes]:
 def _framing(headers: Headers, *, is_request: bool) -> tuple[str, int]:
     te = [v for n, v in headers if n == b"transfer-encoding"]
     cl = [v for n, v in headers if n == b"content-length"]
+    return _framing_of(te, cl, is_request=is_request)
+
+
+def _framing_of(te: list[bytes], cl: list[bytes], *, is_request: bool) -> tuple[str, int]:
+    """The body's framing from the Transfer-Encoding and Content-Length values a head carries."""
     if te:
         if cl:
             raise GatewayError(400, BOTH_FRAMINGS)
@@ -166,22 +171,37 @@ def parse_request_head(data: bytes) -> RequestHead:
     if _TOKEN.match(method) is None:
         raise GatewayError(400, MALFORMED_METHOD)
     headers = _parse_header_lines(lines[1:])
-    for name, _ in headers:
-        if name.startswith(b"modal-") and name not in ALLOWED_MODAL_HEADERS:
+    # One pass over the headers for everything the head's meaning depends on (on every request's path).
+    te: list[bytes] = []
+    cl: list[bytes] = []
+    hosts: list[bytes] = []
+    upgrade: list[bytes] = []
+    tokens: set[bytes] = set()
+    expect = False
+    for name, value in headers:
+        if name == b"host":
+            hosts.append(value)
+        elif name == b"content-length":
+            cl.append(value)
+        elif name == b"transfer-encoding":
+            te.append(value)
+        elif name == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
+        elif name == b"upgrade":
+            upgrade.append(value.lower())
+        elif name == b"expect":
+            expect = expect or value.lower() == b"100-continue"
+        elif name.startswith(b"modal-") and name not in ALLOWED_MODAL_HEADERS:
             # Only the platform sets these (a forwarded call id would confuse the app).
             raise GatewayError(400, f"prohibited modal header: {name.decode('latin-1')}")
-    framing, length = _framing(headers, is_request=True)
-    tokens = _connection_tokens(headers)
+    framing, length = _framing_of(te, cl, is_request=True)
     if version == b"HTTP/1.1":
         keep_alive = b"close" not in tokens
     else:
         keep_alive = b"keep-alive" in tokens
-    hosts = [v for n, v in headers if n == b"host"]
     if len(hosts) > 1 or (version == b"HTTP/1.1" and not hosts):
         raise GatewayError(400, ONE_HOST)
-    upgrade = [v.lower() for n, v in headers if n == b"upgrade"]
     websocket = method == b"GET" and b"upgrade" in tokens and any(b"websocket" in u for u in upgrade)
-    expect = any(n == b"expect" and v.lower() == b"100-continue" for n, v in headers)
     return RequestHead(
         method=method,
         target=target,

@@ -6,7 +6,7 @@ import pytest
 
 from sampan.exception import InvalidError, NotFoundError
 from sampan.server.control import ROUTES
-from sampan.server.control.router import Route, error_text, match, status_for
+from sampan.server.control.router import Route, error_text, literal_routes, match, status_for
 from sampan.server.control.wire import HTTPError
 from sampan.server.images.recipe import ImageBuildError
 
@@ -47,3 +47,18 @@ def test_one_map_from_exception_to_status() -> None:
     assert status_for(HTTPError(504, "slow")) == 504
     assert status_for(RuntimeError("a bug")) is None  # not an answer: the bug surfaces
     assert error_text(KeyError("name")) == "missing field 'name'"
+
+
+def test_the_literal_index_answers_as_the_walk_would() -> None:
+    """`literal_routes` lets a dict answer a path without parameters; a literal route that a pattern before it
+    takes (POST /v1/things/new under POST /v1/things/{id}) stays with the pattern."""
+    table = [Route("POST", "/v1/things/{id}", handler), Route("POST", "/v1/things/new", handler),
+             Route("GET", "/v1/things/new", handler), Route("POST", "/v1/calls", handler)]
+    index = literal_routes(table)
+    assert set(index) == {("GET", "/v1/things/new"), ("POST", "/v1/calls")}
+    for (method, path), route in index.items():
+        assert match(table, method, path)[0] is route
+    real = literal_routes(ROUTES)
+    assert ("POST", "/v1/calls") in real
+    for (method, path), route in real.items():
+        assert match(ROUTES, method, path)[0] is route
