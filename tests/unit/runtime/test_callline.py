@@ -265,7 +265,8 @@ def test_an_outcome_in_pieces_is_put_together() -> None:
         path, thread = await _container(answer)
         line = await callline.open_line(path)
         assert isinstance(line, LineConnection)
-        assert bytes(await asyncio.wait_for(line.exchange(callwire.frame(callwire.CALL, b"fc\0" + _args())), 5)) == outcome
+        got = await asyncio.wait_for(line.exchange(callwire.frame(callwire.CALL, b"fc\0" + _args())), 5)
+        assert bytes(got) == outcome
         thread.join(5)
 
     asyncio.run(main())
