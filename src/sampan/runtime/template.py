@@ -126,6 +126,10 @@ class Template:
     def prepare(self, snapshot_spec: dict[str, Any] | None) -> None:
         started = time.perf_counter()
         preloaded = preload()
+        with contextlib.suppress(Exception):  # an image without uvicorn: its containers say so themselves
+            from .container import configure_uvicorn_logging
+
+            configure_uvicorn_logging()
         if snapshot_spec is not None:
             self.snapshot = _take_snapshot(snapshot_spec)
         unsafe = self.unsafe()
