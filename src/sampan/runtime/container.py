@@ -266,6 +266,8 @@ async def _serve_asgi(app: Any, status: StatusPipe, unix_path: str | None = None
     if not server.started:
         with contextlib.suppress(BaseException):
             await task
+        if line is not None:
+            line.sock.close()
         status.send({"error": "the app failed during ASGI lifespan startup (see the container's output above)"})
         return 1
     if unix_path:
