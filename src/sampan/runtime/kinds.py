@@ -154,10 +154,6 @@ class Batcher:
                 future.set_result(value)
 
 
-async def _awaited(value: Any) -> Any:
-    return await value
-
-
 def failure(exc: BaseException) -> tuple[Any, ...]:
     """What an `E` outcome carries: the exception (None when it cannot be pickled), its traceback text, its repr."""
     import traceback

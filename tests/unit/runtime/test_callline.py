@@ -146,12 +146,19 @@ def test_a_dropped_call_cancels_an_async_function() -> None:
     asyncio.run(main())
 
 
-def test_a_call_past_its_timeout_raises_and_its_connection_is_dropped() -> None:
+def _held(result: str) -> tuple[threading.Event, Callable[[], str]]:
+    """A function that returns `result` once the event is set (at most 10 s): a call still running."""
     release = threading.Event()
 
     def fn() -> str:
         release.wait(10)
-        return "late"
+        return result
+
+    return release, fn
+
+
+def test_a_call_past_its_timeout_raises_and_its_connection_is_dropped() -> None:
+    release, fn = _held("late")
 
     async def main() -> None:
         async with _line(fn) as (pc, _):
@@ -187,11 +194,7 @@ def test_connections_past_the_bound_are_refused() -> None:
 
 
 def test_close_waits_for_running_calls() -> None:
-    release = threading.Event()
-
-    def fn() -> str:
-        release.wait(10)
-        return "done"
+    release, fn = _held("done")
 
     async def main() -> None:
         async with _line(fn) as (pc, line):

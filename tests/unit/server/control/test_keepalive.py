@@ -56,3 +56,41 @@ def test_requests_share_a_connection_and_survive_its_idle_close(tmp_path: Path,
     finally:
         done.set()
         thread.join(30)
+
+
+def test_routes_found_by_the_literal_index_still_need_a_token(tmp_path: Path) -> None:
+    """`POST /v1/calls` and `GET /v1/apps` are answered through the router's dict of literal paths: over a
+    real socket, no token, a malformed one and another server's are refused before any route runs."""
+    ready, done = threading.Event(), threading.Event()
+    box: dict[str, object] = {}
+
+    async def main() -> None:
+        store = Store(tmp_path / "home")
+        assembly = assemble(fakes.settings(tmp_path / "home"), backend=fakes.FakeBackend(), store=store)
+        await assembly.start()
+        box["url"], box["token"] = assembly.control.url, assembly.control.token
+        ready.set()
+        while not done.is_set():
+            await asyncio.sleep(0.05)
+        await assembly.close()
+        store.close()
+
+    thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(30)
+        url = str(box["url"])
+        body = {"app": "demo", "function": "add", "params": {}, "args": "", "mode": "call"}
+        for token in ("", "not-a-token", "ct-tester.0000", str(box["token"])[:-1] + "x"):
+            client = api.ControlClient(url, token)
+            with pytest.raises(api.AuthError):
+                client.post("/v1/calls", body)
+            with pytest.raises(api.AuthError):
+                client.get("/v1/apps")
+            client.close()
+        good = api.ControlClient(url, str(box["token"]))
+        assert good.get("/v1/apps") == []
+        good.close()
+    finally:
+        done.set()
+        thread.join(30)
