@@ -5,6 +5,9 @@ when the request ends (`release`). Whenever the picture changes, the pool asks t
 `autoscaler.decide()` what to do and carries it out: start containers through the backend, stop
 idle ones, and set a timer for the next scale-down check. Nothing on the request path waits for
 anything but a free slot.
+
+Longer than 400 lines because the request path (slots, waiters, sessions) and the scaling it triggers
+share one state and are read together.
 """
 
 from __future__ import annotations
@@ -120,6 +123,7 @@ class Pool:
         self.closed = False
         self.draining = False
         self._timer: asyncio.TimerHandle | None = None
+        self._reconcile_due = False  # a `_reconcile` is scheduled for this turn of the loop
         self._tasks: set[asyncio.Task[Any]] = set()
         self._changed = asyncio.Event()
         self.input_seconds: float | None = None  # moving mean per call, exchange included (mapbatch.py)
@@ -144,16 +148,14 @@ class Pool:
             raise ContainerStartError(self.last_error)  # crash-loop backoff (autoscaler rule 7)
         pc = self._free() if not self.waiters else None
         if pc is not None:
-            pc.in_flight += 1
-            pc.served += 1
-            return pc
+            return self.take(pc)
         if self.refuse_when_full and any(c.state == READY for c in self.containers.values()):
             raise AtCapacity(self.config.max_inputs)
         if len(self.waiters) >= self.max_pending:
             raise QueueFull(self.max_pending)
         fut: asyncio.Future[PoolContainer] = asyncio.get_running_loop().create_future()
         self.waiters.append(fut)
-        self._reconcile()
+        self._reconcile_soon()
         try:
             return await fut
         except asyncio.CancelledError:
@@ -165,6 +167,18 @@ class Pool:
                 self._reconcile()
             raise
 
+    def free_slot(self) -> PoolContainer | None:
+        """What `acquire` would return at once (None: it would wait, scale or refuse), changing nothing:
+        the gateway's quick path (front.py) admits the request, then `take`s it in the same turn."""
+        bad = self.closed or self.waiters or (self.failures and self.clock() < self.retry_at)
+        return None if bad else self._free()
+
+    @staticmethod
+    def take(pc: PoolContainer) -> PoolContainer:
+        pc.in_flight += 1
+        pc.served += 1
+        return pc
+
     def release(self, pc: PoolContainer) -> None:
         pc.in_flight -= 1
         if pc.in_flight == 0:
@@ -172,7 +186,7 @@ class Pool:
         self._dispatch()
         if pc.in_flight == 0 and self.quota is not None and self.quota.wants_room(self.workspace, id(self)):
             self._stop_one_idle()  # another pool waits for room under a cap: this container only idles
-        self._reconcile()
+        self._reconcile_soon()
         self._changed.set()
 
     def _dispatch(self) -> None:
@@ -222,7 +236,14 @@ class Pool:
             self._changed.clear()
             await self._changed.wait()
 
+    def _reconcile_soon(self) -> None:
+        """Reconcile after the callbacks already due: one `decide()` per turn of the loop, not per request."""
+        if not self._reconcile_due:
+            self._reconcile_due = True
+            asyncio.get_running_loop().call_soon(self._reconcile)
+
     def _reconcile(self) -> None:
+        self._reconcile_due = False
         if self.closed:
             return
         now = self.clock()

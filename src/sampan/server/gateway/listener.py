@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 from ...config import ProxyLimits
 from ..requests import Request
+from .front import ClientConnection
 from .proxy import Proxy
 from .routing import RouteTable
-from .upstream import MAX_HEAD
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -49,7 +49,9 @@ class Gateway:
         self.endpoint_ports: dict[str, int] = {}
 
     async def _serve(self, sock: socket.socket, fixed: str | None) -> asyncio.AbstractServer:
-        return await asyncio.start_server(self.proxy.handler(fixed), sock=sock, limit=MAX_HEAD, backlog=2048)
+        proxy = self.proxy  # each connection starts on the quick path (front.py)
+        return await asyncio.get_running_loop().create_server(lambda: ClientConnection(proxy, fixed), sock=sock,
+                                                              backlog=2048)
 
     async def start(self) -> None:
         try:
@@ -91,6 +93,8 @@ class Gateway:
         servers = [s for s in (self._main, *self._endpoint_servers.values()) if s is not None]
         for server in servers:
             server.close()
+        for client in list(self.proxy.clients):  # on the quick path: their exchanges end with them
+            client.transport.close()
         tasks = [*self.proxy.connections, *self.proxy.background]
         for task in tasks:
             task.cancel()

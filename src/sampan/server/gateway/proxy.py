@@ -26,7 +26,7 @@ import json
 import secrets
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,7 @@ from ...backends.base import ContainerStartError
 from ...config import ProxyLimits
 from ..pool import AtCapacity, Pool, PoolClosed, PoolContainer, QueueFull, SessionGone
 from ..requests import Request
-from . import auth, http, websocket
+from . import auth, http, quick, websocket
 from .auth import proxy_credentials
 from .bodies import CHUNK, BodyLimits, copy_body, within
 from .calls import CallStore, PendingCall, call_id_from_query, redirect_target
@@ -117,6 +117,12 @@ class _Meter:
         self.sent = 0
 
 
+def _cancelling() -> bool:
+    """Whether the running task itself is being cancelled (Python 3.11+ knows; 3.10 cannot tell)."""
+    task = asyncio.current_task()
+    return sys.version_info >= (3, 11) and task is not None and bool(task.cancelling())
+
+
 def _no_body() -> asyncio.Future[None]:
     """What a body copy of a request without a body would be: done already (no task to schedule)."""
     fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -165,30 +171,80 @@ class Proxy:
         self.calls = CallStore()
         # (workspace, token id, token secret) -> valid?; None: no store, so no token is valid.
         self.verify_proxy_token = verify_proxy_token
-        self.connections: set[asyncio.Task[Any]] = set()
+        self.connections: set[asyncio.Task[Any]] = set()  # client connections on the stream path
+        self.clients: set[Any] = set()  # client connections on the quick path (front.py)
         self.background: set[asyncio.Task[Any]] = set()
 
     def handler(self, fixed: str | None = None) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]:
+        """A client connection callback for `asyncio.start_server`: the stream path from the first byte."""
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            self.connections.add(task)
-            try:
-                if len(self.connections) > self.limits.max_connections:
-                    # Idle or hostile connections must not take every endpoint down: new ones are refused.
-                    writer.write(render(503, TOO_MANY_CONNECTIONS, close=True))
-                    await writer.drain()
-                    return
-                await self._connection(reader, writer, fixed)
-            except (ConnectionError, asyncio.IncompleteReadError, OSError, asyncio.CancelledError):
-                pass  # the client went away, or the gateway is shutting down
-            except Exception as exc:  # noqa: BLE001 - one connection's bug must not reach the server loop
-                print(f"sampan gateway: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
-            finally:
-                self.connections.discard(task)
-                writer.close()
+            await self.serve_streams(reader, writer, fixed)
 
         return handle
+
+    async def serve_streams(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, fixed: str | None,
+                            first: Awaitable[bool] | None = None) -> None:
+        """A client connection on the stream path. `first`: the end of an exchange the quick path began,
+        after which the connection serves its next requests here; None: a connection from its start."""
+        task = asyncio.current_task()
+        assert task is not None
+        self.connections.add(task)
+        try:
+            if first is not None:
+                if not await first:
+                    return
+            elif len(self.connections) + len(self.clients) > self.limits.max_connections:
+                # Idle or hostile connections must not take every endpoint down: new ones are refused.
+                writer.write(render(503, TOO_MANY_CONNECTIONS, close=True))
+                await writer.drain()
+                return
+            await self._connection(reader, writer, fixed)
+        except (ConnectionError, asyncio.IncompleteReadError, OSError, asyncio.CancelledError):
+            pass  # the client went away, or the gateway is shutting down
+        except Exception as exc:  # noqa: BLE001 - one connection's bug must not reach the server loop
+            print(f"sampan gateway: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+        finally:
+            self.connections.discard(task)
+            writer.close()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a connection's stream path (it registers itself in `connections` when it starts)."""
+        asyncio.get_running_loop().create_task(coro)
+
+    def new_call_id(self) -> str:
+        return new_call_id()
+
+    def new_meter(self) -> _Meter | None:
+        return _Meter() if self.request_log is not None else None
+
+    def exchange_for(self, quick_ex: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     client_ip: str) -> Exchange:
+        """The stream path's Exchange for one the quick path began (front.py)."""
+        closed = asyncio.ensure_future(writer.wait_closed())
+        return Exchange(quick_ex.head, reader, _Progress(writer), client_ip, quick_ex.call_id, quick_ex.pool,
+                        quick_ex.pc, closed, owner=self._owner(quick_ex.endpoint))
+
+    async def finish_quick(self, ex: Exchange, upstream: Upstream, response: http.ResponseHead,
+                           meter: _Meter | None, started: float) -> bool:
+        """The rest of an exchange the quick path began, whose response body is streamed: as `_exchange`
+        would, within what is left of the function's timeout; the slot is released and the request logged."""
+        try:
+            remaining = max(0.1, ex.pool.timeout - (self.clock() - started))
+            try:
+                return await within(self._respond(ex, upstream, response, _no_body()), remaining)
+            except asyncio.TimeoutError:
+                ex.pool.recycle(ex.pc)
+                if not ex.writer.started:
+                    ex.writer.write(render(500, TIMED_OUT, close=True,
+                                           extra=[(b"modal-function-call-id", ex.call_id.encode())]))
+                return False
+        finally:
+            ex.closed.cancel()
+            ex.pool.release(ex.pc)
+            if meter is not None:
+                meter.status = ex.writer.status or (500 if ex.writer.started else 499)
+                meter.sent = ex.writer.sent
+                self._log(ex.head, meter, started, ex.client_ip)
 
     async def _read_head(self, reader: asyncio.StreamReader) -> bytes | None:
         try:
@@ -290,6 +346,8 @@ class Proxy:
     async def _exchange(self, ex: Exchange) -> bool:
         pool, pc, writer, call_id = ex.pool, ex.pc, ex.writer.raw, ex.call_id
         try:
+            if ex.head.framing == http.NO_BODY and not ex.head.websocket:
+                return await self._forward(ex)  # the quick path keeps the function's timeout itself
             return await within(self._forward(ex), pool.timeout)
         except ContainerGone:
             ex.handed_off = True  # the caller releases this slot itself before retrying
@@ -427,6 +485,8 @@ class Proxy:
             except asyncio.TimeoutError:
                 raise GatewayError(408, BODY_TIMEOUT) from None
         buffered = head.framing == http.NO_BODY or len(replay) == head.length and head.framing == http.LENGTH
+        if buffered and not head.websocket:
+            return await self._quick(ex, request + replay)
         for attempt in range(2):
             upstream = Upstream(ex.pc)
             try:
@@ -445,7 +505,7 @@ class Proxy:
                 upstream.close()
                 raise
             if outcome == "redirect":
-                self._hand_off(ex, upstream, head_task, body_task)
+                self._hand_off(ex, upstream, head_task)
                 return True
             if outcome == "client-gone":
                 await _settle(head_task)
@@ -476,6 +536,76 @@ class Proxy:
         ex.writer.write(render(500, TERMINATED, close=True))
         return False
 
+    async def _quick(self, ex: Exchange, request: bytes) -> bool:
+        """A whole request (head and body in `request`) on a protocol connection (quick.py): the
+        response comes back in one piece, or, when its body is to be streamed, goes on in `_respond`.
+        Three things end the wait early, each by cancelling the waiter and saying why: the client
+        leaving, the redirect window passing, and the function's timeout when it is the shorter (a
+        body-less request has no other timer: `_exchange` leaves the timeout to this one)."""
+        loop = asyncio.get_running_loop()
+        for attempt in range(2):
+            conn = quick.take(ex.pc.conns.quick) if attempt == 0 else None
+            if conn is None:
+                try:
+                    conn = await within(quick.connect(ex.pc), ex.pool.timeout)
+                except UpstreamFailed:
+                    raise ContainerGone() from None
+            waiter = conn.send(request, ex.head.method)
+            why: list[str] = []
+
+            def stop(reason: str, waiter: asyncio.Future[Any] = waiter, why: list[str] = why) -> None:
+                if not waiter.done():
+                    why.append(reason)
+                    waiter.cancel()
+
+            def client_gone(_: object, stop: Callable[[str], None] = stop) -> None:
+                stop("gone")
+
+            ex.closed.add_done_callback(client_gone)
+            if ex.pool.timeout < self.limits.redirect_after:
+                timer = loop.call_later(ex.pool.timeout, stop, "timeout")
+            else:
+                timer = loop.call_later(self.limits.redirect_after, stop, "redirect")
+            try:
+                response, body = await waiter
+            except UpstreamFailed:
+                conn.close()
+                if conn.reused:
+                    continue  # the container had closed this idle connection: send it again, freshly
+                ex.writer.write(render(500, TERMINATED, close=True))
+                return False
+            except (GatewayError, quick.ResponseBroken) as exc:
+                conn.close()
+                status, text = (exc.status, exc.body) if isinstance(exc, GatewayError) else (500, TERMINATED)
+                ex.writer.write(render(status, text, close=True))
+                return False
+            except asyncio.CancelledError:
+                if why == ["redirect"] and not _cancelling():  # past the window: 303 now, streams finish it
+                    upstream = Upstream(ex.pc)
+                    upstream.reader, upstream.writer = conn.detach(from_head=False)
+                    self._hand_off(ex, upstream, asyncio.create_task(response_head(upstream, ex.head.method)))
+                    return True
+                conn.close()
+                if why == ["gone"] and not _cancelling():
+                    return False  # the client left: closing the container's connection tells the app
+                if why == ["timeout"] and not _cancelling():
+                    raise asyncio.TimeoutError from None  # the function's timeout: `_exchange` answers
+                raise
+            finally:
+                timer.cancel()
+                ex.closed.remove_done_callback(client_gone)
+            if body is None:  # a streamed response, a large one or a 101: the stream path from here
+                upstream = Upstream(ex.pc)
+                upstream.reader, upstream.writer = conn.detach(from_head=True)
+                return await self._respond(ex, upstream, response, _no_body())
+            keep_alive = ex.head.keep_alive
+            ex.writer.write(http.client_response(response, keep_alive, ex.call_id) + body)
+            conn.give_back(response.keep_alive and ex.pc.state == "ready")
+            await ex.writer.drain()
+            return keep_alive
+        ex.writer.write(render(500, TERMINATED, close=True))
+        return False
+
     async def _await_head(self, ex: Exchange, head_task: asyncio.Task[Any], body_task: asyncio.Future[None]) -> str:
         """Wait for the container's response head; notice a client that leaves and the redirect window."""
         closed = ex.closed
@@ -495,8 +625,7 @@ class Proxy:
             if not done:
                 deadline = self.clock() + self.limits.redirect_after  # still uploading: wait on
 
-    def _hand_off(self, ex: Exchange, upstream: Upstream, head_task: asyncio.Task[Any],
-                  body_task: asyncio.Future[None]) -> None:
+    def _hand_off(self, ex: Exchange, upstream: Upstream, head_task: asyncio.Future[Any]) -> None:
         """Past the redirect window: answer 303 now, finish the exchange into a PendingCall."""
         call = PendingCall(ex.call_id, owner=ex.owner)
         self.calls.add(call)
@@ -511,7 +640,7 @@ class Proxy:
         self.background.add(task)
         task.add_done_callback(self.background.discard)
 
-    async def _finish(self, call: PendingCall, ex: Exchange, upstream: Upstream, head_task: asyncio.Task[Any],
+    async def _finish(self, call: PendingCall, ex: Exchange, upstream: Upstream, head_task: asyncio.Future[Any],
                       started: float) -> None:
         reusable = False
         try:

@@ -14,6 +14,7 @@ from .errors import RESPONSE_HEAD_TOO_LARGE, GatewayError
 
 if TYPE_CHECKING:
     from ..pool import PoolContainer
+    from .quick import QuickUpstream
 
 MAX_HEAD = 64 * 1024
 
@@ -51,10 +52,12 @@ def reusable(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool
 
 
 class IdleConnections:
-    """A container's keep-alive connections that wait for the next request (last in, first out)."""
+    """A container's keep-alive connections that wait for the next request (last in, first out): stream
+    ones, and the protocol ones of the common exchange (quick.py), which leave `quick` when they close."""
 
     def __init__(self) -> None:
         self._conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.quick: list[QuickUpstream] = []
 
     def __len__(self) -> int:
         return len(self._conns)
@@ -77,6 +80,9 @@ class IdleConnections:
         for _, writer in self._conns:
             writer.close()
         self._conns.clear()
+        for conn in list(self.quick):
+            conn.close()
+        self.quick.clear()
 
 
 class Upstream:

@@ -1,0 +1,173 @@
+"""Client connections on the gateway's quick path (gateway/front.py) and their move to the stream path:
+a real gateway, pools and route table in the test's event loop, the fake backend of tests/fakes.py beyond
+the seam, clients speaking raw HTTP/1.1 over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+from sampan.config import ProxyLimits
+from sampan.server.apps import AppServer
+from sampan.server.gateway import errors
+from tests.unit.server.gateway.test_proxy import with_app
+
+
+async def connect(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = url.removeprefix("http://").rstrip("/").split(":")
+    return await asyncio.open_connection(host, int(port))
+
+
+async def response(reader: asyncio.StreamReader) -> tuple[int, dict[bytes, bytes], bytes]:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    lines = head.split(b"\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(b":") for ln in lines[1:] if ln)}
+    body = await reader.readexactly(int(headers.get(b"content-length", b"0")))
+    return int(lines[0].split(b" ")[1]), headers, body
+
+
+def get(path: str, extra: str = "") -> bytes:
+    return f"GET {path} HTTP/1.1\r\nhost: x\r\n{extra}\r\n".encode()
+
+
+def paths(server: AppServer) -> tuple[int, int]:
+    proxy = server.gateway.proxy
+    return len(proxy.clients), len(proxy.connections)
+
+
+def test_a_connection_stays_quick_until_a_request_needs_streams_and_then_serves_on(tmp_path: Path) -> None:
+    async def test(server: AppServer, urls: dict[str, str]) -> None:
+        reader, writer = await connect(urls["hello"])
+        writer.write(get("/a"))  # the first request waits for a cold start: the stream path
+        status, _, body = await response(reader)
+        assert status == 200 and body.endswith(b"GET /a")
+        writer.close()
+        reader, writer = await connect(urls["hello"])  # a container is ready now
+        for path in ("/b", "/c"):
+            writer.write(get(path))
+            status, headers, body = await response(reader)
+            assert status == 200 and body.endswith(f"GET {path}".encode())
+            assert headers[b"modal-function-call-id"].startswith(b"fc-")
+        assert paths(server) == (1, 0)  # served by callbacks: no task for this connection
+        writer.write(b"POST /d HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nhi")  # a body: streams
+        status, _, body = await response(reader)
+        assert status == 200 and body.endswith(b"POST /d")
+        assert paths(server) == (0, 1)
+        writer.write(get("/e"))
+        status, _, body = await response(reader)
+        assert status == 200 and body.endswith(b"GET /e")
+        writer.close()
+
+    with_app(tmp_path, test)
+
+
+def test_pipelined_requests_and_a_head_in_pieces_are_answered_in_order(tmp_path: Path) -> None:
+    async def test(server: AppServer, urls: dict[str, str]) -> None:
+        reader, writer = await connect(urls["hello"])
+        writer.write(get("/warm"))
+        await response(reader)
+        writer.write(b"GET /piece HT")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"TP/1.1\r\nhost: x\r\n\r\n")
+        assert (await response(reader))[2].endswith(b"GET /piece")
+        writer.write(get("/one") + get("/two") + get("/three"))
+        bodies = [(await response(reader))[2] for _ in range(3)]
+        assert [b.rsplit(b" ", 1)[1] for b in bodies] == [b"/one", b"/two", b"/three"]
+        writer.close()
+
+    with_app(tmp_path, test)
+
+
+def test_a_malformed_head_gets_the_same_answer_as_ever(tmp_path: Path) -> None:
+    async def test(server: AppServer, urls: dict[str, str]) -> None:
+        for raw, status, text in [
+            (b"GET / HTTP/1.1\r\nhost: x\r\nhost: y\r\n\r\n", 400, errors.ONE_HOST),
+            (b"GET / HTTP/1.1\r\nhost: x\r\nmodal-function-call-id: fc-1\r\n\r\n", 400,
+             "prohibited modal header: modal-function-call-id"),
+            (b"GET / HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 70_000 + b"\r\n\r\n", 431, errors.HEADERS_TOO_LARGE),
+        ]:
+            reader, writer = await connect(urls["hello"])
+            writer.write(raw)
+            got, _, body = await response(reader)
+            assert (got, body.decode()) == (status, text)
+            assert await asyncio.wait_for(reader.read(), 10) == b""  # and the connection is closed
+            writer.close()
+
+    with_app(tmp_path, test)
+
+
+def test_idle_connections_close_quietly_and_a_slow_head_gets_408(tmp_path: Path) -> None:
+    async def test(server: AppServer, urls: dict[str, str]) -> None:
+        reader, writer = await connect(urls["hello"])
+        writer.write(get("/warm"))
+        await response(reader)
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # idle past head_timeout: closed, no answer
+        writer.close()
+        reader, writer = await connect(urls["hello"])
+        writer.write(b"GET / HTTP/1.1\r\nhost:")  # and then nothing more (slowloris)
+        status, _, body = await response(reader)
+        assert (status, body.decode()) == (408, errors.HEAD_TIMEOUT)
+        writer.close()
+        assert paths(server) == (0, 0)
+
+    with_app(tmp_path, test, limits=ProxyLimits(head_timeout=0.3))
+
+
+def test_a_client_that_half_closes_still_gets_its_answer(tmp_path: Path) -> None:
+    async def test(server: AppServer, urls: dict[str, str]) -> None:
+        reader, writer = await connect(urls["hello"])
+        writer.write(get("/warm"))
+        await response(reader)
+        writer.write(get("/last"))
+        writer.write_eof()
+        status, _, body = await response(reader)
+        assert status == 200 and body.endswith(b"GET /last")
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+        writer.close()
+        reader, writer = await connect(urls["hello"])
+        writer.write(b"GET / HTTP/1.1\r\nho")
+        writer.write_eof()  # the end in the middle of a head: 400, as on the stream path
+        status, _, body = await response(reader)
+        assert (status, body.decode()) == (400, errors.INCOMPLETE_HEAD)
+        writer.close()
+
+    with_app(tmp_path, test)
+
+
+def test_a_dead_container_is_taken_out_and_the_request_served_by_another(tmp_path: Path) -> None:
+    async def test(server: AppServer, urls: dict[str, str]) -> None:
+        reader, writer = await connect(urls["hello"])
+        writer.write(get("/first"))
+        first = (await response(reader))[2].split(b" ")[0]
+        writer.close()
+        endpoint = next(iter(server.apps["tester/demo"].endpoints.values()))
+        pool = endpoint.pool_for(b"")
+        (pc,) = pool.containers.values()
+        pc.backend.kill()  # its server stops accepting; the gateway's idle connections to it go too
+        pc.close_idle_conns()
+        reader, writer = await connect(urls["hello"])
+        writer.write(get("/second"))
+        status, _, body = await response(reader)
+        assert status == 200 and body.split(b" ")[0] != first and body.endswith(b"GET /second")
+        writer.close()
+
+    with_app(tmp_path, test)
+
+
+def test_past_the_connection_cap_new_connections_get_503(tmp_path: Path) -> None:
+    async def test(server: AppServer, urls: dict[str, str]) -> None:
+        host, port = urls["hello"].removeprefix("http://").rstrip("/").split(":")
+        held = [socket.create_connection((host, int(port))) for _ in range(3)]
+        try:
+            await asyncio.sleep(0.1)
+            reader, writer = await connect(urls["hello"])
+            status, _, body = await response(reader)
+            assert (status, body.decode()) == (503, errors.TOO_MANY_CONNECTIONS)
+            writer.close()
+        finally:
+            for s in held:
+                s.close()
+
+    with_app(tmp_path, test, limits=ProxyLimits(max_connections=3))
