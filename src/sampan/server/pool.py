@@ -142,13 +142,23 @@ class Pool:
 
     async def acquire(self) -> PoolContainer:
         """A ready container with a free slot; waits (and scales up) when there is none."""
+        pc = self.free_slot()
+        if pc is not None:
+            return self.take(pc)
+        fut = self.enqueue()
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            self.abandon(fut)
+            raise
+
+    def enqueue(self) -> asyncio.Future[PoolContainer]:
+        """Wait for a slot (where `free_slot` found none) without awaiting: the future resolves with a
+        container (its slot taken) or fails as `acquire` would; raises what `acquire` raises at once."""
         if self.closed:
             raise PoolClosed(self.name)
         if self.failures and not self.views() and self.clock() < self.retry_at:
             raise ContainerStartError(self.last_error)  # crash-loop backoff (autoscaler rule 7)
-        pc = self._free() if not self.waiters else None
-        if pc is not None:
-            return self.take(pc)
         if self.refuse_when_full and any(c.state == READY for c in self.containers.values()):
             raise AtCapacity(self.config.max_inputs)
         if len(self.waiters) >= self.max_pending:
@@ -156,22 +166,22 @@ class Pool:
         fut: asyncio.Future[PoolContainer] = asyncio.get_running_loop().create_future()
         self.waiters.append(fut)
         self._reconcile_soon()
-        try:
-            return await fut
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled() and fut.exception() is None:
-                self.release(fut.result())
-            else:
-                with contextlib.suppress(ValueError):
-                    self.waiters.remove(fut)
-                self._reconcile()
-            raise
+        return fut
+
+    def abandon(self, fut: asyncio.Future[PoolContainer]) -> None:
+        """The caller of `enqueue` gave up (its client left): the slot it got back, or its place in the queue."""
+        if fut.done() and not fut.cancelled() and fut.exception() is None:
+            self.release(fut.result())
+            return
+        fut.cancel()
+        with contextlib.suppress(ValueError):
+            self.waiters.remove(fut)
+        self._reconcile_soon()
 
     def free_slot(self) -> PoolContainer | None:
         """What `acquire` would return at once (None: it would wait, scale or refuse), changing nothing:
         the gateway's quick path (front.py) admits the request, then `take`s it in the same turn."""
-        bad = self.closed or self.waiters or (self.failures and self.clock() < self.retry_at)
-        return None if bad else self._free()
+        return None if self.closed or self.waiters else self._free()
 
     @staticmethod
     def take(pc: PoolContainer) -> PoolContainer:

@@ -1,17 +1,21 @@
 """The gateway's client connections, served by callbacks while their requests are the common kind.
 
 Every client connection starts here, as an `asyncio.Protocol`. A request whose head arrives whole, with
-no body, for an endpoint whose pool has a free slot now, is admitted (proxy auth, rate limit), sent to
-the container on a protocol connection (quick.py) and answered from the callback that receives the
-response: no coroutine, stream or task per request, one timer. Anything else moves the connection to
-the stream path for good (`Proxy.serve_streams`): its transport goes to a StreamReader holding the bytes
-not yet handled, and the stream path reads the request again from there. So a request with a body, a
-WebSocket, a sessioned server, a result URL, a cold start, a malformed head (the stream path answers it),
-pipelined bytes: all take the one path that has always served them.
+no body, is admitted (proxy auth, rate limit), given a slot (at once, or by a callback when its pool
+is starting a container or queueing), sent to the container on a protocol connection (quick.py) and
+answered from the callback that receives the response: no coroutine, stream or task per request, one
+timer. Anything else moves the connection to the stream path for good (`Proxy.serve_streams`): its
+transport goes to a StreamReader holding the bytes not yet handled, and the stream path reads the
+request again from there. So a request with a body, a WebSocket, a sessioned server, a result URL, a
+malformed head (the stream path answers it), pipelined bytes: all take the one path that has always
+served them.
 
 An exchange that turns out to need streams halfway (a streamed or large response, the redirect window
 passing) moves with it: the stream path finishes it (`Proxy.finish_quick`, `Proxy._hand_off`) and then
 serves the connection's next requests.
+
+Longer than 400 lines because one connection's state machine (the head, the slot, the exchange, the
+moves to the stream path) is read in one place, as proxy.py reads one request's.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from ...backends.base import ContainerStartError
+from ..pool import AtCapacity, PoolClosed, QueueFull
 from . import http, quick
 from .calls import call_id_from_query
 from .errors import HEAD_TIMEOUT, INCOMPLETE_HEAD, TERMINATED, TIMED_OUT, TOO_MANY_CONNECTIONS, GatewayError, render
@@ -33,10 +39,10 @@ class _Exchange:
     """One request on the quick path."""
 
     __slots__ = ("head", "raw", "endpoint", "call_id", "request", "pool", "pc", "meter", "started", "conn",
-                 "waiter", "timer", "connecting")
+                 "waiter", "timer", "connecting", "queued")
 
     def __init__(self, head: http.RequestHead, raw: bytes, endpoint: Any, call_id: str, request: bytes, pool: Pool,
-                 pc: PoolContainer, meter: _Meter | None, started: float) -> None:
+                 pc: PoolContainer | None, meter: _Meter | None, started: float) -> None:
         self.head = head
         self.raw = raw  # the head as the client sent it, for the stream path if the container is gone
         self.endpoint = endpoint
@@ -50,6 +56,7 @@ class _Exchange:
         self.waiter: asyncio.Future[quick.Outcome] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.connecting: asyncio.Task[Any] | None = None
+        self.queued: asyncio.Future[PoolContainer] | None = None  # waiting for a slot (a cold start, a queue)
 
 
 class ClientConnection(asyncio.Protocol):
@@ -109,7 +116,11 @@ class ClientConnection(asyncio.Protocol):
         self.proxy.clients.discard(self)
         self._cancel_idle_timer()
         ex = self.exchange
-        if ex is not None:  # the client left mid-exchange: closing the container's connection tells the app
+        if ex is not None and ex.queued is not None:  # left while waiting for a slot
+            ex.pool.abandon(ex.queued)
+            ex.queued = None
+            self._done(ex, 499, 0, keep=False)
+        elif ex is not None:  # the client left mid-exchange: closing the container's connection tells the app
             self._drop_upstream(ex)
             self._done(ex, 499, 0, keep=False)
 
@@ -149,8 +160,8 @@ class ClientConnection(asyncio.Protocol):
             if len(buffer) > MAX_HEAD:
                 self._move()  # the stream path answers 431
             return
-        if end + 4 != len(buffer):
-            self._move()  # a body, or pipelined requests: the stream path reads them
+        if end + 4 != len(buffer) or end + 4 > MAX_HEAD:
+            self._move()  # a body, pipelined requests, a head too large (431): the stream path
             return
         raw = bytes(buffer)
         try:
@@ -187,7 +198,7 @@ class ClientConnection(asyncio.Protocol):
 
     # -- one request ----------------------------------------------------------------------------
     def _start(self, head: http.RequestHead, raw: bytes) -> bool:
-        """Proxy `head` here if it is of the common kind and a slot is free now; False: the stream path."""
+        """Proxy `head` here if it is of the common kind; False: the stream path."""
         proxy = self.proxy
         if (head.framing != http.NO_BODY or head.websocket or head.path.startswith(b"/_modal/sessions/")
                 or call_id_from_query(head.query) is not None):
@@ -200,9 +211,7 @@ class ClientConnection(asyncio.Protocol):
             pool = endpoint.pool_for(head.query)
         except GatewayError:
             return False
-        pc = pool.free_slot()
-        if pc is None:
-            return False  # a cold start or a queue: the stream path waits for a slot
+        pc = pool.free_slot()  # None: wait for one below, once admitted
         self._cancel_idle_timer()
         self.buffer.clear()
         call_id = proxy.new_call_id()
@@ -213,18 +222,58 @@ class ClientConnection(asyncio.Protocol):
         except GatewayError as exc:  # proxy auth or the rate limit: answered here, like any refusal
             self._answer(head, exc, call_id, meter, started)
             return True
-        if meter is not None:
-            meter.pc = pool.take(pc)
-        else:
-            pool.take(pc)
         request = http.upstream_request(head, self.client_ip, proxy.scheme, call_id)
         ex = self.exchange = _Exchange(head, raw, endpoint, call_id, request, pool, pc, meter, started)
+        if pc is not None:
+            self._go(ex, pool.take(pc))
+            return True
+        try:
+            ex.queued = pool.enqueue()
+        except PoolClosed:  # a reload swapped the route while we looked: the stream path looks again
+            self._back_to_streams(ex)
+            return True
+        except (ContainerStartError, QueueFull, AtCapacity) as exc:
+            self.exchange = None
+            self._answer(head, proxy.acquire_error(exc, endpoint), call_id, meter, started)
+            return True
+        ex.queued.add_done_callback(self._slot)
+        return True
+
+    def _slot(self, fut: asyncio.Future[PoolContainer]) -> None:
+        """A queued request's slot came (or its pool failed it)."""
+        ex = self.exchange
+        if ex is None or fut is not ex.queued or fut.cancelled():
+            return
+        ex.queued = None
+        exc = fut.exception()
+        if isinstance(exc, PoolClosed):
+            self._back_to_streams(ex)
+        elif exc is not None:
+            self.exchange = None
+            assert isinstance(exc, Exception)
+            self._answer(ex.head, self.proxy.acquire_error(exc, ex.endpoint), ex.call_id, ex.meter, ex.started)
+        else:
+            if ex.meter is not None:
+                ex.meter.queued = self.proxy.clock() - ex.started
+            self._go(ex, fut.result())
+
+    def _go(self, ex: _Exchange, pc: PoolContainer) -> None:
+        ex.pc = pc
+        if ex.meter is not None:
+            ex.meter.pc = pc
         conn = quick.take(pc.conns.quick)
         if conn is None:
             self._connect(ex)
         else:
             self._send(ex, conn)
-        return True
+
+    def _back_to_streams(self, ex: _Exchange) -> None:
+        """The request as it came, to the stream path (which admits it again: one more count against the
+        rate limit, on these rare paths)."""
+        self.exchange = None
+        if not self.closed:
+            self.buffer[:0] = ex.raw
+            self._move()
 
     def _answer(self, head: http.RequestHead, exc: GatewayError, call_id: str, meter: _Meter | None,
                 started: float) -> None:
@@ -239,6 +288,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _connect(self, ex: _Exchange) -> None:
         async def connect() -> None:
+            assert ex.pc is not None
             try:
                 conn = await quick.connect(ex.pc)
             except UpstreamFailed:
@@ -257,15 +307,12 @@ class ClientConnection(asyncio.Protocol):
 
     def _container_gone(self, ex: _Exchange) -> None:
         """A container that refuses connections is dead and the request never reached it: out of
-        rotation, and the request goes to the stream path, which finds another container (and admits
-        it again: one more count against the rate limit, on this rare path)."""
+        rotation, and the request goes to the stream path, which finds another container."""
         self._stop_timer(ex)
+        assert ex.pc is not None
         ex.pool.recycle(ex.pc)
         ex.pool.release(ex.pc)
-        self.exchange = None
-        if not self.closed:
-            self.buffer[:0] = ex.raw
-            self._move()
+        self._back_to_streams(ex)
 
     def _send(self, ex: _Exchange, conn: quick.QuickUpstream) -> None:
         ex.conn = conn
@@ -304,6 +351,7 @@ class ClientConnection(asyncio.Protocol):
         keep = ex.head.keep_alive and not self.eof
         data = http.client_response(response, keep, ex.call_id) + body
         self.transport.write(data)
+        assert ex.pc is not None
         conn.give_back(response.keep_alive and ex.pc.state == "ready")
         self._done(ex, response.status, len(data), keep)
 
@@ -324,7 +372,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _done(self, ex: _Exchange, status: int, sent: int, keep: bool, release: bool = True) -> None:
         self.exchange = None
-        if release:
+        if release and ex.pc is not None:
             ex.pool.release(ex.pc)
         meter = ex.meter
         if meter is not None:
@@ -353,6 +401,7 @@ class ClientConnection(asyncio.Protocol):
             return
         ex.timer = None
         self._drop_upstream(ex)
+        assert ex.pc is not None
         ex.pool.recycle(ex.pc)
         self.transport.write(render(500, TIMED_OUT, close=True,
                                     extra=[(b"modal-function-call-id", ex.call_id.encode())]))

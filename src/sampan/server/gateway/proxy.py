@@ -384,7 +384,6 @@ class Proxy:
                        meter: _Meter | None = None) -> tuple[PoolContainer, Pool, Any]:
         for _ in range(3):
             endpoint = self._admit(head, fixed, meter)
-            workspace = getattr(endpoint, "workspace", self.workspace)
             pool = endpoint.pool_for(head.query)
             try:
                 if getattr(endpoint, "sessioned", False):
@@ -398,13 +397,19 @@ class Proxy:
                 return await pool.acquire(), pool, endpoint
             except PoolClosed:
                 continue  # a reload swapped the route while we looked: look again
-            except ContainerStartError as exc:
-                raise container_failed(str(exc)).gateway_error() from None
-            except QueueFull as exc:
-                raise queue_full(endpoint.tag, exc.args[0], workspace).gateway_error() from None
-            except AtCapacity as exc:
-                raise GatewayError(429, AT_CAPACITY.format(tag=endpoint.tag, limit=exc.args[0])) from None
+            except (ContainerStartError, QueueFull, AtCapacity) as exc:
+                raise self.acquire_error(exc, endpoint) from None
         raise GatewayError(503, ENDPOINT_REPLACED)
+
+    def acquire_error(self, exc: Exception, endpoint: Any) -> GatewayError:
+        """The answer to a request whose pool could not give it a slot (not PoolClosed: look again)."""
+        if isinstance(exc, ContainerStartError):
+            return container_failed(str(exc)).gateway_error()
+        if isinstance(exc, QueueFull):
+            workspace = getattr(endpoint, "workspace", self.workspace)
+            return queue_full(endpoint.tag, exc.args[0], workspace).gateway_error()
+        assert isinstance(exc, AtCapacity)
+        return GatewayError(429, AT_CAPACITY.format(tag=endpoint.tag, limit=exc.args[0]))
 
     async def _session_route(self, head: http.RequestHead, reader: asyncio.StreamReader,
                              writer: asyncio.StreamWriter, fixed: str | None, meter: _Meter | None,
