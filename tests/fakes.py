@@ -45,6 +45,13 @@ class HttpContainer(Container):
                 if headers.get("content-type", "").encode() == callwire.CONTENT_VALUE:
                     payload = callwire.VALUE + pickle.dumps(("called", pickle.loads(body)))
                     kind = callwire.CONTENT_VALUE
+                elif target.startswith("/chunked"):  # a streamed answer, as a StreamingResponse sends
+                    writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
+                    await writer.drain()
+                    await asyncio.sleep(0.05)
+                    writer.write(b"6\r\n world\r\n0\r\n\r\n")
+                    await writer.drain()
+                    continue
                 else:
                     payload = f"{self.id} {method} {target}".encode()
                     kind = b"text/plain"

@@ -423,12 +423,11 @@ class ClientConnection(asyncio.Protocol):
         reader, writer = self._move(first=False)
         exchange = self.proxy.exchange_for(ex, reader, writer, self.client_ip)
         self.proxy._hand_off(exchange, upstream, asyncio.ensure_future(response_head(upstream, ex.head.method)))
-        exchange.closed.cancel()
         if ex.meter is not None:
             ex.meter.status, ex.meter.sent = 303, exchange.writer.sent
             self.proxy._log(ex.head, ex.meter, ex.started, self.client_ip)
         self.proxy.spawn(self.proxy.serve_streams(reader, writer, self.fixed,
-                                                  _value(ex.head.keep_alive and not self.eof)))
+                                                  _value(ex.head.keep_alive and not self.eof), exchange.closed))
 
     def _finish_on_streams(self, ex: _Exchange, response: http.ResponseHead) -> None:
         assert ex.conn is not None
@@ -438,7 +437,8 @@ class ClientConnection(asyncio.Protocol):
         reader, writer = self._move(first=False)
         exchange = self.proxy.exchange_for(ex, reader, writer, self.client_ip)
         self.proxy.spawn(self.proxy.serve_streams(
-            reader, writer, self.fixed, self.proxy.finish_quick(exchange, upstream, response, ex.meter, ex.started)))
+            reader, writer, self.fixed, self.proxy.finish_quick(exchange, upstream, response, ex.meter, ex.started),
+            exchange.closed))
 
 
 async def _value(keep: bool) -> bool:

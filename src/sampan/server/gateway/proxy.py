@@ -183,9 +183,10 @@ class Proxy:
         return handle
 
     async def serve_streams(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, fixed: str | None,
-                            first: Awaitable[bool] | None = None) -> None:
+                            first: Awaitable[bool] | None = None, closed: asyncio.Future[Any] | None = None) -> None:
         """A client connection on the stream path. `first`: the end of an exchange the quick path began,
-        after which the connection serves its next requests here; None: a connection from its start."""
+        after which the connection serves its next requests here; None: a connection from its start.
+        `closed`: the connection's close watcher, where that exchange made one (see `_connection`)."""
         task = asyncio.current_task()
         assert task is not None
         self.connections.add(task)
@@ -198,12 +199,14 @@ class Proxy:
                 writer.write(render(503, TOO_MANY_CONNECTIONS, close=True))
                 await writer.drain()
                 return
-            await self._connection(reader, writer, fixed)
+            await self._connection(reader, writer, fixed, closed)
         except (ConnectionError, asyncio.IncompleteReadError, OSError, asyncio.CancelledError):
             pass  # the client went away, or the gateway is shutting down
         except Exception as exc:  # noqa: BLE001 - one connection's bug must not reach the server loop
             print(f"sampan gateway: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
         finally:
+            if closed is not None:
+                closed.cancel()
             self.connections.discard(task)
             writer.close()
 
@@ -238,8 +241,7 @@ class Proxy:
                     ex.writer.write(render(500, TIMED_OUT, close=True,
                                            extra=[(b"modal-function-call-id", ex.call_id.encode())]))
                 return False
-        finally:
-            ex.closed.cancel()
+        finally:  # ex.closed stays: the connection's watcher, cancelled when the connection ends
             ex.pool.release(ex.pc)
             if meter is not None:
                 meter.status = ex.writer.status or (500 if ex.writer.started else 499)
@@ -260,12 +262,14 @@ class Proxy:
                 raise GatewayError(408, HEAD_TIMEOUT) from None
             return None  # an idle keep-alive connection: close quietly
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, fixed: str | None) -> None:
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, fixed: str | None,
+                          closed: asyncio.Future[Any] | None = None) -> None:
         peer = writer.get_extra_info("peername")
         client_ip = peer[0] if peer else "127.0.0.1"
         # One watcher per connection: cancelling a task that awaits the shared close future would
         # cancel that future too, so it is created once and only cancelled when the connection ends.
-        closed = asyncio.ensure_future(writer.wait_closed())
+        if closed is None:
+            closed = asyncio.ensure_future(writer.wait_closed())
         try:
             while True:
                 try:

@@ -57,6 +57,24 @@ def test_a_connection_stays_quick_until_a_request_needs_streams_and_then_serves_
     with_app(tmp_path, test)
 
 
+def test_a_streamed_answer_moves_the_connection_and_the_next_request_is_served(tmp_path: Path) -> None:
+    async def test(server: AppServer, urls: dict[str, str]) -> None:
+        reader, writer = await connect(urls["hello"])
+        writer.write(get("/warm"))
+        await response(reader)
+        writer.write(get("/chunked"))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in head
+        assert await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 10) == b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+        assert paths(server) == (0, 1)
+        writer.write(get("/after"))  # the same connection, on the stream path now
+        status, _, body = await response(reader)
+        assert status == 200 and body.endswith(b"GET /after")
+        writer.close()
+
+    with_app(tmp_path, test)
+
+
 def test_pipelined_requests_and_a_head_in_pieces_are_answered_in_order(tmp_path: Path) -> None:
     async def test(server: AppServer, urls: dict[str, str]) -> None:
         reader, writer = await connect(urls["hello"])
