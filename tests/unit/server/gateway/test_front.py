@@ -31,6 +31,20 @@ def get(path: str, extra: str = "") -> bytes:
     return f"GET {path} HTTP/1.1\r\nhost: x\r\n{extra}\r\n".encode()
 
 
+async def served(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> None:
+    """GET `path` on this connection: the fake container answers 200 with the request line."""
+    writer.write(get(path))
+    status, _, body = await response(reader)
+    assert status == 200 and body.endswith(f"GET {path}".encode())
+
+
+async def warm(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection that has had one answer (so a container is ready)."""
+    reader, writer = await connect(url)
+    await served(reader, writer, "/warm")
+    return reader, writer
+
+
 def paths(server: AppServer) -> tuple[int, int]:
     proxy = server.gateway.proxy
     return len(proxy.clients), len(proxy.connections)
@@ -49,9 +63,7 @@ def test_a_connection_stays_quick_until_a_request_needs_streams_and_then_serves_
         status, _, body = await response(reader)
         assert status == 200 and body.endswith(b"POST /d")
         assert paths(server) == (0, 1)
-        writer.write(get("/e"))
-        status, _, body = await response(reader)
-        assert status == 200 and body.endswith(b"GET /e")
+        await served(reader, writer, "/e")
         writer.close()
 
     with_app(tmp_path, test)
@@ -59,17 +71,13 @@ def test_a_connection_stays_quick_until_a_request_needs_streams_and_then_serves_
 
 def test_a_streamed_answer_moves_the_connection_and_the_next_request_is_served(tmp_path: Path) -> None:
     async def test(server: AppServer, urls: dict[str, str]) -> None:
-        reader, writer = await connect(urls["hello"])
-        writer.write(get("/warm"))
-        await response(reader)
+        reader, writer = await warm(urls["hello"])
         writer.write(get("/chunked"))
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
         assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in head
         assert await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 10) == b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
         assert paths(server) == (0, 1)
-        writer.write(get("/after"))  # the same connection, on the stream path now
-        status, _, body = await response(reader)
-        assert status == 200 and body.endswith(b"GET /after")
+        await served(reader, writer, "/after")  # the same connection, on the stream path now
         writer.close()
 
     with_app(tmp_path, test)
@@ -77,9 +85,7 @@ def test_a_streamed_answer_moves_the_connection_and_the_next_request_is_served(t
 
 def test_pipelined_requests_and_a_head_in_pieces_are_answered_in_order(tmp_path: Path) -> None:
     async def test(server: AppServer, urls: dict[str, str]) -> None:
-        reader, writer = await connect(urls["hello"])
-        writer.write(get("/warm"))
-        await response(reader)
+        reader, writer = await warm(urls["hello"])
         writer.write(b"GET /piece HT")
         await writer.drain()
         await asyncio.sleep(0.05)
@@ -113,9 +119,7 @@ def test_a_malformed_head_gets_the_same_answer_as_ever(tmp_path: Path) -> None:
 
 def test_idle_connections_close_quietly_and_a_slow_head_gets_408(tmp_path: Path) -> None:
     async def test(server: AppServer, urls: dict[str, str]) -> None:
-        reader, writer = await connect(urls["hello"])
-        writer.write(get("/warm"))
-        await response(reader)
+        reader, writer = await warm(urls["hello"])
         assert await asyncio.wait_for(reader.read(), 10) == b""  # idle past head_timeout: closed, no answer
         writer.close()
         reader, writer = await connect(urls["hello"])
@@ -130,9 +134,7 @@ def test_idle_connections_close_quietly_and_a_slow_head_gets_408(tmp_path: Path)
 
 def test_a_client_that_half_closes_still_gets_its_answer(tmp_path: Path) -> None:
     async def test(server: AppServer, urls: dict[str, str]) -> None:
-        reader, writer = await connect(urls["hello"])
-        writer.write(get("/warm"))
-        await response(reader)
+        reader, writer = await warm(urls["hello"])
         writer.write(get("/last"))
         writer.write_eof()
         status, _, body = await response(reader)
