@@ -45,6 +45,9 @@ class HttpContainer(Container):
                 if headers.get("content-type", "").encode() == callwire.CONTENT_VALUE:
                     payload = callwire.VALUE + pickle.dumps(("called", pickle.loads(body)))
                     kind = callwire.CONTENT_VALUE
+                elif target.startswith("/sleep"):  # a slow function: the answer comes after half a second
+                    await asyncio.sleep(0.5)
+                    payload, kind = f"{self.id} slept".encode(), b"text/plain"
                 elif target.startswith("/chunked"):  # a streamed answer, as a StreamingResponse sends
                     writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
                     await writer.drain()
@@ -85,8 +88,11 @@ class FakeBackend(Backend):
 
     def __init__(self) -> None:
         self.containers: list[HttpContainer] = []
+        self.starts = asyncio.Event()  # cleared: container starts wait until it is set again
+        self.starts.set()
 
     async def start(self, spec: ContainerSpec, log: LogSink) -> Container:
+        await self.starts.wait()
         container = HttpContainer(spec.container_id)
         await container.start()
         self.containers.append(container)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 from pathlib import Path
 
 from sampan.config import ProxyLimits
@@ -186,3 +187,59 @@ def test_past_the_connection_cap_new_connections_get_503(tmp_path: Path) -> None
                 s.close()
 
     with_app(tmp_path, test, limits=ProxyLimits(max_connections=3))
+
+
+def test_past_the_redirect_window_a_quick_request_gets_303_and_its_result_url_the_answer(tmp_path: Path) -> None:
+    async def test(server: AppServer, urls: dict[str, str]) -> None:
+        reader, writer = await warm(urls["hello"])
+        writer.write(get("/sleep"))  # answered after 0.5 s; the window is 0.2 s
+        status, headers, _ = await response(reader)
+        assert status == 303
+        location = headers[b"location"].decode()
+        assert location.startswith("/sleep?__modal_function_call_id=fc-")
+        assert paths(server) == (0, 1)  # the 303 chain is the stream path's: the connection moved
+        writer.write(get(location))  # the same connection: the result URL waits for the answer
+        status, _, body = await response(reader)
+        assert status in (200, 303)
+        while status == 303:
+            writer.write(get(location))
+            status, _, body = await response(reader)
+        assert status == 200 and body.endswith(b"slept")
+        await served(reader, writer, "/after")
+        writer.close()
+
+    with_app(tmp_path, test, limits=ProxyLimits(redirect_after=0.2))
+
+
+def test_a_client_that_leaves_while_queued_for_a_cold_start_takes_no_slot(tmp_path: Path) -> None:
+    async def test(server: AppServer, urls: dict[str, str]) -> None:
+        server.backend.starts.clear()  # container starts wait until the client has left
+        endpoint = next(iter(server.apps["tester/demo"].endpoints.values()))
+        pool = endpoint.pool_for(b"")
+        reader, writer = await connect(urls["hello"])
+        writer.write(get("/cold"))  # no container yet: the request waits in the pool's queue
+        for _ in range(200):
+            if pool.waiters:
+                break
+            await asyncio.sleep(0.01)
+        assert len(pool.waiters) == 1
+        # The client leaves: a reset, which the gateway sees at once (a FIN alone only half-closes, and a
+        # half-closed client still gets its answer).
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.close()
+        for _ in range(200):
+            if not pool.waiters:
+                break
+            await asyncio.sleep(0.01)
+        server.backend.starts.set()
+        for _ in range(200):
+            if pool.containers and all(pc.state == "ready" for pc in pool.containers.values()):
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert not pool.waiters and sum(pc.in_flight for pc in pool.containers.values()) == 0
+        reader, writer = await connect(urls["hello"])
+        await served(reader, writer, "/next")
+        writer.close()
+
+    with_app(tmp_path, test)
