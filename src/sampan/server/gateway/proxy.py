@@ -1,6 +1,8 @@
-"""The gateway's data plane: one coroutine per client connection, streaming in both directions.
+"""The gateway's stream path: one coroutine per client connection, streaming in both directions.
 
-For each request on a keep-alive connection:
+Connections start on the quick path (front.py), which serves the common body-less request by callbacks
+and hands everything else here (`serve_streams`), together with any exchange it began that turned out to
+need streams (`finish_quick`, the 303 hand-off). For each request on a keep-alive connection:
 
     read and parse the head, within `head_timeout`           (gateway/http.py)
     answer it ourselves when it is a result-URL fetch         (gateway/calls.py)
@@ -174,13 +176,6 @@ class Proxy:
         self.connections: set[asyncio.Task[Any]] = set()  # client connections on the stream path
         self.clients: set[Any] = set()  # client connections on the quick path (front.py)
         self.background: set[asyncio.Task[Any]] = set()
-
-    def handler(self, fixed: str | None = None) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]:
-        """A client connection callback for `asyncio.start_server`: the stream path from the first byte."""
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await self.serve_streams(reader, writer, fixed)
-
-        return handle
 
     async def serve_streams(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, fixed: str | None,
                             first: Awaitable[bool] | None = None, closed: asyncio.Future[Any] | None = None) -> None:
