@@ -1,14 +1,14 @@
 """The gateway's client connections, served by callbacks while their requests are the common kind.
 
 Every client connection starts here, as an `asyncio.Protocol`. A request whose head arrives whole, with
-no body, is admitted (proxy auth, rate limit), given a slot (at once, or by a callback when its pool
-is starting a container or queueing), sent to the container on a protocol connection (quick.py) and
-answered from the callback that receives the response: no coroutine, stream or task per request, one
-timer. Anything else moves the connection to the stream path for good (`Proxy.serve_streams`): its
-transport goes to a StreamReader holding the bytes not yet handled, and the stream path reads the
-request again from there. So a request with a body, a WebSocket, a sessioned server, a result URL, a
-malformed head (the stream path answers it), pipelined bytes: all take the one path that has always
-served them.
+no body or a small one (up to 64 KiB) that came whole with it, is admitted (proxy auth, rate limit),
+given a slot (at once, or by a callback when its pool is starting a container or queueing), sent to
+the container on a protocol connection (quick.py) and answered from the callback that receives the
+response: no coroutine, stream or task per request, one timer. Anything else moves the connection to
+the stream path for good (`Proxy.serve_streams`): its transport goes to a StreamReader holding the
+bytes not yet handled, and the stream path reads the request again from there. So a request with a
+larger, chunked or still arriving body, a WebSocket, a sessioned server, a result URL, a malformed
+head (the stream path answers it), pipelined bytes: all take the one path that has always served them.
 
 An exchange that turns out to need streams halfway (a streamed or large response, the redirect window
 passing) moves with it: the stream path finishes it (`Proxy.finish_quick`, `Proxy._hand_off`) and then
@@ -29,6 +29,8 @@ from . import http, quick
 from .calls import call_id_from_query
 from .errors import HEAD_TIMEOUT, INCOMPLETE_HEAD, TERMINATED, TIMED_OUT, TOO_MANY_CONNECTIONS, GatewayError, render
 from .upstream import MAX_HEAD, Upstream, UpstreamFailed, response_head
+
+QUICK_BODY = 64 * 1024  # a request body up to this, already here whole, is sent along on the quick path
 
 if TYPE_CHECKING:
     from ..pool import Pool, PoolContainer
@@ -160,16 +162,24 @@ class ClientConnection(asyncio.Protocol):
             if len(buffer) > MAX_HEAD:
                 self._move()  # the stream path answers 431
             return
-        if end + 4 != len(buffer) or end + 4 > MAX_HEAD:
-            self._move()  # a body, pipelined requests, a head too large (431): the stream path
+        head_end = end + 4
+        if head_end > MAX_HEAD:
+            self._move()  # a head too large: the stream path answers 431
             return
         raw = bytes(buffer)
         try:
-            head = http.parse_request_head(raw)
+            head = http.parse_request_head(raw[:head_end])
         except GatewayError:
             self._move()  # the stream path parses it again and answers the error
             return
-        if not self._start(head, raw):
+        # A body comes along only when it is small and already here whole, with nothing after it (a body
+        # still arriving, pipelined requests, a chunked body, Expect: 100-continue: the stream path).
+        length = head.length if head.framing == http.LENGTH else 0
+        if (len(raw) != head_end + length or head.framing == http.CHUNKED or length > QUICK_BODY
+                or length > self.proxy.limits.max_body or (length and head.expect_continue)):
+            self._move()
+            return
+        if not self._start(head, raw, raw[head_end:]):
             self._move()
 
     def _move(self, first: Any = None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -197,10 +207,10 @@ class ClientConnection(asyncio.Protocol):
         return reader, writer
 
     # -- one request ----------------------------------------------------------------------------
-    def _start(self, head: http.RequestHead, raw: bytes) -> bool:
-        """Proxy `head` here if it is of the common kind; False: the stream path."""
+    def _start(self, head: http.RequestHead, raw: bytes, body: bytes) -> bool:
+        """Proxy `head` (and its whole `body`) here if it is of the common kind; False: the stream path."""
         proxy = self.proxy
-        if (head.framing != http.NO_BODY or head.websocket or head.path.startswith(b"/_modal/sessions/")
+        if (head.websocket or head.path.startswith(b"/_modal/sessions/")
                 or call_id_from_query(head.query) is not None):
             return False
         try:
@@ -222,7 +232,7 @@ class ClientConnection(asyncio.Protocol):
         except GatewayError as exc:  # proxy auth or the rate limit: answered here, like any refusal
             self._answer(head, exc, call_id, meter, started)
             return True
-        request = http.upstream_request(head, self.client_ip, proxy.scheme, call_id)
+        request = http.upstream_request(head, self.client_ip, proxy.scheme, call_id) + body
         ex = self.exchange = _Exchange(head, raw, endpoint, call_id, request, pool, pc, meter, started)
         if pc is not None:
             self._go(ex, pool.take(pc))

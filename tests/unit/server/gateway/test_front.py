@@ -60,8 +60,12 @@ def test_a_connection_stays_quick_until_a_request_needs_streams_and_then_serves_
             assert status == 200 and body.endswith(f"GET {path}".encode())
             assert headers[b"modal-function-call-id"].startswith(b"fc-")
         assert paths(server) == (1, 0)  # served by callbacks: no task for this connection
-        writer.write(b"POST /d HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nhi")  # a body: streams
+        writer.write(b"POST /small HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nhi")  # whole: still quick
         status, _, body = await response(reader)
+        assert status == 200 and body.endswith(b"POST /small")
+        assert paths(server) == (1, 0)
+        writer.write(b"POST /d HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
+        status, _, body = await response(reader)  # a chunked body: the stream path
         assert status == 200 and body.endswith(b"POST /d")
         assert paths(server) == (0, 1)
         await served(reader, writer, "/e")
@@ -243,3 +247,29 @@ def test_a_client_that_leaves_while_queued_for_a_cold_start_takes_no_slot(tmp_pa
         writer.close()
 
     with_app(tmp_path, test)
+
+
+def test_bodies_the_quick_path_leaves_to_streams_are_answered_as_ever(tmp_path: Path) -> None:
+    async def test(server: AppServer, urls: dict[str, str]) -> None:
+        reader, writer = await warm(urls["hello"])
+        writer.write(b"POST /late HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\n")  # the body comes later
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"hello")
+        status, _, body = await response(reader)
+        assert status == 200 and body.endswith(b"POST /late") and paths(server) == (0, 1)
+        writer.close()
+        reader, writer = await warm(urls["hello"])
+        writer.write(b"POST /big HTTP/1.1\r\nhost: x\r\ncontent-length: 20\r\n\r\n" + b"x" * 20)  # over max_body
+        status, _, body = await response(reader)
+        assert (status, body.decode()) == (413, errors.BODY_TOO_LARGE.format(limit=10))
+        writer.close()
+        reader, writer = await warm(urls["hello"])
+        writer.write(b"POST /ask HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 2\r\n\r\n")
+        assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(b"hi")
+        status, _, body = await response(reader)
+        assert status == 200 and body.endswith(b"POST /ask")
+        writer.close()
+
+    with_app(tmp_path, test, limits=ProxyLimits(max_body=10))
