@@ -4,7 +4,9 @@ connection the server closed while idle is replaced without the caller noticing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,16 +18,15 @@ from sampan.server.store import Store
 from tests import fakes
 
 
-def test_requests_share_a_connection_and_survive_its_idle_close(tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(control_server, "IDLE_TIMEOUT_S", 0.5)
-    ready = threading.Event()
-    done = threading.Event()
-    box: dict[str, object] = {}
+@contextlib.contextmanager
+def running_server(home: Path) -> Iterator[tuple[str, str]]:
+    """A server (fake backend) on its own thread and loop; yields its control URL and token."""
+    ready, done = threading.Event(), threading.Event()
+    box: dict[str, str] = {}
 
     async def main() -> None:
-        store = Store(tmp_path / "home")
-        assembly = assemble(fakes.settings(tmp_path / "home"), backend=fakes.FakeBackend(), store=store)
+        store = Store(home)
+        assembly = assemble(fakes.settings(home), backend=fakes.FakeBackend(), store=store)
         await assembly.start()
         box["url"], box["token"] = assembly.control.url, assembly.control.token
         ready.set()
@@ -38,7 +39,17 @@ def test_requests_share_a_connection_and_survive_its_idle_close(tmp_path: Path,
     thread.start()
     try:
         assert ready.wait(30)
-        client = api.ControlClient(str(box["url"]), str(box["token"]))
+        yield box["url"], box["token"]
+    finally:
+        done.set()
+        thread.join(30)
+
+
+def test_requests_share_a_connection_and_survive_its_idle_close(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(control_server, "IDLE_TIMEOUT_S", 0.5)
+    with running_server(tmp_path / "home") as (url, token):
+        client = api.ControlClient(url, token)
         assert client.get("/v1/health")["workspace"] == "tester"
         first = client._local.conn
         assert first is not None and first.sock is not None
@@ -53,44 +64,20 @@ def test_requests_share_a_connection_and_survive_its_idle_close(tmp_path: Path,
         assert client.get("/v1/health")["ok"] is True  # sent again, on a new connection
         assert client._local.conn is not first
         client.close()
-    finally:
-        done.set()
-        thread.join(30)
 
 
 def test_routes_found_by_the_literal_index_still_need_a_token(tmp_path: Path) -> None:
     """`POST /v1/calls` and `GET /v1/apps` are answered through the router's dict of literal paths: over a
     real socket, no token, a malformed one and another server's are refused before any route runs."""
-    ready, done = threading.Event(), threading.Event()
-    box: dict[str, object] = {}
-
-    async def main() -> None:
-        store = Store(tmp_path / "home")
-        assembly = assemble(fakes.settings(tmp_path / "home"), backend=fakes.FakeBackend(), store=store)
-        await assembly.start()
-        box["url"], box["token"] = assembly.control.url, assembly.control.token
-        ready.set()
-        while not done.is_set():
-            await asyncio.sleep(0.05)
-        await assembly.close()
-        store.close()
-
-    thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
-    thread.start()
-    try:
-        assert ready.wait(30)
-        url = str(box["url"])
+    with running_server(tmp_path / "home") as (url, good_token):
         body = {"app": "demo", "function": "add", "params": {}, "args": "", "mode": "call"}
-        for token in ("", "not-a-token", "ct-tester.0000", str(box["token"])[:-1] + "x"):
+        for token in ("", "not-a-token", "ct-tester.0000", good_token[:-1] + "x"):
             client = api.ControlClient(url, token)
             with pytest.raises(api.AuthError):
                 client.post("/v1/calls", body)
             with pytest.raises(api.AuthError):
                 client.get("/v1/apps")
             client.close()
-        good = api.ControlClient(url, str(box["token"]))
+        good = api.ControlClient(url, good_token)
         assert good.get("/v1/apps") == []
         good.close()
-    finally:
-        done.set()
-        thread.join(30)
