@@ -36,7 +36,7 @@ from ...backends.base import ContainerStartError
 from ...config import ProxyLimits
 from ..pool import AtCapacity, Pool, PoolClosed, PoolContainer, QueueFull, SessionGone
 from ..requests import Request
-from . import auth, http, quick, websocket
+from . import auth, http, websocket
 from .auth import proxy_credentials
 from .bodies import CHUNK, BodyLimits, copy_body, within
 from .calls import CallStore, PendingCall, call_id_from_query, redirect_target
@@ -117,12 +117,6 @@ class _Meter:
         self.queued = 0.0
         self.status = 0
         self.sent = 0
-
-
-def _cancelling() -> bool:
-    """Whether the running task itself is being cancelled (Python 3.11+ knows; 3.10 cannot tell)."""
-    task = asyncio.current_task()
-    return sys.version_info >= (3, 11) and task is not None and bool(task.cancelling())
 
 
 def _no_body() -> asyncio.Future[None]:
@@ -345,8 +339,6 @@ class Proxy:
     async def _exchange(self, ex: Exchange) -> bool:
         pool, pc, writer, call_id = ex.pool, ex.pc, ex.writer.raw, ex.call_id
         try:
-            if ex.head.framing == http.NO_BODY and not ex.head.websocket:
-                return await self._forward(ex)  # the quick path keeps the function's timeout itself
             return await within(self._forward(ex), pool.timeout)
         except ContainerGone:
             ex.handed_off = True  # the caller releases this slot itself before retrying
@@ -489,8 +481,6 @@ class Proxy:
             except asyncio.TimeoutError:
                 raise GatewayError(408, BODY_TIMEOUT) from None
         buffered = head.framing == http.NO_BODY or len(replay) == head.length and head.framing == http.LENGTH
-        if buffered and not head.websocket:
-            return await self._quick(ex, request + replay)
         for attempt in range(2):
             upstream = Upstream(ex.pc)
             try:
@@ -537,76 +527,6 @@ class Proxy:
                 ex.writer.write(render(status, text, close=True))
                 return False
             return await self._respond(ex, upstream, response, body_task)
-        ex.writer.write(render(500, TERMINATED, close=True))
-        return False
-
-    async def _quick(self, ex: Exchange, request: bytes) -> bool:
-        """A whole request (head and body in `request`) on a protocol connection (quick.py): the
-        response comes back in one piece, or, when its body is to be streamed, goes on in `_respond`.
-        Three things end the wait early, each by cancelling the waiter and saying why: the client
-        leaving, the redirect window passing, and the function's timeout when it is the shorter (a
-        body-less request has no other timer: `_exchange` leaves the timeout to this one)."""
-        loop = asyncio.get_running_loop()
-        for attempt in range(2):
-            conn = quick.take(ex.pc.conns.quick) if attempt == 0 else None
-            if conn is None:
-                try:
-                    conn = await within(quick.connect(ex.pc), ex.pool.timeout)
-                except UpstreamFailed:
-                    raise ContainerGone() from None
-            waiter = conn.send(request, ex.head.method)
-            why: list[str] = []
-
-            def stop(reason: str, waiter: asyncio.Future[Any] = waiter, why: list[str] = why) -> None:
-                if not waiter.done():
-                    why.append(reason)
-                    waiter.cancel()
-
-            def client_gone(_: object, stop: Callable[[str], None] = stop) -> None:
-                stop("gone")
-
-            ex.closed.add_done_callback(client_gone)
-            if ex.pool.timeout < self.limits.redirect_after:
-                timer = loop.call_later(ex.pool.timeout, stop, "timeout")
-            else:
-                timer = loop.call_later(self.limits.redirect_after, stop, "redirect")
-            try:
-                response, body = await waiter
-            except UpstreamFailed:
-                conn.close()
-                if conn.reused:
-                    continue  # the container had closed this idle connection: send it again, freshly
-                ex.writer.write(render(500, TERMINATED, close=True))
-                return False
-            except (GatewayError, quick.ResponseBroken) as exc:
-                conn.close()
-                status, text = (exc.status, exc.body) if isinstance(exc, GatewayError) else (500, TERMINATED)
-                ex.writer.write(render(status, text, close=True))
-                return False
-            except asyncio.CancelledError:
-                if why == ["redirect"] and not _cancelling():  # past the window: 303 now, streams finish it
-                    upstream = Upstream(ex.pc)
-                    upstream.reader, upstream.writer = conn.detach(from_head=False)
-                    self._hand_off(ex, upstream, asyncio.create_task(response_head(upstream, ex.head.method)))
-                    return True
-                conn.close()
-                if why == ["gone"] and not _cancelling():
-                    return False  # the client left: closing the container's connection tells the app
-                if why == ["timeout"] and not _cancelling():
-                    raise asyncio.TimeoutError from None  # the function's timeout: `_exchange` answers
-                raise
-            finally:
-                timer.cancel()
-                ex.closed.remove_done_callback(client_gone)
-            if body is None:  # a streamed response, a large one or a 101: the stream path from here
-                upstream = Upstream(ex.pc)
-                upstream.reader, upstream.writer = conn.detach(from_head=True)
-                return await self._respond(ex, upstream, response, _no_body())
-            keep_alive = ex.head.keep_alive
-            ex.writer.write(http.client_response(response, keep_alive, ex.call_id) + body)
-            conn.give_back(response.keep_alive and ex.pc.state == "ready")
-            await ex.writer.drain()
-            return keep_alive
         ex.writer.write(render(500, TERMINATED, close=True))
         return False
 
