@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 from sampan.config import ProxyLimits
 from sampan.server.apps import AppServer
 from sampan.server.gateway import errors
+from tests import fakes
 from tests.unit.server.gateway.test_proxy import with_app
 
 
@@ -273,3 +275,29 @@ def test_bodies_the_quick_path_leaves_to_streams_are_answered_as_ever(tmp_path: 
         writer.close()
 
     with_app(tmp_path, test, limits=ProxyLimits(max_body=10))
+
+
+def test_every_request_on_a_quick_connection_is_checked_for_proxy_auth(tmp_path: Path) -> None:
+    """Auth is per request, not per connection: once a request passed, the next one on the same
+    kept-alive connection without a token, or with another workspace's, is refused."""
+    manifest = fakes.manifest()
+    entry = manifest.functions[0]
+    protected = replace(manifest, functions=(replace(entry, web={**entry.web, "requires_proxy_auth": True}),))
+
+    async def test(server: AppServer, urls: dict[str, str]) -> None:
+        assert server.store is not None
+        token_id, secret = server.store.create_proxy_token(server.store.workspace("tester"), "t")
+        other_id, other_secret = server.store.create_proxy_token(server.store.workspace("other"), "t")
+        ours = f"modal-key: {token_id}\r\nmodal-secret: {secret}\r\n"
+        theirs = f"modal-key: {other_id}\r\nmodal-secret: {other_secret}\r\n"
+        reader, writer = await connect(urls["hello"])
+        for extra, expected in [(ours, 200), ("", 401), (ours, 200), (theirs, 401), (ours, 200)]:
+            writer.write(get("/p", extra))
+            status, _, body = await response(reader)
+            assert status == expected, (extra, status, body)
+            if status == 401:
+                assert body.decode() in (errors.MISSING_PROXY_CREDENTIALS, errors.INVALID_PROXY_CREDENTIALS)
+        assert paths(server) == (1, 0)  # all of it on the quick path
+        writer.close()
+
+    with_app(tmp_path, test, manifest=protected, store=True)
