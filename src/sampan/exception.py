@@ -6,9 +6,12 @@
     ├── NotFoundError          a named object (secret, app, function) does not exist
     ├── AuthError              a missing or wrong credential
     ├── RemoteError            a remote call failed and its exception could not be sent back
-    ├── InputCancellation      a spawned call was cancelled
-    └── TimeoutError           (also the built-in TimeoutError)
+    └── TimeoutError           base of the timeouts (not the built-in TimeoutError, as in Modal)
         └── FunctionTimeoutError   a call ran past its function's `timeout`
+
+`InputCancellation` (a cancelled input) is a `BaseException`, as Modal made it, so that a bare
+`except Exception:` in user code (retry loops) does not swallow a cancellation. `FunctionCall.get(timeout=)`
+with no result yet raises the *built-in* `TimeoutError`, which is what Modal's polling examples catch.
 
 `DeprecationError` is a warning category, not an error: Modal made it a `UserWarning`
 so that legacy spellings can warn and keep working. The rest of Modal 1.6's `modal.exception` is
@@ -17,8 +20,6 @@ so that code catching any of them imports and works.
 """
 
 from __future__ import annotations
-
-import builtins
 
 
 class Error(Exception):
@@ -45,11 +46,11 @@ class RemoteError(Error):
     """A remote call failed in a way that cannot be re-raised as the original exception."""
 
 
-class InputCancellation(Error):
-    """The call was cancelled (`FunctionCall.cancel()`)."""
+class InputCancellation(BaseException):
+    """The call was cancelled (`FunctionCall.cancel()`); a BaseException so `except Exception` lets it by."""
 
 
-class TimeoutError(Error, builtins.TimeoutError):  # noqa: A001 - Modal's name
+class TimeoutError(Error):  # noqa: A001 - Modal's name
     """Something took longer than allowed."""
 
 

@@ -147,7 +147,7 @@ def test_sampan_run_calls_functions_every_way_through_the_server(tmp_path: Path)
     assert out["web"] == '{"square":25,"items":[0,1,2]}', "a web handler calls other functions from its container"
     assert out["raised"] == "bad input: zz | True", "the exception comes back with the container's traceback"
     assert out["retried"] == "3"
-    assert out["timeout"] == "FunctionTimeoutError True"
+    assert out["timeout"] == "FunctionTimeoutError False", "Modal's TimeoutError is not the built-in one"
     assert out["map-exc"] == "[ValueError('bad input: a'), ValueError('bad input: b')]"
     assert "LOUD" in done.stdout
     assert "App completed." in done.stdout

@@ -106,7 +106,7 @@ def decode(outcome: bytes) -> Any:
         raise exc
     if marker == callwire.SERVER_FAILURE:
         kind, text = callwire.parse_server_failure(outcome)
-        kinds: dict[str, type[Exception]] = {"timeout": FunctionTimeoutError, "cancelled": InputCancellation}
+        kinds: dict[str, type[BaseException]] = {"timeout": FunctionTimeoutError, "cancelled": InputCancellation}
         raise kinds.get(kind, ExecutionError)(text)
     raise RemoteError(f"unexpected outcome from the server ({marker!r})")
 
