@@ -182,8 +182,9 @@ class ClientConnection(asyncio.Protocol):
         if not self._start(head, raw, raw[head_end:]):
             self._move()
 
-    def _move(self, first: Any = None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """Hand the connection to the stream path, with the bytes not handled yet."""
+    def _move(self, first: Any = None, counted: bool = False) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Hand the connection to the stream path, with the bytes not handled yet (`counted`: the first
+        of them is a request admitted here already)."""
         self.moved = True
         self.proxy.clients.discard(self)
         self._cancel_idle_timer()
@@ -203,7 +204,7 @@ class ClientConnection(asyncio.Protocol):
             self.transport.resume_reading()  # the reader pauses it again itself when its buffer is full
         writer = asyncio.StreamWriter(self.transport, protocol, reader, loop)
         if first is not False:  # False: the caller starts the stream path itself
-            self.proxy.spawn(self.proxy.serve_streams(reader, writer, self.fixed, first))
+            self.proxy.spawn(self.proxy.serve_streams(reader, writer, self.fixed, first, counted=counted))
         return reader, writer
 
     # -- one request ----------------------------------------------------------------------------
@@ -278,12 +279,12 @@ class ClientConnection(asyncio.Protocol):
             self._send(ex, conn)
 
     def _back_to_streams(self, ex: _Exchange) -> None:
-        """The request as it came, to the stream path (which admits it again: one more count against the
-        rate limit, on these rare paths)."""
+        """The request as it came, to the stream path (which checks its auth against the route again,
+        but takes no second count against the rate limit)."""
         self.exchange = None
         if not self.closed:
             self.buffer[:0] = ex.raw
-            self._move()
+            self._move(counted=True)
 
     def _answer(self, head: http.RequestHead, exc: GatewayError, call_id: str, meter: _Meter | None,
                 started: float) -> None:

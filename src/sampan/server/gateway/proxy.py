@@ -172,10 +172,12 @@ class Proxy:
         self.background: set[asyncio.Task[Any]] = set()
 
     async def serve_streams(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, fixed: str | None,
-                            first: Awaitable[bool] | None = None, closed: asyncio.Future[Any] | None = None) -> None:
+                            first: Awaitable[bool] | None = None, closed: asyncio.Future[Any] | None = None,
+                            counted: bool = False) -> None:
         """A client connection on the stream path. `first`: the end of an exchange the quick path began,
         after which the connection serves its next requests here; None: a connection from its start.
-        `closed`: the connection's close watcher, where that exchange made one (see `_connection`)."""
+        `closed`: the connection's close watcher, where that exchange made one (see `_connection`).
+        `counted`: the first request to be read was admitted on the quick path, which gave it back."""
         task = asyncio.current_task()
         assert task is not None
         self.connections.add(task)
@@ -188,7 +190,7 @@ class Proxy:
                 writer.write(render(503, TOO_MANY_CONNECTIONS, close=True))
                 await writer.drain()
                 return
-            await self._connection(reader, writer, fixed, closed)
+            await self._connection(reader, writer, fixed, closed, counted)
         except (ConnectionError, asyncio.IncompleteReadError, OSError, asyncio.CancelledError):
             pass  # the client went away, or the gateway is shutting down
         except Exception as exc:  # noqa: BLE001 - one connection's bug must not reach the server loop
@@ -252,7 +254,7 @@ class Proxy:
             return None  # an idle keep-alive connection: close quietly
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, fixed: str | None,
-                          closed: asyncio.Future[Any] | None = None) -> None:
+                          closed: asyncio.Future[Any] | None = None, counted: bool = False) -> None:
         peer = writer.get_extra_info("peername")
         client_ip = peer[0] if peer else "127.0.0.1"
         # One watcher per connection: cancelling a task that awaits the shared close future would
@@ -270,22 +272,24 @@ class Proxy:
                     writer.write(render(exc.status, exc.body, close=True))
                     await writer.drain()
                     return
-                if not await self._request(head, reader, writer, client_ip, fixed, closed):
+                if not await self._request(head, reader, writer, client_ip, fixed, closed, counted):
                     return
+                counted = False
         finally:
             closed.cancel()
 
     # -- one request --------------------------------------------------------------------------
     async def _request(self, head: http.RequestHead, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                       client_ip: str, fixed: str | None, closed: asyncio.Future[Any]) -> bool:
-        """Proxy one request. Returns whether the client connection may serve another."""
+                       client_ip: str, fixed: str | None, closed: asyncio.Future[Any], counted: bool = False) -> bool:
+        """Proxy one request. Returns whether the client connection may serve another. `counted`: the quick
+        path admitted this request already (see `_admit`)."""
         call_id = new_call_id()
         meter = _Meter() if self.request_log is not None else None
         started = self.clock()
         try:
             fetched = call_id_from_query(head.query)
             if fetched is not None:
-                owner = self._owner(self._admit(head, fixed, meter))
+                owner = self._owner(self._admit(head, fixed, meter, counted))
                 progress = _Progress(writer)
                 try:
                     return await self._fetch_result(head, reader, progress, fetched, owner)  # type: ignore[arg-type]
@@ -296,8 +300,8 @@ class Proxy:
                 raise GatewayError(413, BODY_TOO_LARGE.format(limit=self.limits.max_body))
             if head.path.startswith(SESSIONS_PATH):
                 return await self._session_route(head, reader, writer, fixed, meter, call_id)
-            for _attempt in range(3):
-                pc, pool, endpoint = await self._acquire(head, fixed, meter)
+            for attempt in range(3):
+                pc, pool, endpoint = await self._acquire(head, fixed, meter, counted or attempt > 0)
                 ex = Exchange(head, reader, _Progress(writer), client_ip, call_id, pool, pc, closed,
                               owner=self._owner(endpoint))
                 if meter is not None:
@@ -354,9 +358,12 @@ class Proxy:
             if not ex.handed_off:
                 pool.release(pc)
 
-    def _admit(self, head: http.RequestHead, fixed: str | None, meter: _Meter | None = None) -> Any:
+    def _admit(self, head: http.RequestHead, fixed: str | None, meter: _Meter | None = None,
+               counted: bool = False) -> Any:
         """The endpoint a request names, once the caller may use it: proxy auth, then the rate limit.
-        Every request goes through here, result URLs of the 303 chain too."""
+        Every request goes through here, result URLs of the 303 chain too. A request looked up again
+        (its pool was replaced by a reload, its container was dead) is `counted` already: auth is checked
+        again against the route as it is now, but the request takes no second token."""
         subdomain = fixed if fixed is not None else self.routes.subdomain_for_host(head.host)
         endpoint = self.routes.resolve(subdomain)
         if meter is not None:
@@ -364,17 +371,17 @@ class Proxy:
         workspace = getattr(endpoint, "workspace", self.workspace)
         if endpoint.requires_proxy_auth:
             self._check_proxy_auth(head, workspace)
-        if not self.limiter.allow(workspace, self.clock()):
+        if not counted and not self.limiter.allow(workspace, self.clock()):
             raise GatewayError(429, RATE_LIMITED.format(rate=self.limits.rate, workspace=workspace))
         return endpoint
 
     def _owner(self, endpoint: Any) -> str:
         return f"{getattr(endpoint, 'workspace', self.workspace)}/{endpoint.tag}"
 
-    async def _acquire(self, head: http.RequestHead, fixed: str | None,
-                       meter: _Meter | None = None) -> tuple[PoolContainer, Pool, Any]:
-        for _ in range(3):
-            endpoint = self._admit(head, fixed, meter)
+    async def _acquire(self, head: http.RequestHead, fixed: str | None, meter: _Meter | None = None,
+                       counted: bool = False) -> tuple[PoolContainer, Pool, Any]:
+        for attempt in range(3):
+            endpoint = self._admit(head, fixed, meter, counted or attempt > 0)
             pool = endpoint.pool_for(head.query)
             try:
                 if getattr(endpoint, "sessioned", False):

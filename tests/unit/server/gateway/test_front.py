@@ -301,3 +301,35 @@ def test_every_request_on_a_quick_connection_is_checked_for_proxy_auth(tmp_path:
         writer.close()
 
     with_app(tmp_path, test, manifest=protected, store=True)
+
+
+def test_a_request_sent_on_after_its_container_died_is_counted_once_against_the_rate_limit(tmp_path: Path) -> None:
+    """A request that goes to another container because its own was dead (from the quick path to the
+    stream path, or within the stream path) takes one token, not one per look: with three tokens, three
+    such requests are answered and only the fourth is refused."""
+    async def test(server: AppServer, urls: dict[str, str]) -> None:
+        pool = next(iter(server.apps["tester/demo"].endpoints.values())).pool_for(b"")
+
+        def kill() -> None:  # its server stops accepting, before the pool has noticed that it died
+            for pc in pool.containers.values():
+                pc.backend._server.close()
+                pc.close_idle_conns()
+
+        reader, writer = await connect(urls["hello"])
+        await served(reader, writer, "/first")  # token 1
+        writer.close()
+        kill()
+        reader, writer = await connect(urls["hello"])
+        await served(reader, writer, "/second")  # token 2: the quick path gives it to the stream path
+        writer.close()
+        kill()
+        reader, writer = await connect(urls["hello"])
+        writer.write(b"POST /third HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
+        status, _, body = await response(reader)  # token 3: the stream path, which retries it
+        assert status == 200 and body.endswith(b"POST /third"), (status, body)
+        writer.write(get("/fourth"))
+        status, _, body = await response(reader)
+        assert status == 429 and body.decode() == errors.RATE_LIMITED.format(rate=0.001, workspace="tester")
+        writer.close()
+
+    with_app(tmp_path, test, limits=ProxyLimits(rate=0.001, burst_seconds=3000))
