@@ -55,6 +55,10 @@ class HttpContainer(Container):
                     writer.write(b"6\r\n world\r\n0\r\n\r\n")
                     await writer.drain()
                     continue
+                elif target.startswith("/switch"):  # a 101 to a request that asked for no upgrade
+                    writer.write(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: h2c\r\n\r\n")
+                    await writer.drain()
+                    continue
                 else:
                     payload = f"{self.id} {method} {target}".encode()
                     kind = b"text/plain"

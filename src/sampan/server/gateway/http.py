@@ -216,12 +216,18 @@ def parse_request_head(data: bytes) -> RequestHead:
     )
 
 
-def parse_response_head(data: bytes, request_method: bytes) -> ResponseHead:
+def parse_response_head(data: bytes, request_method: bytes, upgrade: bool = False) -> ResponseHead:
+    """A container's response head to a request of `request_method`. A 101 answers only a request that
+    asked for an upgrade (`upgrade`: a WebSocket); to any other it is a broken response (RFC 9110 §15.2.2:
+    a server must not switch to a protocol the client did not offer), and the connection that carried it
+    speaks something else from then on: 502, never reused."""
     lines = data.rstrip(b"\r\n").split(b"\r\n")
     parts = lines[0].split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
         raise GatewayError(502, MALFORMED_RESPONSE)
     status = int(parts[1])
+    if status == 101 and not upgrade:
+        raise GatewayError(502, MALFORMED_RESPONSE)
     reason = parts[2] if len(parts) == 3 else b""
     headers = _parse_header_lines(lines[1:])
     tokens = _connection_tokens(headers)

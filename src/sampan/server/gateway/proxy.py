@@ -497,7 +497,7 @@ class Proxy:
             upstream.writer.write(request + replay)
             body_task = _no_body() if buffered else asyncio.create_task(
                 copy_body(head.framing, head.length, ex.reader, upstream.writer, limits))
-            head_task = asyncio.create_task(response_head(upstream, head.method))
+            head_task = asyncio.create_task(response_head(upstream, head.method, head.websocket))
             try:
                 outcome = await self._await_head(ex, head_task, body_task)
             except BaseException:

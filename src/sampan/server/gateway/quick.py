@@ -5,7 +5,7 @@ proxy's `replay`), and most responses are a head and a body of known length. For
 connection is an `asyncio.Protocol` that collects the whole response into one buffer and resolves one
 future with it: no task to read the head, no `asyncio.wait`, no per-read timer, one write to the client.
 
-Anything else (a chunked or close-delimited response, a 101, a body over `MAX_BUFFERED`, a response
+Anything else (a chunked or close-delimited response, a body over `MAX_BUFFERED`, a response
 that outlives the redirect window) is `detach`ed: the transport moves to a `StreamReader` holding the
 bytes received so far, and the stream path (proxy.py, upstream.py) carries on from there unchanged.
 A connection the container closes while idle leaves the idle list at once (`connection_lost`), so
@@ -120,7 +120,7 @@ class QuickUpstream(asyncio.Protocol):
                     raise GatewayError(502, RESPONSE_HEAD_TOO_LARGE)
                 return
             head = http.parse_response_head(bytes(buffer[:end + 4]), self.method)
-            if 100 <= head.status < 200 and head.status != 101:
+            if 100 <= head.status < 200:  # never a 101: quick requests ask for no upgrade
                 del buffer[:end + 4]  # 100 Continue from the container: the gateway answered the client
                 continue
             self.head, self.head_end = head, end + 4
@@ -128,7 +128,7 @@ class QuickUpstream(asyncio.Protocol):
                 self.need = self.head_end
             elif head.framing == http.LENGTH and head.length <= MAX_BUFFERED:
                 self.need = self.head_end + head.length
-            else:  # chunked, until close, a 101, a large body: the stream path reads it
+            else:  # chunked, until close, a large body: the stream path reads it
                 self.waiter.set_result((head, None))
                 return
         if len(buffer) < self.need:

@@ -119,7 +119,9 @@ class Upstream:
         self.writer.close()
 
 
-async def response_head(upstream: Upstream, method: bytes) -> http.ResponseHead:
+async def response_head(upstream: Upstream, method: bytes, upgrade: bool = False) -> http.ResponseHead:
+    """The container's response head, past any interim 100 (`upgrade`: the request asked for a WebSocket,
+    so a 101 is the answer; see `http.parse_response_head`)."""
     while True:
         try:
             data = await upstream.reader.readuntil(b"\r\n\r\n")
@@ -127,7 +129,7 @@ async def response_head(upstream: Upstream, method: bytes) -> http.ResponseHead:
             raise GatewayError(502, RESPONSE_HEAD_TOO_LARGE) from None
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             raise UpstreamFailed("container closed the connection") from None
-        response = http.parse_response_head(data, method)
+        response = http.parse_response_head(data, method, upgrade)
         if 100 <= response.status < 200 and response.status != 101:
             continue  # 100 Continue from the container: the gateway already answered the client
         return response

@@ -333,3 +333,28 @@ def test_a_request_sent_on_after_its_container_died_is_counted_once_against_the_
         writer.close()
 
     with_app(tmp_path, test, limits=ProxyLimits(rate=0.001, burst_seconds=3000))
+
+
+def test_a_101_to_a_request_that_asked_for_no_upgrade_is_a_502_on_both_paths(tmp_path: Path) -> None:
+    """A container that switches protocols unasked speaks something else on that connection from then
+    on: the client gets 502, the container connection is dropped, and the next request is served on a
+    fresh one (before, the 101 was relayed as a whole response and the connection reused)."""
+    async def test(server: AppServer, urls: dict[str, str]) -> None:
+        reader, writer = await warm(urls["hello"])
+        writer.write(get("/switch"))  # the quick path
+        status, _, body = await response(reader)
+        assert (status, body.decode()) == (502, errors.MALFORMED_RESPONSE)
+        writer.close()
+        reader, writer = await connect(urls["hello"])
+        await served(reader, writer, "/after-quick")
+        writer.write(b"POST /switch HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n")
+        await asyncio.sleep(0.05)
+        writer.write(b"hi")  # a body that came late: the stream path
+        status, _, body = await response(reader)
+        assert (status, body.decode()) == (502, errors.MALFORMED_RESPONSE)
+        writer.close()
+        reader, writer = await connect(urls["hello"])
+        await served(reader, writer, "/after-streams")
+        writer.close()
+
+    with_app(tmp_path, test)

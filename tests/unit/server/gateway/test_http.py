@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sampan.server.gateway import http
-from sampan.server.gateway.errors import GatewayError
+from sampan.server.gateway.errors import MALFORMED_RESPONSE, GatewayError
 
 
 def parse(raw: bytes) -> http.RequestHead:
@@ -84,6 +84,14 @@ def test_response_framing() -> None:
     assert r.framing == http.NO_BODY
     r = http.parse_response_head(b"HTTP/1.1 304 Not Modified\r\n\r\n", b"GET")
     assert r.framing == http.NO_BODY and r.keep_alive
+
+
+def test_a_101_is_an_answer_only_to_a_request_that_asked_for_an_upgrade() -> None:
+    switch = b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n"
+    assert http.parse_response_head(switch, b"GET", upgrade=True).status == 101
+    with pytest.raises(GatewayError) as caught:
+        http.parse_response_head(switch, b"GET")
+    assert (caught.value.status, caught.value.body) == (502, MALFORMED_RESPONSE)
 
 
 def test_client_response_adds_call_id_and_close() -> None:

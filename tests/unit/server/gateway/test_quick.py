@@ -185,6 +185,7 @@ def test_an_idle_connection_leaves_the_idle_list_when_the_container_closes_it_or
 @pytest.mark.parametrize("answer", [
     ok() + ok(b"second"),  # two responses in one segment: more than the response
     b"HTTP/1.1 200 OK\r\nx-filler: " + b"a" * (quick.MAX_HEAD + 10),  # a head past MAX_HEAD
+    b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: h2c\r\n\r\n",  # unasked
 ])
 def test_a_broken_answer_is_a_502_and_its_connection_never_reused(tmp_path: Path, answer: bytes) -> None:
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
