@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -183,3 +185,23 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):  # noq
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(interval)
+
+
+def free_port() -> int:
+    """A TCP port that is free now, for a server the test starts later (a `web_server` port, a registry).
+    Not one from `bind(port 0)`: that is an ephemeral port, which any outgoing connection on the machine
+    may take as its local port before the server binds it (it happened: "port … is already in use"). This
+    one is below the kernel's ephemeral range, where only servers bind."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    candidates = list(range(10000, max(10001, low)))
+    for port in random.sample(candidates, min(200, len(candidates))):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")

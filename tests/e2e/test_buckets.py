@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import IMAGES_DIR
+from tests.helpers import IMAGES_DIR, free_port
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("s3fs") is None, reason="s3fs is not installed (Debian package)"),
@@ -50,11 +49,6 @@ APP = """
         print("result", use.remote())
 """
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from sampan.config import ProxyLimits
+from tests.helpers import free_port
 from tests.server_helpers import running
 
 pytestmark = pytest.mark.slow
@@ -435,11 +436,6 @@ def wsgi_stream():
     return application
 '''
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_web_server_websockets_trailers_and_wsgi_streaming(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ import sampan as modal
 from sampan.runtime import sandbox
 from sampan.server.images.recipe import ImageBuildError
 from sampan.server.images.rootfs import RootfsBuilder
-from tests.helpers import IMAGES_DIR, serve, wait_until
+from tests.helpers import IMAGES_DIR, free_port, serve, wait_until
 
 WHY_NOT = (sandbox.probe() or (None if sandbox.host_root() else "the server is not root")
            or next((f"{tool} is not installed" for tool in ("mmdebstrap", "skopeo", "umoci", "slirp4netns")
@@ -144,11 +144,6 @@ def test_bad_steps_stop_the_build_with_the_tools_message_and_cache_nothing(image
 
 
 # -- a registry of our own -----------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
@@ -159,7 +154,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     base, _, _, _ = build(modal.Image.debian_slim())  # makes the mmdebstrap tarball
     tarball = next((Path(IMAGES_DIR) / "cache").glob("debian-*.tar"))
     work = tmp_path_factory.mktemp("registry")
-    port = _free_port()
+    port = free_port()
     (work / "config.yml").write_text(textwrap.dedent(f"""
         version: 0.1
         storage:
@@ -253,7 +248,7 @@ def test_registry_images_and_dockerfiles(tmp_path: Path, registry: str) -> None:
 
 
 def test_an_unreachable_registry_fails_with_skopeos_message() -> None:
-    port = _free_port()
+    port = free_port()
     with pytest.raises(ImageBuildError, match=r"Could not pull .*127\.0\.0\.1"):
         build(modal.Image.from_registry(f"127.0.0.1:{port}/nothing/here:1"))
 

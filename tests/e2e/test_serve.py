@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import textwrap
 import threading
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import Serve, marker_pids, serve, wait_until
+from tests.helpers import Serve, free_port, marker_pids, serve, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -35,11 +34,6 @@ def write(path: Path, text: str) -> None:
     tmp.write_text(textwrap.dedent(text))
     tmp.replace(path)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PacedClient(threading.Thread):
