@@ -12,6 +12,7 @@ wrk`), else a small Python client (benchmarks/loadgen.py). Writes benchmarks/res
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -387,10 +388,13 @@ def scenario_warm(served: Served, n: int) -> dict[str, Any]:
         proc.wait(10)
     sport = int(served.urls["raw"].rsplit(":", 1)[1])
     wait_http(sport)
+    before = cpu_seconds(served.proc.pid)
     via = latencies(sport, n)
+    gateway_us = (cpu_seconds(served.proc.pid) - before) / n * 1e6  # one request at a time: no batching
     return {
         "direct": summary(direct),
         "sampan": summary(via),
+        "gateway_cpu_us": gateway_us,
         "added_p50_ms": (statistics.median(via) - statistics.median(direct)) * MS,
         "added_p99_ms": (pct(via, 0.99) - pct(direct, 0.99)) * MS,
     }
@@ -402,14 +406,50 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _descendants(pid: int) -> list[int]:
+    children, out, stack = _children(), [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            out.append(child)
+            stack.append(child)
+    return out
+
+
+def _cpu_of(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(pid)
+    return total
+
+
 def _measured(url: str, connections: int, seconds: float, pid: int) -> dict[str, Any]:
-    """`throughput`, with the requests served per CPU-second of the process `pid` (what scales with cores)."""
-    before = cpu_seconds(pid)
+    """`throughput`, with the requests served per CPU-second of the process `pid` (what scales with cores),
+    and where the machine's CPU went per request: `pid` itself, its descendants (for `sampan serve`: the
+    containers) and the load generator (a child of this process, timed by os.times)."""
+    below = _descendants(pid)
+    before, below_before, gen_before = cpu_seconds(pid), _cpu_of(below), os.times()
     result = throughput(url, connections, seconds)
     used = cpu_seconds(pid) - before
+    gen_after = os.times()
+    served = result["rps"] * seconds
     result["cpu_s"] = used
-    result["requests_per_cpu_s"] = result["rps"] * seconds / used if used else float("nan")
+    result["requests_per_cpu_s"] = served / used if used else float("nan")
+    if served:
+        result["cpu_us"] = {
+            "process": used / served * 1e6,
+            "descendants": (_cpu_of(below) - below_before) / served * 1e6,
+            "load_generator": ((gen_after.children_user + gen_after.children_system)
+                               - (gen_before.children_user + gen_before.children_system)) / served * 1e6,
+        }
     return result
+
+
+def cpu_budget_us(direct_rps: float, ratio: float, cores: int, others_us: float) -> float:
+    """The CPU a request may cost the gateway for Sampan to serve `ratio` x `direct_rps` on `cores` cores,
+    with `others_us` of each request's CPU spent elsewhere (its container, the load generator): every
+    request's CPU together cannot exceed what the cores have (cores / rps seconds per request)."""
+    return cores / (ratio * direct_rps) * 1e6 - others_us
 
 
 def scenario_throughput(served: Served, seconds: float, connections: int = 64) -> dict[str, Any]:
@@ -696,7 +736,8 @@ def markdown(r: dict[str, Any]) -> str:
         w = r["warm"]
         lines.append(
             f"| warm p50, 1 connection, app A | {w['direct']['p50_ms']:.3f} ms | {w['sampan']['p50_ms']:.3f} ms"
-            f" | +{w['added_p50_ms']:.3f} ms | ≤ +0.1 ms (issue 17; +0.3 ms before) |"
+            f" | +{w['added_p50_ms']:.3f} ms (the gateway's CPU: {w.get('gateway_cpu_us', float('nan')):.0f} µs"
+            " per request) | ≤ +0.1 ms (issue 17; +0.3 ms before) |"
         )
         lines.append(
             f"| warm p99, 1 connection, app A | {w['direct']['p99_ms']:.3f} ms | {w['sampan']['p99_ms']:.3f} ms"
@@ -716,6 +757,16 @@ def markdown(r: dict[str, Any]) -> str:
                 f"{s['requests_per_cpu_s']:.0f} (the gateway's process) | "
                 f"{s['requests_per_cpu_s'] / d['requests_per_cpu_s']:.2f}x | - |"
             )
+            if app == "A" and "cpu_us" in d and "cpu_us" in s:
+                dc, sc = d["cpu_us"], s["cpu_us"]
+                others = sc["descendants"] + sc["load_generator"]
+                budget = cpu_budget_us(d["rps"], 0.8, m["cpus"], others)
+                lines.append(
+                    f"| CPU per request, app A (µs) | uvicorn {dc['process']:.0f} + wrk {dc['load_generator']:.0f}"
+                    f" | gateway {sc['process']:.0f} + container {sc['descendants']:.0f} + wrk "
+                    f"{sc['load_generator']:.0f} | for 0.8x on {m['cpus']} cores the gateway may spend "
+                    f"{budget:.0f} µs | - |"
+                )
     if "cold" in r:
         c, base = r["cold"], r["cold"]["baseline"]
         s = c["sampan"]
