@@ -90,6 +90,26 @@ SCRIPT = """
     out["blocked"] = blocked.exec("python3", "/tmp/probe.py", str(tunnel_port), str(control_port)).stdout.read().split()
     out["open_net"] = web.exec("python3", "/tmp/probe.py", str(control_port)).stdout.read().split()
 
+    # the tunnel's relay socket, swapped by the sandbox for a link to a socket of the host's, leads nowhere
+    import socket
+    decoy = socket.socket(socket.AF_UNIX)
+    decoy.bind(sys.argv[3])
+    decoy.listen()
+    decoy.settimeout(1)
+    web.exec("sh", "-c", "mv /run/sampan/web.sock.8000 /run/sampan/moved.8000 && "
+             f"ln -s {sys.argv[3]} /run/sampan/web.sock.8000").wait()
+    try:
+        urllib.request.urlopen(tunnel.url + "/", timeout=5)
+        out["relinked"] = "answered"
+    except Exception as exc:  # noqa: BLE001 - whatever the client saw
+        out["relinked"] = type(exc).__name__
+    try:
+        decoy.accept()[0].close()
+        out["decoy"] = "reached"
+    except OSError:
+        out["decoy"] = "untouched"
+    decoy.close()
+
     # an image's local files come along
     with_files = (modal.Image.debian_slim().apt_install("cowsay").add_local_dir(sys.argv[2], "/code")
                   .add_local_file(sys.argv[2] + "/note.md", "/root/"))
@@ -178,7 +198,7 @@ def test_a_sandbox_from_python(sampan: Sampan, tmp_path: Path) -> None:  # noqa:
     (tmp_path / "local").mkdir()
     (tmp_path / "local" / "note.md").write_text("from-my-machine\n")
     done = subprocess.run([sys.executable, str(tmp_path / "box.py"), control.rsplit(":", 1)[1],
-                           str(tmp_path / "local")],
+                           str(tmp_path / "local"), str(tmp_path / "decoy.sock")],
                           capture_output=True, text=True, env=sampan.env, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     found = json.loads(done.stdout.splitlines()[-1])
@@ -193,6 +213,7 @@ def test_a_sandbox_from_python(sampan: Sampan, tmp_path: Path) -> None:  # noqa:
     assert out["tunnel"] == [True, 200]
     assert out["blocked"] == ["ConnectionRefusedError", "ConnectionRefusedError"]
     assert out["open_net"] == ["open"]  # an ordinary sandbox reaches the platform (Dict, Queue, calls)
+    assert out["decoy"] == "untouched" and out["relinked"] != "answered", out
     assert out["snapshot"] == ["kept", "cowsay", "cowthink"]
     assert out["local_files"] == ["from-my-machine", "from-my-machine", "note.md"]
     assert out["from_name"] and out["list"] and out["tags"] == {"team": "b"}

@@ -438,3 +438,124 @@ def test_kill_9_of_the_server_takes_every_container_process_along(tmp_path: Path
         wait_until(lambda: not marker_pids(s.marker), timeout=40)
     finally:
         s.close()
+
+
+class _Decoy:
+    """A server of the host's that no container may lead the gateway to: a Unix socket or a loopback TCP
+    port, counting the connections it gets (and answering each as a container would, so that a gateway
+    led there would show it)."""
+
+    def __init__(self, sock: socket.socket) -> None:  # bound already
+        self.sock = sock
+        self.accepted = 0
+        sock.listen(16)
+        sock.settimeout(0.2)
+        self.stop = False
+        self.thread = __import__("threading").Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            with conn:
+                conn.settimeout(1)
+                with __import__("contextlib").suppress(OSError):
+                    conn.recv(65536)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\ndecoy")
+
+    def close(self) -> None:
+        self.stop = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+SWAPPING_APP = """
+    import os
+    import modal
+    from fastapi import FastAPI, Response
+
+    app = modal.App("swapper")
+
+    @app.function()
+    @modal.asgi_app()
+    def web():
+        api = FastAPI()
+
+        @api.get("/swap")
+        def swap():  # its socket's name, now a link to a socket of the host's
+            os.rename("/run/sampan/web.sock", "/run/sampan/web.real")
+            os.symlink(DECOY, "/run/sampan/web.sock")
+            return Response("swapped", headers={"connection": "close"})  # the gateway must connect again
+
+        @api.get("/")
+        def ours():
+            return Response("ours")
+
+        return api
+"""
+
+FORGING_APP = """
+    import json, os, stat
+    import modal
+    from fastapi import FastAPI
+
+    app = modal.App("forger")
+
+    @app.function()
+    @modal.asgi_app()
+    def web():  # runs in the container before it is ready: say "ready" first, with another address
+        forged = json.dumps({"ready": {"host": "127.0.0.1", "port": PORT, "calls": PORT}}) + "\\n"
+        for fd in range(3, 256):
+            try:
+                if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                    os.write(fd, forged.encode())
+            except OSError:
+                pass
+        return FastAPI()
+"""
+
+
+@needs_sandbox
+def test_a_container_cannot_lead_the_gateway_to_a_socket_of_the_hosts(tmp_path: Path) -> None:
+    """The gateway connects to a container's Unix socket by a descriptor it took when the container
+    became ready, not by its name: a container that swaps its socket for a link to a socket of the host's
+    (a Docker socket, the server's own) gets the gateway nowhere near it (before, it got every new
+    connection, with requests its clients chose)."""
+    decoy_path = tmp_path / "decoy.sock"
+    unix = socket.socket(socket.AF_UNIX)
+    unix.bind(str(decoy_path))
+    decoy = _Decoy(unix)
+    app = tmp_path / "swapper.py"
+    app.write_text(textwrap.dedent(SWAPPING_APP).replace("DECOY", repr(str(decoy_path))))
+    try:
+        with serve(app, tmp_path / "home") as s:
+            url = s.urls["web"]
+            assert requests.get(url + "/", timeout=60).text == "ours"
+            assert requests.get(url + "/swap", timeout=60).text == "swapped"
+            answers = {requests.get(url + "/", timeout=60).text for _ in range(3)}
+            assert decoy.accepted == 0 and answers == {"ours"}, answers
+    finally:
+        decoy.close()
+
+
+@needs_sandbox
+def test_a_container_cannot_name_its_own_address(tmp_path: Path) -> None:
+    """The backend decides where a container serves; a container that writes its own "ready" line first,
+    naming an address of the host's, is refused as a failed start (before, the gateway sent it the
+    function's requests: a way to any TCP service the server can reach)."""
+    tcp = socket.socket()
+    tcp.bind(("127.0.0.1", 0))
+    decoy = _Decoy(tcp)
+    app = tmp_path / "forger.py"
+    app.write_text(textwrap.dedent(FORGING_APP).replace("PORT", str(decoy.sock.getsockname()[1])))
+    try:
+        with serve(app, tmp_path / "home") as s:
+            r = requests.get(s.urls["web"] + "/", timeout=60)
+            assert r.status_code >= 500 and "decoy" not in r.text, (r.status_code, r.text)
+            assert decoy.accepted == 0
+    finally:
+        decoy.close()

@@ -30,6 +30,7 @@ from typing import Any
 from .. import config
 from ..resources import MIB, Resources
 from ..runtime.sandbox import SOCKET_DIR
+from .addresses import NotASocket, owns_listener, pin_socket
 from .base import Backend, Container, ContainerSpec, ContainerStartError, LogSink
 from .isolation import CONTAINER_PATH, Handover, Isolation, network_blocked, own_network
 from .templates import ForkedProcess, TemplateKey, Templates, TemplateUnavailable, extra_paths, fork_supported
@@ -127,6 +128,27 @@ class LocalContainer(Container):
         self.address = address
         self._pumps = pumps
         self.how = how
+        self._socket: str | None = None  # the socket's own path, for the cleanup after a kill
+        self._pinned: list[int] = []
+
+    @property
+    def socket_path(self) -> str | None:
+        """The host path of the container's own socket (a sandbox's tunnel relays are beside it)."""
+        return self._socket
+
+    def pin(self, path: str, calls: bool) -> None:
+        """Serve through the socket at `path` (and its call line's at `path.calls`) as they are now
+        (addresses.py `pin_socket`): the addresses become `/proc/self/fd/<n>`, closed when the container
+        has ended."""
+        self._socket = path
+        try:
+            self._pinned.append(pin_socket(path))
+            self.address = f"/proc/self/fd/{self._pinned[-1]}"
+            if calls:
+                self._pinned.append(pin_socket(path + ".calls"))
+                self.calls_address = f"/proc/self/fd/{self._pinned[-1]}"
+        except NotASocket as exc:
+            raise ContainerStartError(exc.strerror or str(exc)) from None
 
     @property
     def alive(self) -> bool:
@@ -156,9 +178,12 @@ class LocalContainer(Container):
     async def wait(self) -> int:
         code = await self.proc.wait()
         self._signal_group(signal.SIGKILL)
-        if isinstance(self.address, str):  # a killed container cannot remove its socket itself
-            with contextlib.suppress(OSError):
-                os.unlink(self.address)
+        if self._socket is not None:  # a killed container cannot remove its socket itself
+            for path in (self._socket, self._socket + ".calls"):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+        while self._pinned:
+            os.close(self._pinned.pop())
         if self.network is not None:  # the container's slirp4netns ends with it
             helper = None
             with contextlib.suppress(Exception):
@@ -411,16 +436,43 @@ class LocalBackend(Backend):
             await container.stop(grace=5.0)
             reason = status.get("error") or _exit_reason(proc.returncode, tail)
             raise ContainerStartError(reason)
-        ready = status["ready"]
-        container.address = ready["unix"] if "unix" in ready else (ready["host"], int(ready["port"]))
-        if "calls" in ready:  # the call line (runtime/callline.py): a function's single calls
-            container.calls_address = ready["calls"] if "unix" in ready else (ready["host"], int(ready["calls"]))
-        if self.sandboxed and isinstance(container.address, str):
-            container.address = self.isolation.host_socket(spec.container_id, container.address)
-            if isinstance(container.calls_address, str):
-                container.calls_address = self.isolation.host_socket(spec.container_id, container.calls_address)
+        try:
+            self._address(container, spec, status["ready"])
+        except ContainerStartError:
+            await container.stop(grace=1.0)
+            raise
         log(spec.container_id, "system", f"started by {how}, ready in {(time.perf_counter() - started) * 1000:.0f} ms")
         return container
+
+    def _address(self, container: LocalContainer, spec: ContainerSpec, ready: Any) -> None:
+        """Where the gateway reaches a container that said it is ready. The backend decided that before
+        the start; the container's line only confirms it (user code runs in the container and can write
+        that line first). A Unix socket is pinned (`LocalContainer.pin`): the gateway connects to the
+        socket that was there when the container became ready, whatever the container puts at its name
+        later. A TCP address must be on the host the backend gave."""
+        if not isinstance(ready, dict):
+            raise ContainerStartError("the container's ready line was not understood")
+        calls = ready.get("calls")
+        if spec.unix_socket is not None:
+            if ready.get("unix") != spec.unix_socket or calls not in (None, spec.unix_socket + ".calls"):
+                raise ContainerStartError("the container named an address it was not given")
+            own = spec.unix_socket
+            if self.sandboxed:
+                own = self.isolation.host_socket(spec.container_id, spec.unix_socket)
+            container.pin(own, calls is not None)
+            return
+        if self.sandboxed and not spec.listen_host:
+            raise ContainerStartError("the container named an address it was not given")
+        host, port = ready.get("host"), ready.get("port")
+        if host != (spec.listen_host or "127.0.0.1") or not _is_port(port) or not (calls is None or _is_port(calls)):
+            raise ContainerStartError("the container named an address it was not given")
+        if self.sandboxed and not all(owns_listener(container.proc.pid, host, p) for p in (port, calls) if p):
+            # A Ray node's container, in the node's network: a port of another container's, or of the
+            # node's own services, is not its to name.
+            raise ContainerStartError("the container named a port it does not listen on")
+        container.address = (host, port)
+        if calls is not None:  # the call line (runtime/callline.py): a function's single calls
+            container.calls_address = (host, calls)
 
     async def close(self) -> None:
         await self.templates.close()
@@ -439,6 +491,10 @@ def _exit_reason(code: int | None, tail: collections.deque[str]) -> str:
     return f"container exited with status {code} during startup" + (f":\n{last}" if last else "")
 
 
+def _is_port(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
+
+
 async def _read_status(fd: int) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 20)
@@ -451,4 +507,8 @@ async def _read_status(fd: int) -> dict[str, Any]:
         transport.close()
     if not line:
         return {}
-    return json.loads(line)
+    try:
+        status = json.loads(line)
+    except ValueError:
+        status = None
+    return status if isinstance(status, dict) else {"error": "the container's status line was not understood"}

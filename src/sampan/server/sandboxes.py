@@ -238,7 +238,8 @@ class Sandboxes:
         sandbox.started_at = time.time()
         self.live[sandbox.id] = sandbox
         for port in sandbox.ports:
-            tunnel = Tunnel(server.settings.host, sandbox.container.address, port, on_connection=self._touch(sandbox))
+            tunnel = Tunnel(server.settings.host, getattr(sandbox.container, "socket_path", None), port,
+                            on_connection=self._touch(sandbox))
             await tunnel.start()
             sandbox.tunnels[port] = tunnel
         sandbox.watcher = asyncio.create_task(self._watch(sandbox))

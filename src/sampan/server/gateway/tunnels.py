@@ -2,7 +2,9 @@
 
 Each connection to the tunnel's port is copied, both ways, to the sandbox: to the relay socket its agent
 keeps beside its own (`<socket>.<port>`, which reaches 127.0.0.1:<port> inside the sandbox's network),
-or, on the process runtime where a sandbox shares the host's network, to that port on loopback. Bytes
+or, on the process runtime where a sandbox shares the host's network, to that port on loopback. The
+sandbox makes the relay socket, so it could make that name a link to a socket of the host's: the
+connection goes to the socket found there, never through a link (backends/addresses.py `connect_unix`). Bytes
 are not interpreted: HTTP, WebSockets or any TCP protocol pass. `on_connection(+1/-1)` lets the sandbox
 count open connections as activity (its idle timeout).
 """
@@ -13,14 +15,16 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from ...backends.addresses import connect_unix
 from ...runtime.relay import pipe
 
 
 class Tunnel:
-    def __init__(self, host: str, address: Any, port: int,
+    def __init__(self, host: str, socket_path: str | None, port: int,
                  on_connection: Callable[[int], None] = lambda delta: None) -> None:
+        """`socket_path`: the host path of the sandbox's own socket (None: it shares the host's network)."""
         self.host = host
-        self.target = f"{address}.{port}" if isinstance(address, str) else ("127.0.0.1", port)
+        self.target: Any = f"{socket_path}.{port}" if socket_path is not None else ("127.0.0.1", port)
         self.container_port = port
         self.on_connection = on_connection
         self.port = 0
@@ -43,7 +47,7 @@ class Tunnel:
         try:
             try:
                 if isinstance(self.target, str):
-                    app_r, app_w = await asyncio.open_unix_connection(self.target)
+                    app_r, app_w = await connect_unix(self.target)
                 else:
                     app_r, app_w = await asyncio.open_connection(*self.target)
             except OSError:
