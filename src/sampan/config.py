@@ -154,6 +154,10 @@ class Settings:
     control_url: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # Whether image steps may read files of this machine (`copy=True` local files, Dockerfiles and their
+    # COPY sources, requirements, pyproject, uv and Poetry projects): yes for a `serve` session's own
+    # server; `sampan server start`, which builds for every workspace, says no (server/daemon.py).
+    local_paths: bool = True
 
     def __post_init__(self) -> None:
         if self.images_dir == Path():
@@ -250,6 +254,12 @@ def bucket_endpoints_allowed() -> set[str]:
 def otel_endpoint() -> str | None:
     """OTEL_EXPORTER_OTLP_ENDPOINT (OpenTelemetry's own variable): where request spans and container logs go."""
     return os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None
+
+
+def server_local_paths() -> bool:
+    """SAMPAN_SERVER_LOCAL_PATHS=1: a shared server's image builds may read its own files, for an operator
+    whose every deploying client works on this machine and may read what the server can."""
+    return os.environ.get("SAMPAN_SERVER_LOCAL_PATHS") == "1"
 
 
 def force_build() -> bool:

@@ -33,6 +33,7 @@ from .endpoints import AppVersion, EndpointInfo, WebEndpoint
 from .gateway.listener import Gateway
 from .gateway.routing import RouteTable, normal_domain
 from .images.builder import BuiltImage, ImageBuilder
+from .images.recipe import machine_paths
 from .images.service import BuildHooks, build_images, rootfs_builder
 from .logs import LogStore
 from .metrics import Metrics
@@ -77,6 +78,20 @@ def own_snapshots(manifest: Manifest, workspace: str) -> Manifest:
         return dataclasses.replace(entry, image=steps) if steps != entry.image else entry
     return dataclasses.replace(manifest, functions=tuple(map(fixed, manifest.functions)),
                                calls=tuple(map(fixed, manifest.calls)))
+
+
+def check_machine_paths(manifest: Manifest) -> None:
+    """A shared server builds for every workspace: an image step that would read a file of this machine at
+    a path the client named (its `/etc/shadow`, another workspace's Volume) is refused before any build."""
+    for entry in (*manifest.functions, *manifest.calls):
+        found = machine_paths(list(entry.image))
+        if found:
+            raise InvalidError(
+                f"Image step {found[0]} reads files of the machine that builds the image, and this server builds "
+                "images for several workspaces, so it reads none of its own files for them (Sampan does not "
+                "upload a client's files for image builds yet). Use `copy=False` (files are then sent with the "
+                "app), `pip_install`/`uv_pip_install` with package names, or a `sampan serve` session; a server "
+                "whose every deploying client is on this machine may allow it with SAMPAN_SERVER_LOCAL_PATHS=1.")
 
 
 def _usage(pc: Any) -> dict[str, Any]:
@@ -296,6 +311,8 @@ class AppServer:
         `manifest.functions + manifest.calls`); None where a function declares no image."""
         scope = workspace or self.settings.workspace
         manifest = own_snapshots(manifest, scope)
+        if not self.settings.local_paths:
+            check_machine_paths(manifest)
         hooks = hooks or BuildHooks()
         shown = hooks.built
 

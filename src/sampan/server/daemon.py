@@ -14,6 +14,7 @@ next start brings every app back from the store.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sys
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 
 from ..backends.base import ContainerStartError
-from ..config import Settings, write_token_config
+from ..config import Settings, server_local_paths, write_token_config
 from ..manifest import Manifest
 from ..registry import running_servers
 from .assemble import Sinks, assemble, process_runtime_warning, runtime_description
@@ -36,6 +37,8 @@ def _log(message: str) -> None:
 
 
 async def run(settings: Settings, control_port: int = DEFAULT_CONTROL_PORT) -> int:
+    # Clients of several workspaces deploy here: their images read no file of this machine's (config.py).
+    settings = dataclasses.replace(settings, local_paths=server_local_paths())
     others = [s for s in running_servers(settings.home) if s.kind == "server"]
     if others:
         _log(f"a Sampan server is already running for {settings.home} (pid {others[0].pid})")

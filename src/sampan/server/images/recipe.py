@@ -162,6 +162,29 @@ def image_id(chain: list[Step]) -> str:
     return "im-" + chain[-1].key[:20]
 
 
+def machine_paths(steps: list[dict[str, Any]]) -> list[str]:
+    """The steps of a recipe that read files of the machine that builds the image (the paths a client
+    named are read where the server runs): `add_local_*` with `copy=True`, a Dockerfile and its COPY
+    sources, requirement files, pyproject, uv and Poetry projects. A shared server refuses them."""
+    found = []
+    for step in steps:
+        op, args = step["op"], step.get("args") or {}
+        if op.startswith("add_local_") and args.get("copy"):
+            found.append(f"{op}({args.get('local_path') or ', '.join(args.get('modules') or [])!r}, copy=True)")
+        elif op == "from_dockerfile":
+            found.append(f"from_dockerfile({args.get('path')!r})")
+        elif op == "dockerfile_commands" and any(
+                line.split(None, 1)[:1] and line.split(None, 1)[0].upper() in ("COPY", "ADD")
+                for line in args.get("commands") or []):
+            found.append("dockerfile_commands(COPY ...)")
+        elif op in ("pip_install_from_requirements", "pip_install_from_pyproject", "uv_sync",
+                    "poetry_install_from_file"):
+            found.append(f"{op}(...)")
+        elif op == "uv_pip_install" and args.get("requirements"):
+            found.append("uv_pip_install(requirements=...)")
+    return found
+
+
 def pip_args(args: dict[str, Any]) -> list[str]:
     """The installer options of a pip_install/uv_pip_install step, as uv arguments."""
     out: list[str] = []

@@ -113,3 +113,24 @@ def test_imports_swallows_import_errors_outside_the_image(monkeypatch: pytest.Mo
     monkeypatch.setenv("SAMPAN_IMAGE_RECIPE", image.recipe_hash())
     with pytest.raises(ImportError), image.imports():
         import a_package_the_host_lacks  # type: ignore[import-not-found]  # noqa: F401,F811
+
+
+def test_steps_that_read_the_building_machines_files_are_named() -> None:
+    """What a shared server refuses (server/apps.py `check_machine_paths`): every step that would read a
+    file at a path the client named, on the server's disk; nothing else."""
+    def found(image: modal.Image) -> list[str]:
+        return recipe.machine_paths(image.to_json())
+
+    base = modal.Image.debian_slim()
+    assert found(base.pip_install("x").apt_install("y").run_commands("true").add_local_dir("/tmp", "/d")) == []
+    assert found(base.add_local_file("/etc/shadow", "/x", copy=True)) == ["add_local_file('/etc/shadow', copy=True)"]
+    assert found(base.add_local_dir("/var/lib", "/d", copy=True)) == ["add_local_dir('/var/lib', copy=True)"]
+    assert found(base.dockerfile_commands("RUN true", "ENV A=1")) == []
+    assert found(base.dockerfile_commands("copy a /b")) == ["dockerfile_commands(COPY ...)"]
+    assert found(modal.Image.from_dockerfile("/srv/Dockerfile")) == ["from_dockerfile('/srv/Dockerfile')"]
+    assert found(base.pip_install_from_requirements("/etc/passwd")) == ["pip_install_from_requirements(...)"]
+    assert found(base.uv_pip_install(requirements=["/etc/passwd"])) == ["uv_pip_install(requirements=...)"]
+    assert found(base.uv_pip_install("x")) == []
+    for image in (base.pip_install_from_pyproject("/p/pyproject.toml"), base.uv_sync("/p"),
+                  base.poetry_install_from_file("/p/pyproject.toml")):
+        assert len(found(image)) == 1
