@@ -295,3 +295,26 @@ def test_run_function_runs_once_at_build_and_its_files_are_the_layer(tmp_path: P
         modal.Image.debian_slim().run_function(lambda: None)
     with pytest.raises(modal.exception.InvalidError, match="must be a function, not int"):
         modal.Image.debian_slim().run_function(3)  # type: ignore[arg-type]
+
+
+def test_a_link_made_by_a_run_never_leads_a_copy_or_a_workdir_out_of_the_layer(tmp_path: Path) -> None:
+    """The server writes COPY sources and WORKDIR directories into the layer itself, on the host: a link a
+    RUN made in the same layer, to a host path, must not take those writes there (before, COPY wrote the
+    file through it as root, and WORKDIR made the directory)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "f.txt").write_text("payload")
+    tag = uuid.uuid4().hex  # a fresh recipe: never a cached layer
+    for lines in ([f"RUN ln -s {outside} /app # {tag}", "COPY f.txt /app/f.txt"],
+                  [f"RUN ln -s {outside} /w # {tag}", "WORKDIR /w/made"]):
+        with pytest.raises(ImageBuildError, match="link"):
+            build(modal.Image.debian_slim().dockerfile_commands(*lines, context_dir=str(context)))
+        assert list(outside.iterdir()) == []
+    # a link within the layer is followed as before
+    built, _, _, _ = build(modal.Image.debian_slim().dockerfile_commands(
+        f"RUN mkdir -p /srv/real && ln -s real /srv/app # {tag}", "COPY f.txt /srv/app/f.txt", "WORKDIR /srv/app/sub",
+        context_dir=str(context)))
+    diff = next(p for p in (Path(IMAGES_DIR) / "layers").glob("*/diff/srv/real/f.txt"))
+    assert diff.read_text() == "payload" and (diff.parent / "sub").is_dir()

@@ -63,13 +63,14 @@ def _link(dir_fd: int, name: str) -> list[str]:
     return target.split("/")
 
 
-def open_dir(root_fd: int, parts: list[str], create: bool = False) -> int:
+def open_dir(root_fd: int, parts: list[str], create: bool = False, owner: tuple[int, int] | None = None) -> int:
     """A new descriptor of the directory `parts` lead to from the root, following links within it;
-    `create`: missing directories are made on the way."""
-    return _walk(root_fd, parts, create)[0]
+    `create`: missing directories are made on the way (mode 0755, and given to `owner`)."""
+    return _walk(root_fd, parts, create, owner)[0]
 
 
-def _walk(root_fd: int, parts: list[str], create: bool = False) -> tuple[int, list[str]]:
+def _walk(root_fd: int, parts: list[str], create: bool = False,
+          owner: tuple[int, int] | None = None) -> tuple[int, list[str]]:
     """`open_dir`, and the directory's own path below the root (links resolved), which a link found in
     it is relative to."""
     stack = [root_fd]  # the directories walked; ".." pops one, never the root
@@ -95,8 +96,13 @@ def _walk(root_fd: int, parts: list[str], create: bool = False) -> tuple[int, li
             except FileNotFoundError:
                 if not create:
                     raise
-                with contextlib.suppress(FileExistsError):
+                try:
                     os.mkdir(part, 0o755, dir_fd=stack[-1])
+                    os.chmod(part, 0o755, dir_fd=stack[-1])  # whatever the umask
+                    if owner is not None:
+                        os.chown(part, *owner, dir_fd=stack[-1], follow_symlinks=False)
+                except FileExistsError:
+                    pass
                 todo.appendleft(part)  # open it on the next step, whatever is there by then
                 continue
             except OSError as exc:
@@ -115,10 +121,11 @@ def _walk(root_fd: int, parts: list[str], create: bool = False) -> tuple[int, li
             os.close(fd)
 
 
-def locate(root_fd: int, parts: list[str], create: bool = False) -> tuple[int, str]:
+def locate(root_fd: int, parts: list[str], create: bool = False,
+           owner: tuple[int, int] | None = None) -> tuple[int, str]:
     """The directory that holds the last component (a new descriptor) and that component's name, which
     is not followed: for making, replacing or removing it. `parts` must not be empty."""
-    return open_dir(root_fd, parts[:-1], create), parts[-1]
+    return open_dir(root_fd, parts[:-1], create, owner), parts[-1]
 
 
 def open_file(root_fd: int, parts: list[str], flags: int = os.O_RDONLY) -> int:
@@ -212,18 +219,22 @@ def remove_tree(parent_fd: int, name: str, depth: int = 0) -> None:
     os.rmdir(name, dir_fd=parent_fd)
 
 
-def write_new(dir_fd: int, name: str, data: bytes | BinaryIO, temp: str, mtime: float | None = None) -> None:
+def write_new(dir_fd: int, name: str, data: bytes | BinaryIO, temp: str, mtime: float | None = None,
+              mode: int = 0o644, owner: tuple[int, int] | None = None) -> None:
     """Write `name` in a directory whole (`data`: bytes, or a file to copy from): first to `temp`, made
     anew and never through a link, then renamed over whatever `name` was (a link is replaced, not
     followed), so the file is never seen half-written."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(temp, dir_fd=dir_fd)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
     with os.fdopen(fd, "wb") as out:
         if isinstance(data, bytes):
             out.write(data)
         else:
             shutil.copyfileobj(data, out, COPY_CHUNK)
+        os.fchmod(out.fileno(), mode)
+        if owner is not None:
+            os.fchown(out.fileno(), *owner)
     if mtime is not None:
         os.utime(temp, (mtime, mtime), dir_fd=dir_fd, follow_symlinks=False)
     os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)

@@ -31,10 +31,12 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from secrets import token_hex
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,6 +44,7 @@ from ... import __version__, config
 from ..._proc import pid_alive
 from ...file_pattern_matcher import from_recipe
 from ...runtime import sandbox
+from .. import inroot
 from . import dockerfile
 from .builder import (
     BuiltImage,
@@ -808,34 +811,84 @@ class _Run:
         await self.sh(uv_install_command(args), self._uv_env(), [*self._uv_binds(), *binds])
 
     def copy_in(self, source: Path, target: str, ignore: Callable[[str, list[str]], set[str]] | None = None) -> None:
-        """Files into the layer at absolute `target`, owned by the image's root."""
+        """Files into the layer at absolute `target`, owned by the image's root. The layer may hold links a
+        RUN of the same step made: every write is relative to a descriptor of the layer's directory, a
+        link within it is followed and one that leads out is refused (server/inroot.py); a source's own
+        links are copied as links."""
         if not source.exists():
             raise ImageBuildError(f"Local path {str(source)!r} does not exist.")
-        dest = self.diff / target.lstrip("/")
-        made = []
-        parent = dest.parent if not source.is_dir() else dest
-        for p in [parent, *parent.parents]:
-            if p == self.diff or not str(p).startswith(str(self.diff)):
-                break
-            if not p.exists():
-                made.append(p)
-        if source.is_dir():
-            shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True, ignore=ignore)
-        else:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest)
-        for p in made:
-            os.chmod(p, 0o755)
-        self._own(dest if dest.exists() else self.diff)
-        for p in made:
-            os.lchown(p, self.b.uid, self.b.uid)
+        parts = self._layer_parts(target)
+        root = os.open(self.diff, inroot.DIR_FLAGS)
+        try:
+            if source.is_dir():
+                into = self._layer_dir(root, parts, target)
+                try:
+                    self._copy_dir(source, into, ignore, 0)
+                finally:
+                    os.close(into)
+                return
+            if not parts:
+                raise ImageBuildError(f"Cannot copy the file {str(source)!r} over the image's root directory.")
+            parent = self._layer_dir(root, parts[:-1], target)
+            try:
+                self._copy_file(source, parent, parts[-1], target)
+            finally:
+                os.close(parent)
+        finally:
+            os.close(root)
 
-    def _own(self, path: Path) -> None:
-        if path.is_dir() and not path.is_symlink():
-            for root, dirs, files in os.walk(path):
-                for name in [*dirs, *files]:
-                    os.lchown(os.path.join(root, name), self.b.uid, self.b.uid)
-        os.lchown(path, self.b.uid, self.b.uid)
+    @staticmethod
+    def _layer_parts(target: str) -> list[str]:
+        try:
+            return inroot.parts_of(target)
+        except inroot.Outside:
+            raise ImageBuildError(f"{target!r} leads outside the image.") from None
+
+    def _layer_dir(self, root: int, parts: list[str], target: str) -> int:
+        """The layer's directory at `parts`, made if missing (owned by the image's root)."""
+        try:
+            return inroot.open_dir(root, parts, create=True, owner=(self.b.uid, self.b.uid))
+        except inroot.Outside:
+            raise ImageBuildError(f"{target!r} goes through a link that leads out of the image's layer (Sampan "
+                                  "follows links only within the layer while it builds).") from None
+        except OSError as exc:
+            raise ImageBuildError(f"{target!r}: {exc.strerror or exc} (a file, or a link, on the way).") from None
+
+    def _copy_file(self, source: Path, parent: int, name: str, target: str) -> None:
+        info = source.stat()
+        try:
+            with source.open("rb") as data:
+                inroot.write_new(parent, name, data, f".sampan-copy-{token_hex(8)}", info.st_mtime,
+                                 stat.S_IMODE(info.st_mode), (self.b.uid, self.b.uid))
+        except IsADirectoryError:
+            raise ImageBuildError(f"Cannot copy the file {str(source)!r} over the directory {target!r}.") from None
+
+    def _copy_dir(self, source: Path, into: int, ignore: Callable[[str, list[str]], set[str]] | None,
+                  depth: int) -> None:
+        """`source`'s contents into the layer directory `into`, as shutil.copytree(symlinks=True) would."""
+        if depth > inroot.MAX_DEPTH:
+            raise ImageBuildError(f"{str(source)!r} is too deep to copy.")
+        names = sorted(os.listdir(source))
+        skipped = ignore(str(source), names) if ignore is not None else set()
+        owner = (self.b.uid, self.b.uid)
+        for name in names:
+            if name in skipped:
+                continue
+            path = source / name
+            info = path.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                temp = f".sampan-link-{token_hex(8)}"
+                os.symlink(os.readlink(path), temp, dir_fd=into)
+                os.chown(temp, *owner, dir_fd=into, follow_symlinks=False)
+                os.replace(temp, name, src_dir_fd=into, dst_dir_fd=into)
+            elif stat.S_ISDIR(info.st_mode):
+                child = self._layer_dir(into, [name], str(path))
+                try:
+                    self._copy_dir(path, child, ignore, depth + 1)
+                finally:
+                    os.close(child)
+            elif stat.S_ISREG(info.st_mode):
+                self._copy_file(path, into, name, str(path))
 
     async def apply(self) -> None:
         op, args = self.step.op, self.step.args
@@ -1074,15 +1127,15 @@ class _Run:
         self.make_dir(self.config["workdir"])
 
     def make_dir(self, path: str) -> None:
-        """`WORKDIR` makes its directory, as Docker does (owned by the image's root)."""
+        """`WORKDIR` makes its directory, as Docker does (owned by the image's root; within the layer,
+        never through a link out of it)."""
         if not path.startswith("/") or ".." in path.split("/"):
             raise ImageBuildError(f"WORKDIR must be an absolute path without '..': {path!r}")
-        target = self.diff
-        for part in [p for p in path.split("/") if p]:
-            target = target / part
-            if not target.exists():
-                target.mkdir(mode=0o755)
-                os.lchown(target, self.b.uid, self.b.uid)
+        root = os.open(self.diff, inroot.DIR_FLAGS)
+        try:
+            os.close(self._layer_dir(root, self._layer_parts(path), path))
+        finally:
+            os.close(root)
 
     async def op_entrypoint(self, args: dict[str, Any]) -> None:
         self.config["entrypoint"] = list(args.get("commands") or [])
