@@ -5,6 +5,7 @@ local file lands where in the code bundle (mountpaths.bundle_path). Shared by th
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -15,6 +16,7 @@ from .file_pattern_matcher import from_recipe
 from .mountpaths import bundle_path
 
 SKIP_DIRS = {".venv", "venv", "site-packages", "dist-packages", "__pycache__", ".git", "node_modules", ".tox"}
+UPLOADS = ".sampan-uploads"  # in a bundle sent to a server: the sources of `add_local_*(copy=True)` steps
 
 
 def expand(local: Path, target: str, only_python: bool = False,
@@ -61,4 +63,29 @@ def image_files(steps: Iterable[dict[str, Any]]) -> dict[str, str]:
         if op == "add_local_file" and args["remote_path"].endswith("/"):
             target = f"{target}/{local.name}" if target else local.name
         found.update((t, lc) for lc, t in expand(local, target, ignore=from_recipe(args)))
+    return found
+
+
+def upload_key(args: dict[str, Any]) -> str:
+    """Where a `copy=True` step's sources travel in the bundle (`UPLOADS/<key>`): from its local path."""
+    return hashlib.sha256(str(args.get("local_path") or "").encode()).hexdigest()[:24]
+
+
+def image_uploads(steps: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """(path in the bundle -> local path) of the files a recipe's `add_local_file/dir(copy=True)` steps copy
+    into the image, for a server that builds images elsewhere than on this machine (it reads none of its
+    own files for a client: server/apps.py `stage_uploads`). InvalidError for a path that is not there."""
+    found: dict[str, str] = {}
+    for step in steps:
+        op, args = step["op"], step.get("args") or {}
+        if op not in ("add_local_file", "add_local_dir") or not args.get("copy"):
+            continue
+        local = Path(args["local_path"])
+        if not local.exists():
+            raise InvalidError(f"{op}: local path {str(local)!r} does not exist.")
+        target = f"{UPLOADS}/{upload_key(args)}"
+        if local.is_file():
+            found[f"{target}/{local.name}"] = str(local)
+        else:
+            found.update((t, lc) for lc, t in expand(local, target, ignore=from_recipe(args)))
     return found

@@ -386,28 +386,3 @@ def test_app_deploy_from_plain_python(sampan: Sampan, tmp_path: Path) -> None:
     history = sampan.json("app", "history", "from-python")
     assert isinstance(history, dict) and history["versions"][0]["tag"] == "v1"
 
-
-def test_a_shared_server_reads_none_of_its_own_files_for_a_clients_image(sampan: Sampan, tmp_path: Path) -> None:
-    """An image step names a path that the server would read on its own disk (`copy=True`, requirement
-    files): on a server that builds for every workspace, that was a way to bake the server's files (its
-    secret key, other workspaces' Volumes) into one's own image, or to see their lines in a build's
-    error. Refused before any build, with the way out; nothing deployed."""
-    sampan.run("server", "start")
-    secret = sampan.home / "secret.key"
-    for step in (f".add_local_file({str(secret)!r}, '/root/loot', copy=True)",
-                 f".uv_pip_install(requirements=[{str(secret)!r}])"):
-        app = tmp_path / "loot.py"
-        app.write_text(textwrap.dedent(f"""
-            import modal
-
-            app = modal.App("loot", image=modal.Image.debian_slim(){step})
-
-            @app.function()
-            @modal.fastapi_endpoint()
-            def read():
-                return open("/root/loot").read()
-        """))
-        done = sampan.run("deploy", str(app), check=False)
-        assert done.returncode != 0, done.stdout
-        assert "reads files of the machine that builds the image" in done.stdout + done.stderr, done.stdout
-    assert all(a["name"] != "loot" for a in sampan.json("app", "list"))  # type: ignore[union-attr]

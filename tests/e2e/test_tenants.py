@@ -380,3 +380,52 @@ def _gateway_port(cli: Sampan) -> int:
     found = re.search(r"gateway on http://[^:]+:(\d+)", (cli.home / "server.log").read_text())
     assert found is not None
     return int(found.group(1))
+
+
+COPYING_APP = """
+    import modal
+
+    image = modal.Image.debian_slim().add_local_file(FILE, "/root/baked.txt", copy=True)
+    app = modal.App("baker", image=image)
+
+    @app.function()
+    @modal.fastapi_endpoint()
+    def read():
+        return open("/root/baked.txt").read()
+"""
+
+
+def test_a_shared_server_builds_from_what_a_client_sent_never_from_its_own_files(
+        two: tuple[Sampan, Api, Api, str], tmp_path: Path) -> None:
+    """An image step names a path that the server would read on its own disk. Before, a tenant baked the
+    server's secret key into an image of their own with `add_local_file(<server path>, copy=True)`, or saw
+    lines of a server file in a build's error (a requirements file). Now `copy=True` sources come with the
+    app (`sampan deploy` sends them) and are all the server reads; the other steps that read the
+    building machine's files are refused before any build."""
+    cli, _, bob, _ = two
+    secret = cli.home / "server-only.txt"
+    secret.write_text("the server's own file")
+    for step, expected in ((f".add_local_file({str(secret)!r}, '/root/loot', copy=True)", "did not come with the app"),
+                           (f".uv_pip_install(requirements=[{str(secret)!r}])", "reads files of the machine")):
+        source = f"""
+            import modal
+
+            app = modal.App("loot", image=modal.Image.debian_slim(){step})
+
+            @app.function()
+            @modal.fastapi_endpoint()
+            def read():
+                return open("/root/loot").read()
+        """
+        body = _deploy_body(tmp_path, source, "loot", files={"loot.py": textwrap.dedent(source).encode()})
+        status, answer = bob("POST", "/v1/deploy", body)  # no upload: a client that names the path only
+        result = _ndjson_result(answer)
+        assert "error" in result and expected in str(result["error"]), (status, result)
+    assert all(a["name"] != "loot" for a in bob("GET", "/v1/apps")[1])
+    # A real client sends what `copy=True` copies, and the image holds the client's bytes.
+    local = tmp_path / "mine.txt"
+    local.write_text("the client's own file")
+    app = tmp_path / "baker.py"
+    app.write_text(textwrap.dedent(COPYING_APP.replace("FILE", repr(str(local)))))
+    cli.run("deploy", str(app))
+    assert requests.get(cli.urls("baker")["read"], timeout=60).json() == "the client's own file"

@@ -38,7 +38,7 @@ def deploy_app(ref: str, module_mode: bool, name: str | None, strategy: str, tag
     body = {
         "name": app_name,
         "manifest": loaded.manifest.to_json(),
-        "files": {rel: base64.b64encode(data).decode() for rel, data in loaded.bundle_files().items()},
+        "files": {rel: base64.b64encode(data).decode() for rel, data in loaded.bundle_files(uploads=True).items()},
         "strategy": strategy,
         "tag": tag,
     }

@@ -23,7 +23,7 @@ from typing import Any
 
 from .. import modal_alias
 from ..exception import InvalidError
-from ..localfiles import SKIP_DIRS, image_files
+from ..localfiles import SKIP_DIRS, image_files, image_uploads
 from ..sdk.app import App
 from ..sdk.describe import build_manifest
 
@@ -147,6 +147,18 @@ def mounts(manifest: Any) -> list[tuple[str, str]]:
     return sorted((local, target) for target, local in found.items())
 
 
+def uploads(manifest: Any) -> list[tuple[str, str]]:
+    """Sources of `add_local_*(copy=True)` steps, sent with the app to a server that builds elsewhere:
+    (local path, path in the bundle)."""
+    found: dict[str, str] = {}
+    for entry in [*manifest.functions, *manifest.calls]:
+        try:
+            found.update(image_uploads(entry.image))
+        except InvalidError as exc:
+            raise LoadError(str(exc), EXIT_IMPORT_ERROR) from None
+    return sorted((local, target) for target, local in found.items())
+
+
 def load(ref: AppRef) -> dict[str, Any]:
     modal_alias.install()
     module, name, root = import_ref(ref)
@@ -156,7 +168,8 @@ def load(ref: AppRef) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001
         raise LoadError(_user_traceback(exc), EXIT_IMPORT_ERROR) from None
     files = local_files(root)
-    return {"manifest": manifest.to_json(), "root": str(root), "files": files, "mounts": mounts(manifest)}
+    return {"manifest": manifest.to_json(), "root": str(root), "files": files, "mounts": mounts(manifest),
+            "uploads": uploads(manifest)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ import signal
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -50,14 +50,17 @@ class Loaded:
     root: Path
     files: list[str]
     mounts: list[tuple[str, str]]  # add_local_*(copy=False): (local path, path in the bundle)
+    uploads: list[tuple[str, str]] = field(default_factory=list)  # add_local_*(copy=True), for a server
 
     @property
     def watch_paths(self) -> set[str]:
         return {str(self.root / f) for f in self.files} | {local for local, _ in self.mounts}
 
-    def bundle_files(self) -> dict[str, bytes]:
+    def bundle_files(self, uploads: bool = False) -> dict[str, bytes]:
+        """The code bundle; `uploads`: with the sources of `copy=True` image steps, for a server that reads
+        none of this machine's files (not for this process's own server, which reads them in place)."""
         files = read_files(self.root, self.files)
-        for local, target in self.mounts:
+        for local, target in [*self.mounts, *(self.uploads if uploads else [])]:
             files[target] = Path(local).read_bytes()
         return files
 
@@ -91,7 +94,8 @@ async def load_app(ref: str, module_mode: bool, loader: WarmLoader | None = None
         with contextlib.suppress(OSError):
             os.unlink(out_path)
     mounts = [(local, target) for local, target in data.get("mounts") or []]
-    return Loaded(Manifest.from_json(data["manifest"]), Path(data["root"]), data["files"], mounts)
+    uploads = [(local, target) for local, target in data.get("uploads") or []]
+    return Loaded(Manifest.from_json(data["manifest"]), Path(data["root"]), data["files"], mounts, uploads)
 
 
 class ServeSession:
@@ -254,7 +258,8 @@ class ServeSession:
     def _publish_remote(self, loaded: Loaded) -> Any:
         assert self.remote is not None
         body = {"name": self.app_name, "ephemeral": True, "manifest": loaded.manifest.to_json(),
-                "files": {rel: base64.b64encode(data).decode() for rel, data in loaded.bundle_files().items()}}
+                "files": {rel: base64.b64encode(data).decode()
+                          for rel, data in loaded.bundle_files(uploads=True).items()}}
         with output.BuildDisplay() as display:
             result = display.follow(self.remote.stream_json("/v1/deploy", body))
         if result is None:

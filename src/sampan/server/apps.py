@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +26,7 @@ from .. import config, naming
 from ..backends.base import Backend
 from ..config import Settings
 from ..exception import InvalidError, NotFoundError
+from ..localfiles import UPLOADS, upload_key
 from ..manifest import FunctionEntry, Manifest, compose_env
 from .autoscaler import READY, STARTING
 from .buckets import Buckets
@@ -80,11 +83,67 @@ def own_snapshots(manifest: Manifest, workspace: str) -> Manifest:
                                calls=tuple(map(fixed, manifest.calls)))
 
 
+def stage_uploads(manifest: Manifest, bundle: Bundle | None, home: Path, workspace: str) -> Manifest:
+    """On a shared server, every `add_local_file/dir(copy=True)` step reads the sources its client sent in
+    the bundle (localfiles.py `image_uploads`), never the path the client named: they are copied to
+    `$SAMPAN_HOME/image-uploads/<workspace>/<content hash>/` (stable while they do not change, so the
+    step's layer is cached across deploys) and the step names that copy. Not sent: InvalidError."""
+    def staged(step: dict[str, Any]) -> dict[str, Any]:
+        args = step.get("args") or {}
+        if step.get("op") not in ("add_local_file", "add_local_dir") or not args.get("copy"):
+            return step
+        source = bundle.path / UPLOADS / upload_key(args) if bundle is not None else None
+        if source is None or not source.is_dir():
+            raise InvalidError(f"{step['op']}({args.get('local_path')!r}, copy=True): its files did not come with "
+                               "the app (this server reads none of its own files for a client's image; a "
+                               "Sampan client sends them with `sampan deploy` and `sampan serve`).")
+        copied = _stage(source, home / "image-uploads" / workspace)
+        if step["op"] == "add_local_file":
+            names = [p.name for p in copied.iterdir()]
+            if len(names) != 1:
+                raise InvalidError(f"add_local_file({args.get('local_path')!r}, copy=True): not one file sent.")
+            copied = copied / names[0]
+        return {**step, "args": {**args, "local_path": str(copied)}}
+
+    def fixed(entry: FunctionEntry) -> FunctionEntry:
+        steps = tuple(staged(dict(s)) for s in entry.image)
+        return dataclasses.replace(entry, image=steps) if steps != entry.image else entry
+    return dataclasses.replace(manifest, functions=tuple(map(fixed, manifest.functions)),
+                               calls=tuple(map(fixed, manifest.calls)))
+
+
+def _stage(source: Path, base: Path) -> Path:
+    """A copy of the regular files below `source` at `base/<hash of their paths and contents>`."""
+    files = sorted(p for p in source.rglob("*") if p.is_file() and not p.is_symlink())
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(source).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    target = base / digest.hexdigest()[:32]
+    if target.is_dir():
+        return target
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".stage-", dir=base))
+    try:
+        for path in files:
+            dest = tmp / path.relative_to(source)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, dest)
+        os.chmod(tmp, 0o755)
+        os.rename(tmp, target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not target.is_dir():  # not a lost race with the same upload
+            raise
+    return target
+
+
 def check_machine_paths(manifest: Manifest) -> None:
     """A shared server builds for every workspace: an image step that would read a file of this machine at
-    a path the client named (its `/etc/shadow`, another workspace's Volume) is refused before any build."""
+    a path the client named (its `/etc/shadow`, another workspace's Volume) is refused before any build
+    (`add_local_file/dir(copy=True)` read what the client sent instead: `stage_uploads`)."""
     for entry in (*manifest.functions, *manifest.calls):
-        found = machine_paths(list(entry.image))
+        found = machine_paths(list(entry.image), staged=True)
         if found:
             raise InvalidError(
                 f"Image step {found[0]} reads files of the machine that builds the image, and this server builds "
@@ -313,6 +372,7 @@ class AppServer:
         manifest = own_snapshots(manifest, scope)
         if not self.settings.local_paths:
             check_machine_paths(manifest)
+            manifest = stage_uploads(manifest, bundle, self.settings.home, scope)
         hooks = hooks or BuildHooks()
         shown = hooks.built
 

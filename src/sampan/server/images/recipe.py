@@ -162,13 +162,16 @@ def image_id(chain: list[Step]) -> str:
     return "im-" + chain[-1].key[:20]
 
 
-def machine_paths(steps: list[dict[str, Any]]) -> list[str]:
+def machine_paths(steps: list[dict[str, Any]], staged: bool = False) -> list[str]:
     """The steps of a recipe that read files of the machine that builds the image (the paths a client
     named are read where the server runs): `add_local_*` with `copy=True`, a Dockerfile and its COPY
-    sources, requirement files, pyproject, uv and Poetry projects. A shared server refuses them."""
+    sources, requirement files, pyproject, uv and Poetry projects. A shared server refuses them;
+    `staged`: it has put uploaded sources in place of `add_local_file/dir(copy=True)` paths already."""
     found = []
     for step in steps:
         op, args = step["op"], step.get("args") or {}
+        if staged and op in ("add_local_file", "add_local_dir"):
+            continue
         if op.startswith("add_local_") and args.get("copy"):
             found.append(f"{op}({args.get('local_path') or ', '.join(args.get('modules') or [])!r}, copy=True)")
         elif op == "from_dockerfile":
