@@ -385,13 +385,15 @@ def _gateway_port(cli: Sampan) -> int:
 COPYING_APP = """
     import modal
 
-    image = modal.Image.debian_slim().add_local_file(FILE, "/root/baked.txt", copy=True)
+    image = (modal.Image.debian_slim().add_local_file(FILE, "/root/baked.txt", copy=True)
+             .pip_install_from_requirements(REQUIREMENTS))
     app = modal.App("baker", image=image)
 
     @app.function()
     @modal.fastapi_endpoint()
     def read():
-        return open("/root/baked.txt").read()
+        import tomli_w  # installed from the client's requirements file
+        return open("/root/baked.txt").read() + " + " + tomli_w.__name__
 """
 
 
@@ -400,13 +402,15 @@ def test_a_shared_server_builds_from_what_a_client_sent_never_from_its_own_files
     """An image step names a path that the server would read on its own disk. Before, a tenant baked the
     server's secret key into an image of their own with `add_local_file(<server path>, copy=True)`, or saw
     lines of a server file in a build's error (a requirements file). Now `copy=True` sources come with the
-    app (`sampan deploy` sends them) and are all the server reads; the other steps that read the
-    building machine's files are refused before any build."""
+    app (`sampan deploy` sends them, as it sends requirement files) and are all the server reads; a
+    Dockerfile's sources are not sent, so a step that copies them is refused before any build."""
     cli, _, bob, _ = two
     secret = cli.home / "server-only.txt"
     secret.write_text("the server's own file")
     for step, expected in ((f".add_local_file({str(secret)!r}, '/root/loot', copy=True)", "did not come with the app"),
-                           (f".uv_pip_install(requirements=[{str(secret)!r}])", "reads files of the machine")):
+                           (f".uv_pip_install(requirements=[{str(secret)!r}])", "did not come with the app"),
+                           (f".dockerfile_commands('COPY {secret.name} /root/loot', context_dir={str(cli.home)!r})",
+                            "reads files of the machine")):
         source = f"""
             import modal
 
@@ -425,7 +429,10 @@ def test_a_shared_server_builds_from_what_a_client_sent_never_from_its_own_files
     # A real client sends what `copy=True` copies, and the image holds the client's bytes.
     local = tmp_path / "mine.txt"
     local.write_text("the client's own file")
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("tomli-w==1.0.0\n")
     app = tmp_path / "baker.py"
-    app.write_text(textwrap.dedent(COPYING_APP.replace("FILE", repr(str(local)))))
+    app.write_text(textwrap.dedent(COPYING_APP.replace("FILE", repr(str(local)))
+                                   .replace("REQUIREMENTS", repr(str(requirements)))))
     cli.run("deploy", str(app))
-    assert requests.get(cli.urls("baker")["read"], timeout=60).json() == "the client's own file"
+    assert requests.get(cli.urls("baker")["read"], timeout=60).json() == "the client's own file + tomli_w"

@@ -19,14 +19,14 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .. import config, naming
 from ..backends.base import Backend
 from ..config import Settings
 from ..exception import InvalidError, NotFoundError
-from ..localfiles import UPLOADS, upload_key
+from ..localfiles import UPLOADS, slot_value, upload_slots
 from ..manifest import FunctionEntry, Manifest, compose_env
 from .autoscaler import READY, STARTING
 from .buckets import Buckets
@@ -84,26 +84,39 @@ def own_snapshots(manifest: Manifest, workspace: str) -> Manifest:
 
 
 def stage_uploads(manifest: Manifest, bundle: Bundle | None, home: Path, workspace: str) -> Manifest:
-    """On a shared server, every `add_local_file/dir(copy=True)` step reads the sources its client sent in
-    the bundle (localfiles.py `image_uploads`), never the path the client named: they are copied to
+    """On a shared server, every image step that reads local files (`copy=True` sources, requirement files,
+    pyproject, uv and Poetry projects: localfiles.py `upload_slots`) reads what its client sent in the
+    bundle, never the path the client named: those files are copied to
     `$SAMPAN_HOME/image-uploads/<workspace>/<content hash>/` (stable while they do not change, so the
-    step's layer is cached across deploys) and the step names that copy. Not sent: InvalidError."""
+    step's layer stays cached across deploys) and the step names that copy. Not sent: InvalidError."""
     def staged(step: dict[str, Any]) -> dict[str, Any]:
-        args = step.get("args") or {}
-        if step.get("op") not in ("add_local_file", "add_local_dir") or not args.get("copy"):
+        op, args = step.get("op") or "", dict(step.get("args") or {})
+        slots = upload_slots(op, args)
+        if not slots:
             return step
-        source = bundle.path / UPLOADS / upload_key(args) if bundle is not None else None
-        if source is None or not source.is_dir():
-            raise InvalidError(f"{step['op']}({args.get('local_path')!r}, copy=True): its files did not come with "
-                               "the app (this server reads none of its own files for a client's image; a "
-                               "Sampan client sends them with `sampan deploy` and `sampan serve`).")
-        copied = _stage(source, home / "image-uploads" / workspace)
-        if step["op"] == "add_local_file":
-            names = [p.name for p in copied.iterdir()]
-            if len(names) != 1:
-                raise InvalidError(f"add_local_file({args.get('local_path')!r}, copy=True): not one file sent.")
-            copied = copied / names[0]
-        return {**step, "args": {**args, "local_path": str(copied)}}
+        for slot, key in slots:
+            named = slot_value(args, slot)
+            source = bundle.path / UPLOADS / key if bundle is not None else None
+            if source is None or not source.is_dir():
+                raise InvalidError(f"{op}({named!r}): its files did not come with the app (this server reads none "
+                                   "of its own files for a client's image; `sampan deploy` sends them).")
+            copied = _stage(source, home / "image-uploads" / workspace)
+            if op == "add_local_file" or (op != "add_local_dir" and op != "uv_sync"):
+                copied = copied / PurePosixPath(named).name  # the one file (a Poetry lock file beside it)
+                if not copied.is_file():
+                    raise InvalidError(f"{op}({named!r}): the file did not come with the app.")
+            name, _, index = slot.partition(".")
+            if index:
+                args[name] = [*args[name][:int(index)], str(copied), *args[name][int(index) + 1:]]
+            else:
+                args[name] = str(copied)
+            if op == "poetry_install_from_file":
+                lock = copied.with_name("poetry.lock")
+                if lock.is_file():
+                    args["poetry_lockfile"] = str(lock)
+                else:
+                    args.pop("poetry_lockfile", None)
+        return {**step, "args": args}
 
     def fixed(entry: FunctionEntry) -> FunctionEntry:
         steps = tuple(staged(dict(s)) for s in entry.image)

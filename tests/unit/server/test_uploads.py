@@ -55,3 +55,28 @@ def test_the_server_builds_from_its_copy_of_what_was_sent(tmp_path: Path) -> Non
     assert next(s for s in again.functions[0].image if s["op"] == "add_local_file") == step
     with pytest.raises(InvalidError, match="did not come with the app"):  # a client that only names the path
         stage_uploads(manifest_with(image), write_bundle(home, {"app.py": b""}), home, "alice")
+
+
+def test_requirement_files_and_projects_travel_the_same_way(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("tomli-w==1.0.0\n")
+    (tmp_path / "uvproj").mkdir()
+    (tmp_path / "uvproj" / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    (tmp_path / "uvproj" / "uv.lock").write_text("lock")
+    (tmp_path / "poetry").mkdir()
+    (tmp_path / "poetry" / "pyproject.toml").write_text("[tool.poetry]\n")
+    (tmp_path / "poetry" / "poetry.lock").write_text("plock")
+    image = (modal.Image.debian_slim().pip_install_from_requirements(str(tmp_path / "requirements.txt"))
+             .uv_pip_install(requirements=[str(tmp_path / "requirements.txt")])
+             .uv_sync(str(tmp_path / "uvproj"))
+             .poetry_install_from_file(str(tmp_path / "poetry" / "pyproject.toml")))
+    files = {"app.py": b"", **{t: Path(lc).read_bytes() for t, lc in image_uploads(image.to_json()).items()}}
+    home = tmp_path / "home"
+    staged = {s["op"]: s["args"] for s in stage_uploads(manifest_with(image), write_bundle(home, files), home,
+                                                         "alice").functions[0].image}
+    base = home / "image-uploads" / "alice"
+    assert Path(staged["pip_install_from_requirements"]["requirements_txt"]).read_text() == "tomli-w==1.0.0\n"
+    assert Path(staged["uv_pip_install"]["requirements"][0]).is_relative_to(base)
+    assert sorted(p.name for p in Path(staged["uv_sync"]["uv_project_dir"]).iterdir()) == ["pyproject.toml", "uv.lock"]
+    poetry = staged["poetry_install_from_file"]
+    assert Path(poetry["poetry_pyproject_toml"]).is_relative_to(base)
+    assert Path(poetry["poetry_lockfile"]).read_text() == "plock"

@@ -165,13 +165,14 @@ def image_id(chain: list[Step]) -> str:
 def machine_paths(steps: list[dict[str, Any]], staged: bool = False) -> list[str]:
     """The steps of a recipe that read files of the machine that builds the image (the paths a client
     named are read where the server runs): `add_local_*` with `copy=True`, a Dockerfile and its COPY
-    sources, requirement files, pyproject, uv and Poetry projects. A shared server refuses them;
-    `staged`: it has put uploaded sources in place of `add_local_file/dir(copy=True)` paths already."""
+    sources, requirement files, pyproject, uv and Poetry projects. A shared server refuses them, except
+    (`staged`) those whose files a client sends with the app (localfiles.py `upload_slots`)."""
     found = []
     for step in steps:
         op, args = step["op"], step.get("args") or {}
-        if staged and op in ("add_local_file", "add_local_dir"):
-            continue
+        if staged and op in ("add_local_file", "add_local_dir", "pip_install_from_requirements",
+                             "pip_install_from_pyproject", "uv_pip_install", "uv_sync", "poetry_install_from_file"):
+            continue  # their files came with the app (server/apps.py `stage_uploads`)
         if op.startswith("add_local_") and args.get("copy"):
             found.append(f"{op}({args.get('local_path') or ', '.join(args.get('modules') or [])!r}, copy=True)")
         elif op == "from_dockerfile":
