@@ -8,8 +8,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 from collections.abc import Callable, Iterable
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Any, NamedTuple
 
 from .exception import InvalidError
 from .file_pattern_matcher import from_recipe
@@ -71,35 +71,45 @@ def upload_key(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
 
 
-def upload_slots(op: str, args: dict[str, Any]) -> list[tuple[str, str]]:
-    """The arguments of a step that name files of the building machine, each with the key its sources
-    travel under (`UPLOADS/<key>/`): `local_path` of `add_local_file/dir(copy=True)`, requirement
-    files, pyproject, a uv project's directory, a Poetry project's pyproject (its lock file beside it).
-    No I/O: the server reads this from a client's recipe. (A Dockerfile's sources are not sent.)"""
+class Slot(NamedTuple):
+    """One argument of an image step that names files of the building machine. `kind`: "file", "dir" (sent
+    whole, or only `names` in it) or "optional" (a file sent only where it exists: a Poetry lock file)."""
+
+    arg: str  # `requirements.2`: the third of a list
+    key: str  # its files travel in the bundle under `UPLOADS/<key>/`
+    kind: str
+    names: tuple[str, ...] = ()
+
+
+def upload_slots(op: str, args: dict[str, Any]) -> list[Slot]:
+    """The slots of a step: `local_path` of `add_local_file/dir(copy=True)`, requirement files, pyproject,
+    a uv project (its pyproject.toml and uv.lock), a Poetry project's pyproject and lock file. No I/O: the
+    server reads this from a client's recipe. (A Dockerfile's sources are not sent.)"""
+    def slot(arg: str, kind: str, names: tuple[str, ...] = ()) -> Slot:
+        return Slot(arg, upload_key(op, arg, slot_value(args, arg)), kind, names)
+
     if op in ("add_local_file", "add_local_dir") and args.get("copy"):
-        return [("local_path", upload_key(op, args["local_path"]))]
+        return [slot("local_path", "file" if op == "add_local_file" else "dir")]
     if op == "uv_pip_install":
-        return [(f"requirements.{i}", upload_key(op, str(i), r)) for i, r in enumerate(args.get("requirements") or [])]
-    single = {"pip_install_from_requirements": "requirements_txt", "pip_install_from_pyproject": "pyproject_toml",
-              "uv_sync": "uv_project_dir", "poetry_install_from_file": "poetry_pyproject_toml"}.get(op)
-    return [(single, upload_key(op, str(args.get(single) or ".")))] if single else []
-
-
-def slot_value(args: dict[str, Any], slot: str) -> str:
-    """The path a slot names (`requirements.2`: the third requirement file)."""
-    name, _, index = slot.partition(".")
-    return str(args[name][int(index)]) if index else str(args.get(name) or ".")
-
-
-def _slot_files(op: str, args: dict[str, Any], slot: str) -> list[tuple[str, str]]:
-    """The local files of one slot: (local path, name in its unit; "" for a directory sent whole)."""
-    local = Path(slot_value(args, slot))
+        return [slot(f"requirements.{i}", "file") for i in range(len(args.get("requirements") or []))]
+    if op in ("pip_install_from_requirements", "pip_install_from_pyproject"):
+        return [slot("requirements_txt" if op == "pip_install_from_requirements" else "pyproject_toml", "file")]
     if op == "uv_sync":
-        return [(str(local / n), n) for n in ("pyproject.toml", "uv.lock") if (local / n).is_file()]
+        return [slot("uv_project_dir", "dir", ("pyproject.toml", "uv.lock"))]
     if op == "poetry_install_from_file":
-        lock = Path(args.get("poetry_lockfile") or local.with_name("poetry.lock"))
-        return [(str(local), local.name)] + ([(str(lock), "poetry.lock")] if lock.is_file() else [])
-    return [(str(local), "" if local.is_dir() else local.name)]
+        return [slot("poetry_pyproject_toml", "file"), slot("poetry_lockfile", "optional")]
+    return []
+
+
+def slot_value(args: dict[str, Any], arg: str) -> str:
+    """The path a slot's argument names (`requirements.2`: the third requirement file; a Poetry lock file
+    not named: the one beside its pyproject)."""
+    name, _, index = arg.partition(".")
+    if index:
+        return str(args[name][int(index)])
+    if name == "poetry_lockfile" and not args.get(name):
+        return str(PurePosixPath(str(args["poetry_pyproject_toml"])).with_name("poetry.lock"))
+    return str(args.get(name) or ".")
 
 
 def image_uploads(steps: Iterable[dict[str, Any]]) -> dict[str, str]:
@@ -110,17 +120,17 @@ def image_uploads(steps: Iterable[dict[str, Any]]) -> dict[str, str]:
     found: dict[str, str] = {}
     for step in steps:
         op, args = step["op"], step.get("args") or {}
-        for slot, key in upload_slots(op, args):
-            files = _slot_files(op, args, slot)
-            if not files:
-                raise InvalidError(f"{op}: nothing to send from {slot_value(args, slot)!r} (no pyproject.toml).")
-            for local, name in files:
-                path = Path(local)
-                if not path.exists():
-                    raise InvalidError(f"{op}: local path {local!r} does not exist.")
-                target = f"{UPLOADS}/{key}"
-                if path.is_dir():
-                    found.update((t, lc) for lc, t in expand(path, target, ignore=from_recipe(args)))
-                else:
-                    found[f"{target}/{name}"] = local
+        for slot in upload_slots(op, args):
+            local = Path(slot_value(args, slot.arg))
+            target = f"{UPLOADS}/{slot.key}"
+            if slot.kind == "optional" and not local.is_file():
+                continue
+            if not local.exists():
+                raise InvalidError(f"{op}: local path {str(local)!r} does not exist.")
+            if slot.kind != "dir":
+                found[f"{target}/{local.name}"] = str(local)
+            elif slot.names:
+                found.update((f"{target}/{n}", str(local / n)) for n in slot.names if (local / n).is_file())
+            else:
+                found.update((t, lc) for lc, t in expand(local, target, ignore=from_recipe(args)))
     return found

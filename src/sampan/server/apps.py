@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -30,7 +28,7 @@ from ..localfiles import UPLOADS, slot_value, upload_slots
 from ..manifest import FunctionEntry, Manifest, compose_env
 from .autoscaler import READY, STARTING
 from .buckets import Buckets
-from .bundle import Bundle
+from .bundle import Bundle, write_content
 from .dashboard.series import Series
 from .endpoints import AppVersion, EndpointInfo, WebEndpoint
 from .gateway.listener import Gateway
@@ -91,64 +89,34 @@ def stage_uploads(manifest: Manifest, bundle: Bundle | None, home: Path, workspa
     step's layer stays cached across deploys) and the step names that copy. Not sent: InvalidError."""
     def staged(step: dict[str, Any]) -> dict[str, Any]:
         op, args = step.get("op") or "", dict(step.get("args") or {})
-        slots = upload_slots(op, args)
-        if not slots:
-            return step
-        for slot, key in slots:
-            named = slot_value(args, slot)
-            source = bundle.path / UPLOADS / key if bundle is not None else None
-            if source is None or not source.is_dir():
+        for slot in upload_slots(op, args):
+            named = slot_value(args, slot.arg)
+            source = bundle.path / UPLOADS / slot.key if bundle is not None else None
+            copied: Path | None = None
+            if source is not None and source.is_dir():
+                sent = {p.relative_to(source).as_posix(): p.read_bytes()
+                        for p in sorted(source.rglob("*")) if p.is_file() and not p.is_symlink()}
+                copied = write_content(home / "image-uploads" / workspace, sent).path
+                if slot.kind != "dir":
+                    copied = copied / PurePosixPath(named).name
+                    copied = copied if copied.is_file() else None
+            name, _, index = slot.arg.partition(".")
+            if copied is None and slot.kind == "optional":
+                args.pop(name, None)
+            elif copied is None:
                 raise InvalidError(f"{op}({named!r}): its files did not come with the app (this server reads none "
                                    "of its own files for a client's image; `sampan deploy` sends them).")
-            copied = _stage(source, home / "image-uploads" / workspace)
-            if op == "add_local_file" or (op != "add_local_dir" and op != "uv_sync"):
-                copied = copied / PurePosixPath(named).name  # the one file (a Poetry lock file beside it)
-                if not copied.is_file():
-                    raise InvalidError(f"{op}({named!r}): the file did not come with the app.")
-            name, _, index = slot.partition(".")
-            if index:
+            elif index:
                 args[name] = [*args[name][:int(index)], str(copied), *args[name][int(index) + 1:]]
             else:
                 args[name] = str(copied)
-            if op == "poetry_install_from_file":
-                lock = copied.with_name("poetry.lock")
-                if lock.is_file():
-                    args["poetry_lockfile"] = str(lock)
-                else:
-                    args.pop("poetry_lockfile", None)
-        return {**step, "args": args}
+        return {**step, "args": args} if args != (step.get("args") or {}) else step
 
     def fixed(entry: FunctionEntry) -> FunctionEntry:
         steps = tuple(staged(dict(s)) for s in entry.image)
         return dataclasses.replace(entry, image=steps) if steps != entry.image else entry
     return dataclasses.replace(manifest, functions=tuple(map(fixed, manifest.functions)),
                                calls=tuple(map(fixed, manifest.calls)))
-
-
-def _stage(source: Path, base: Path) -> Path:
-    """A copy of the regular files below `source` at `base/<hash of their paths and contents>`."""
-    files = sorted(p for p in source.rglob("*") if p.is_file() and not p.is_symlink())
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.relative_to(source).as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    target = base / digest.hexdigest()[:32]
-    if target.is_dir():
-        return target
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".stage-", dir=base))
-    try:
-        for path in files:
-            dest = tmp / path.relative_to(source)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, dest)
-        os.chmod(tmp, 0o755)
-        os.rename(tmp, target)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not target.is_dir():  # not a lost race with the same upload
-            raise
-    return target
 
 
 def check_machine_paths(manifest: Manifest) -> None:

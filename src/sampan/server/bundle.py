@@ -48,9 +48,15 @@ def check_paths(paths: Iterable[str]) -> None:
 
 
 def write_bundle(home: Path, files: dict[str, bytes]) -> Bundle:
+    return write_content(home / "bundles", files)
+
+
+def write_content(base: Path, files: dict[str, bytes]) -> Bundle:
+    """`files` as a directory of `base` named by their content, written once (bundles; the copies of a
+    client's image sources, server/apps.py `stage_uploads`)."""
     check_paths(files)
     bid = bundle_id(files)
-    dest = home / "bundles" / bid
+    dest = base / bid
     if dest.is_dir():
         return Bundle(bid, dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
